@@ -1,0 +1,140 @@
+//! Convolution benchmarks on the layer shapes of common networks (VGG/ResNet/MobileNet), one
+//! criterion group per layer, batch 1.
+//!
+//! Throughput is reported as `Elements(2 * MACs)`, so criterion's "elem/s" reads as FLOP/s.
+//! Each layer runs the production [`conv2d`] and the textbook untiled, single-threaded
+//! im2col + GEMM ([`conv2d_im2col_plain`]); the naive direct reference only runs on the small
+//! depthwise layer (it would take minutes on the others).
+//!
+//! Quick smoke run of one layer: `cargo bench --bench conv -- --quick c64_56_k3`.
+
+use cnn_conv::{
+    conv2d, conv2d_direct, conv2d_im2col_plain, Activation, Conv2dGeometry, Conv2dSpec, Padding,
+};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::hint::black_box;
+use std::time::Duration;
+
+/// One benchmarked layer.
+struct Layer {
+    name: &'static str,
+    in_c: usize,
+    size: usize,
+    filters: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+    /// Also run the naive direct convolution.
+    direct: bool,
+}
+
+const fn layer(
+    name: &'static str,
+    in_c: usize,
+    size: usize,
+    filters: usize,
+    kernel: usize,
+) -> Layer {
+    Layer {
+        name,
+        in_c,
+        size,
+        filters,
+        kernel,
+        stride: 1,
+        pad: kernel / 2,
+        groups: 1,
+        direct: false,
+    }
+}
+
+const LAYERS: [Layer; 8] = [
+    layer("c3_224_k3", 3, 224, 64, 3),
+    layer("c64_56_k3", 64, 56, 64, 3),
+    layer("c128_28_k3", 128, 28, 128, 3),
+    layer("c256_14_k3", 256, 14, 256, 3),
+    layer("c512_7_k3", 512, 7, 512, 3),
+    layer("c64_56_1x1_256", 64, 56, 256, 1),
+    Layer {
+        stride: 2,
+        ..layer("c3_224_k7s2", 3, 224, 64, 7)
+    },
+    Layer {
+        groups: 32,
+        direct: true,
+        ..layer("dw32_112_k3", 32, 112, 32, 3)
+    },
+];
+
+fn random(len: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0f32..=1.0)).collect()
+}
+
+fn bench_layer(c: &mut Criterion, l: &Layer) {
+    let spec = Conv2dSpec {
+        filters: l.filters,
+        kernel: [l.kernel, l.kernel],
+        stride: [l.stride, l.stride],
+        dilation: [1, 1],
+        padding: Padding::Explicit { h: l.pad, w: l.pad },
+        groups: l.groups,
+    };
+    let Ok(geom) = Conv2dGeometry::resolve(l.in_c, l.size, l.size, &spec) else {
+        eprintln!("{}: geometry does not resolve, skipped", l.name);
+        return;
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(42);
+    let input = random(geom.in_len(), &mut rng);
+    let weights = random(geom.weight_len(), &mut rng);
+    let bias = random(geom.out_c, &mut rng);
+    let mut output = vec![0.0f32; geom.out_len()];
+
+    let mut group = c.benchmark_group(l.name);
+    group.throughput(Throughput::Elements(2 * geom.macs()));
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    type Kernel = fn(
+        &Conv2dGeometry,
+        &[f32],
+        usize,
+        &[f32],
+        Option<&[f32]>,
+        Activation,
+        &mut [f32],
+    ) -> Result<(), cnn_conv::KernelError>;
+    let mut kernels: Vec<(&str, Kernel)> =
+        vec![("conv2d", conv2d), ("im2col_plain", conv2d_im2col_plain)];
+    if l.direct {
+        kernels.push(("direct", conv2d_direct));
+    }
+    for (name, kernel) in kernels {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let r = kernel(
+                    &geom,
+                    black_box(&input),
+                    1,
+                    &weights,
+                    Some(&bias),
+                    Activation::Relu,
+                    &mut output,
+                );
+                black_box(r.is_ok())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    for l in &LAYERS {
+        bench_layer(c, l);
+    }
+}
+
+criterion_group!(conv_benches, benches);
+criterion_main!(conv_benches);

@@ -1,0 +1,433 @@
+//! Property tests: every fast kernel against its naive reference on random geometries.
+//!
+//! Error bound. The references accumulate in f64 and round once, so they are (almost) exact.
+//! The fast kernels sum `n` f32 products (n = K + 1 with the bias, K = (in_c/groups)*k_h*k_w
+//! <= 8*5*5 = 200 here), and for any summation order the rounding error of an f32 sum of
+//! products is at most about `n * u * S`, with `u = 2^-24 ~ 6e-8` and `S = |b| + sum |w*x|`
+//! (the sum of absolute values of the terms): here at most `201 * 6e-8 ~ 1.2e-5 * S`. The
+//! activations are 1-Lipschitz (sigmoid 1/4), so they do not enlarge the error, and their own
+//! rounding adds at most a few `u` relative to a value bounded by `1 + S`. We therefore assert
+//!
+//! `|fast - reference| <= 1e-4 * (1 + S)`
+//!
+//! per output, computing `S` exactly with the reference kernel on `|x|`, `|w|`, `|b|`. The
+//! margin over the worst case is ~8x, and the `1 +` covers outputs whose sum cancels to ~0.
+//! Inputs, weights and biases are uniform in [-1, 1].
+
+use cnn_conv::conv::{conv2d_tuned, ConvTuning};
+use cnn_conv::*;
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const TOL: f32 = 1e-4;
+
+fn uniform(len: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0f32..=1.0)).collect()
+}
+
+fn abs(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|x| x.abs()).collect()
+}
+
+/// Asserts `|got - want| <= TOL * (1 + scale)` element-wise.
+fn assert_close(got: &[f32], want: &[f32], scale: &[f32]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.len(), want.len());
+    for (i, ((g, w), s)) in got.iter().zip(want).zip(scale).enumerate() {
+        let bound = TOL * (1.0 + s);
+        prop_assert!(
+            (g - w).abs() <= bound,
+            "output {}: got {}, reference {}, bound {}",
+            i,
+            g,
+            w,
+            bound
+        );
+    }
+    Ok(())
+}
+
+fn padding() -> impl Strategy<Value = Padding> {
+    prop_oneof![
+        Just(Padding::Valid),
+        Just(Padding::Same),
+        (0..3usize, 0..3usize).prop_map(|(h, w)| Padding::Explicit { h, w }),
+        (0..3usize, 0..3usize, 0..3usize, 0..3usize).prop_map(|(top, bottom, left, right)| {
+            Padding::Asymmetric {
+                top,
+                bottom,
+                left,
+                right,
+            }
+        }),
+    ]
+}
+
+fn activation() -> impl Strategy<Value = Activation> {
+    prop_oneof![
+        Just(Activation::Linear),
+        Just(Activation::Relu),
+        Just(Activation::Sigmoid),
+        Just(Activation::Tanh),
+    ]
+}
+
+/// One convolution test case: the input size, the spec, and what to run.
+#[derive(Debug, Clone)]
+struct Case {
+    batch: usize,
+    in_c: usize,
+    in_h: usize,
+    in_w: usize,
+    spec: Conv2dSpec,
+    bias: bool,
+    act: Activation,
+    /// Column tile bound as a number of output rows (0: the production default).
+    tile_rows: usize,
+    /// Force the split of single-image GEMMs across threads.
+    force_split: bool,
+    seed: u64,
+}
+
+/// Strategy for a case with `in_c` channels, `groups` dividing it, `mg` filters per group.
+#[allow(clippy::too_many_arguments)]
+fn case(
+    batch: impl Strategy<Value = usize>,
+    in_c: impl Strategy<Value = usize>,
+    groups_of: fn(usize) -> BoxedStrategy<usize>,
+    mg: impl Strategy<Value = usize> + Clone + 'static,
+    hw: std::ops::RangeInclusive<usize>,
+    kernel: std::ops::RangeInclusive<usize>,
+    stride: std::ops::RangeInclusive<usize>,
+    padding: BoxedStrategy<Padding>,
+    tile_rows: BoxedStrategy<usize>,
+) -> impl Strategy<Value = Case> {
+    let sizes = (batch, in_c)
+        .prop_flat_map(move |(batch, in_c)| (Just(batch), Just(in_c), groups_of(in_c), mg.clone()));
+    let window = (
+        hw.clone(),
+        hw,
+        [kernel.clone(), kernel],
+        [stride.clone(), stride],
+        [1..=3usize, 1..=3usize],
+        padding,
+    );
+    let run = (
+        any::<bool>(),
+        activation(),
+        tile_rows,
+        any::<bool>(),
+        any::<u64>(),
+    );
+    (sizes, window, run).prop_map(
+        |((batch, in_c, groups, mg), (in_h, in_w, kernel, stride, dilation, padding), run)| {
+            let (bias, act, tile_rows, force_split, seed) = run;
+            Case {
+                batch,
+                in_c,
+                in_h,
+                in_w,
+                spec: Conv2dSpec {
+                    filters: groups * mg,
+                    kernel,
+                    stride,
+                    dilation,
+                    padding,
+                    groups,
+                },
+                bias,
+                act,
+                tile_rows,
+                force_split,
+                seed,
+            }
+        },
+    )
+}
+
+fn any_divisor(in_c: usize) -> BoxedStrategy<usize> {
+    let divisors: Vec<usize> = (1..=in_c).filter(|g| in_c % g == 0).collect();
+    prop::sample::select(divisors).boxed()
+}
+
+fn all_channels(in_c: usize) -> BoxedStrategy<usize> {
+    Just(in_c).boxed()
+}
+
+/// Random data for a case: (input, weights, bias).
+fn data(geom: &Conv2dGeometry, c: &Case) -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
+    let input = uniform(c.batch * geom.in_len(), &mut rng);
+    let weights = uniform(geom.weight_len(), &mut rng);
+    let bias = c.bias.then(|| uniform(geom.out_c, &mut rng));
+    (input, weights, bias)
+}
+
+/// The reference output and the per-output scale `S = |b| + sum |w*x|`.
+fn reference(
+    geom: &Conv2dGeometry,
+    c: &Case,
+    input: &[f32],
+    weights: &[f32],
+    bias: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>) {
+    let len = c.batch * geom.out_len();
+    let mut want = vec![0.0; len];
+    conv2d_direct(geom, input, c.batch, weights, bias, c.act, &mut want).unwrap();
+    let mut scale = vec![0.0; len];
+    let abs_bias = bias.map(abs);
+    conv2d_direct(
+        geom,
+        &abs(input),
+        c.batch,
+        &abs(weights),
+        abs_bias.as_deref(),
+        Activation::Linear,
+        &mut scale,
+    )
+    .unwrap();
+    (want, scale)
+}
+
+/// Runs the production path (with the case's tuning) and the plain path against the direct
+/// reference. Geometries that do not resolve are skipped.
+fn check_conv(c: Case) -> Result<(), TestCaseError> {
+    let geom = Conv2dGeometry::resolve(c.in_c, c.in_h, c.in_w, &c.spec);
+    prop_assume!(geom.is_ok());
+    let geom = geom.unwrap();
+    let (input, weights, bias) = data(&geom, &c);
+    let (want, scale) = reference(&geom, &c, &input, &weights, bias.as_deref());
+    let tuning = ConvTuning {
+        tile_bytes: match c.tile_rows {
+            0 => ConvTuning::default().tile_bytes,
+            rows => rows * 4 * geom.col_rows() * geom.out_w,
+        },
+        par_min_macs: if c.force_split {
+            0
+        } else {
+            ConvTuning::default().par_min_macs
+        },
+    };
+    let mut got = vec![f32::NAN; want.len()];
+    let b = bias.as_deref();
+    conv2d_tuned(&geom, &input, c.batch, &weights, b, c.act, &mut got, tuning).unwrap();
+    assert_close(&got, &want, &scale)?;
+    let mut plain = vec![f32::NAN; want.len()];
+    conv2d_im2col_plain(&geom, &input, c.batch, &weights, b, c.act, &mut plain).unwrap();
+    assert_close(&plain, &want, &scale)?;
+    if geom.groups == geom.in_c {
+        let mut dw = vec![f32::NAN; want.len()];
+        depthwise_conv2d(&geom, &input, c.batch, &weights, b, c.act, &mut dw).unwrap();
+        assert_close(&dw, &want, &scale)?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// Everything random: groups, non-square inputs and kernels, strides, dilation, padding,
+    /// bias, activation, and tiles of 1-3 output rows or the default bound.
+    #[test]
+    fn conv2d_matches_direct(c in case(
+        1..=3usize, 1..=8usize, any_divisor, 1..=3usize, 1..=14, 1..=5, 1..=3,
+        padding().boxed(), prop_oneof![Just(0usize), 1..=3usize].boxed(),
+    )) {
+        check_conv(c)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+
+    /// Pointwise: 1x1, stride 1, no padding (the no-im2col path).
+    #[test]
+    fn pointwise_matches_direct(c in case(
+        1..=3usize, 1..=8usize, any_divisor, 1..=4usize, 1..=14, 1..=1, 1..=1,
+        prop_oneof![Just(Padding::Valid), Just(Padding::Same)].boxed(), Just(0usize).boxed(),
+    )) {
+        prop_assert!(
+            Conv2dGeometry::resolve(c.in_c, c.in_h, c.in_w, &c.spec).map_or(true, |g| g.is_pointwise())
+        );
+        check_conv(c)?;
+    }
+
+    /// Depthwise: groups == in_c, depth multiplier 1-3 (also run through depthwise_conv2d).
+    #[test]
+    fn depthwise_matches_direct(c in case(
+        1..=3usize, 1..=8usize, all_channels, 1..=3usize, 1..=14, 1..=5, 1..=3,
+        padding().boxed(), Just(0usize).boxed(),
+    )) {
+        check_conv(c)?;
+    }
+
+    /// Larger outputs with tiny tiles: the column matrix is split into many row tiles.
+    #[test]
+    fn tiled_conv2d_matches_direct(c in case(
+        1..=2usize, 1..=4usize, any_divisor, 1..=3usize, 10..=40, 1..=4, 1..=2,
+        padding().boxed(), (1..=4usize).boxed(),
+    )) {
+        check_conv(c)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    /// Many filters per group, so single-image GEMMs are split across threads by channel
+    /// blocks (when `force_split`), combined with tiling.
+    #[test]
+    fn wide_conv2d_matches_direct(c in case(
+        1..=2usize, 1..=4usize, any_divisor, 16..=40usize, 4..=16, 1..=3, 1..=2,
+        padding().boxed(), prop_oneof![Just(0usize), 1..=3usize].boxed(),
+    )) {
+        check_conv(c)?;
+    }
+}
+
+/// A locally connected case.
+#[derive(Debug, Clone)]
+struct LocalCase {
+    batch: usize,
+    in_c: usize,
+    in_h: usize,
+    in_w: usize,
+    spec: Conv2dSpec,
+    bias: bool,
+    act: Activation,
+    seed: u64,
+}
+
+fn local_case() -> impl Strategy<Value = LocalCase> {
+    (
+        (1..=2usize, 1..=4usize, 1..=10usize, 1..=10usize, 1..=5usize),
+        (
+            [1..=4usize, 1..=4usize],
+            [1..=3usize, 1..=3usize],
+            [1..=2usize, 1..=2usize],
+        ),
+        (padding(), any::<bool>(), activation(), any::<u64>()),
+    )
+        .prop_map(
+            |((batch, in_c, in_h, in_w, filters), (kernel, stride, dilation), rest)| {
+                let (padding, bias, act, seed) = rest;
+                LocalCase {
+                    batch,
+                    in_c,
+                    in_h,
+                    in_w,
+                    spec: Conv2dSpec {
+                        filters,
+                        kernel,
+                        stride,
+                        dilation,
+                        padding,
+                        groups: 1,
+                    },
+                    bias,
+                    act,
+                    seed,
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Locally connected (unshared weights) against its reference.
+    #[test]
+    fn locally_connected_matches_direct(c in local_case()) {
+        let geom = Conv2dGeometry::resolve(c.in_c, c.in_h, c.in_w, &c.spec);
+        prop_assume!(geom.is_ok());
+        let g = geom.unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
+        let input = uniform(c.batch * g.in_len(), &mut rng);
+        let weights = uniform(g.col_cols() * g.out_c * g.col_rows(), &mut rng);
+        let bias = c.bias.then(|| uniform(g.out_len(), &mut rng));
+        let len = c.batch * g.out_len();
+        let (mut got, mut want, mut scale) = (vec![f32::NAN; len], vec![0.0; len], vec![0.0; len]);
+        let b = bias.as_deref();
+        locally_connected2d(&g, &input, c.batch, &weights, b, c.act, &mut got).unwrap();
+        locally_connected2d_direct(&g, &input, c.batch, &weights, b, c.act, &mut want).unwrap();
+        let abs_bias = bias.as_deref().map(abs);
+        locally_connected2d_direct(
+            &g, &abs(&input), c.batch, &abs(&weights), abs_bias.as_deref(),
+            Activation::Linear, &mut scale,
+        ).unwrap();
+        assert_close(&got, &want, &scale)?;
+    }
+
+    /// Dense against its reference.
+    #[test]
+    fn dense_matches_direct(
+        batch in 1..=4usize,
+        in_features in 1..=64usize,
+        units in 1..=20usize,
+        bias in any::<bool>(),
+        act in activation(),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let input = uniform(batch * in_features, &mut rng);
+        let weights = uniform(units * in_features, &mut rng);
+        let bias = bias.then(|| uniform(units, &mut rng));
+        let b = bias.as_deref();
+        let len = batch * units;
+        let (mut got, mut want, mut scale) = (vec![f32::NAN; len], vec![0.0; len], vec![0.0; len]);
+        dense(&input, batch, in_features, &weights, b, act, &mut got).unwrap();
+        dense_direct(&input, batch, in_features, &weights, b, act, &mut want).unwrap();
+        let abs_bias = bias.as_deref().map(abs);
+        dense_direct(
+            &abs(&input), batch, in_features, &abs(&weights), abs_bias.as_deref(),
+            Activation::Linear, &mut scale,
+        ).unwrap();
+        assert_close(&got, &want, &scale)?;
+    }
+
+    /// Pooling: the output is a max / mean of a subset of the real window cells; checked
+    /// against a brute-force scan of the window with explicit bounds tests.
+    #[test]
+    fn pools_match_brute_force(
+        c in 1..=3usize, h in 1..=9usize, w in 1..=9usize,
+        pool in [1..=4usize, 1..=4usize], stride in [1..=3usize, 1..=3usize],
+        same in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let spec = Pool2dSpec {
+            pool,
+            stride,
+            padding: if same { Padding::Same } else { Padding::Valid },
+        };
+        let g = Pool2dGeometry::resolve(c, h, w, &spec);
+        prop_assume!(g.is_ok());
+        let g = g.unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let input = uniform(2 * g.in_len(), &mut rng);
+        let (mut mx, mut avg) = (vec![0.0; 2 * g.out_len()], vec![0.0; 2 * g.out_len()]);
+        max_pool2d(&g, &input, 2, &mut mx).unwrap();
+        avg_pool2d(&g, &input, 2, &mut avg).unwrap();
+        for plane in 0..2 * c {
+            for oh in 0..g.out_h {
+                for ow in 0..g.out_w {
+                    let (mut m, mut s, mut n) = (f32::NEG_INFINITY, 0.0f64, 0usize);
+                    for ph in 0..g.pool_h {
+                        for pw in 0..g.pool_w {
+                            let ih = (oh * g.stride_h + ph) as isize - g.pad_top as isize;
+                            let iw = (ow * g.stride_w + pw) as isize - g.pad_left as isize;
+                            if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w {
+                                let v = input[(plane * h + ih as usize) * w + iw as usize];
+                                m = m.max(v);
+                                s += f64::from(v);
+                                n += 1;
+                            }
+                        }
+                    }
+                    let o = (plane * g.out_h + oh) * g.out_w + ow;
+                    prop_assert!(n > 0);
+                    prop_assert_eq!(mx[o], m);
+                    prop_assert!((f64::from(avg[o]) - s / n as f64).abs() <= 1e-5);
+                }
+            }
+        }
+    }
+}

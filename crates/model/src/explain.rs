@@ -1,0 +1,199 @@
+//! The 3D-to-2D trick made visible: for every convolution-like layer, the im2col matrix it
+//! unfolds, the GEMM it hands over (`M x K x N`), how many GEMM calls one image takes, and the
+//! bytes of the column buffer — both the full matrix and the tile the engine really allocates.
+//! It reads only the plan; it neither allocates nor runs anything.
+
+use crate::plan::{LayerPlan, ModelPlan, Op};
+use cnn_conv::Conv2dGeometry;
+
+/// How the engine computes a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelPath {
+    /// im2col into a (tiled) column buffer, then one GEMM per group.
+    Im2colGemm,
+    /// 1x1, stride 1, no padding: the input already is the column matrix; GEMM only.
+    Pointwise,
+    /// One group per channel: a direct kernel (a GEMM with M = 1 would waste the hardware).
+    Depthwise,
+    /// Unshared weights: one small matrix-vector product per output position.
+    LocallyConnected,
+    /// A dense layer: one GEMM of the weights with the input vectors.
+    Dense,
+}
+
+impl KernelPath {
+    /// A short description for reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            KernelPath::Im2colGemm => "im2col + GEMM",
+            KernelPath::Pointwise => "GEMM on the input (1x1: no im2col)",
+            KernelPath::Depthwise => "direct depthwise kernel",
+            KernelPath::LocallyConnected => "per-position mat-vec",
+            KernelPath::Dense => "GEMM",
+        }
+    }
+}
+
+/// What one convolution-like layer becomes as matrices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvExplanation {
+    /// The layer name (`separable_conv2d_1/depthwise` for the parts of a separable layer).
+    pub layer: String,
+    pub type_name: &'static str,
+    pub path: KernelPath,
+    pub input_shape: Vec<usize>,
+    pub output_shape: Vec<usize>,
+    /// `[k_h, k_w]`, `[stride_h, stride_w]`, `[top, bottom, left, right]`, `[dil_h, dil_w]`.
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 4],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+    /// The im2col matrix of one group: `[rows, cols]` = `[(C/groups)*KH*KW, OH*OW]`.
+    pub im2col: [usize; 2],
+    /// The GEMM of one group: `M x K x N`.
+    pub gemm: [usize; 3],
+    /// GEMM calls per image (groups; output positions for locally connected).
+    pub gemm_calls: usize,
+    /// Bytes of the whole column matrix of one group if it were materialised.
+    pub column_bytes_full: u64,
+    /// Bytes of the column buffer the engine really allocates (tiled; 0 when none).
+    pub column_bytes_allocated: u64,
+    pub macs: u64,
+}
+
+fn from_geometry(
+    layer: &str,
+    type_name: &'static str,
+    path: KernelPath,
+    g: &Conv2dGeometry,
+) -> ConvExplanation {
+    let rows = g.col_rows();
+    let cols = g.col_cols();
+    let allocated = match path {
+        KernelPath::Im2colGemm => cnn_conv::conv::column_buffer_len(g) as u64 * 4,
+        _ => 0,
+    };
+    let (gemm, calls) = match path {
+        KernelPath::LocallyConnected => ([g.out_c, rows, 1], cols),
+        _ => ([g.out_c_per_group(), rows, cols], g.groups),
+    };
+    ConvExplanation {
+        layer: layer.to_string(),
+        type_name,
+        path,
+        input_shape: vec![g.in_c, g.in_h, g.in_w],
+        output_shape: vec![g.out_c, g.out_h, g.out_w],
+        kernel: [g.k_h, g.k_w],
+        stride: [g.stride_h, g.stride_w],
+        padding: [g.pad_top, g.pad_bottom, g.pad_left, g.pad_right],
+        dilation: [g.dil_h, g.dil_w],
+        groups: g.groups,
+        im2col: [rows, cols],
+        gemm,
+        gemm_calls: calls,
+        column_bytes_full: rows as u64 * cols as u64 * 4,
+        column_bytes_allocated: allocated,
+        macs: g.macs(),
+    }
+}
+
+fn conv_path(g: &Conv2dGeometry) -> KernelPath {
+    if g.is_depthwise() {
+        KernelPath::Depthwise
+    } else if g.is_pointwise() {
+        KernelPath::Pointwise
+    } else {
+        KernelPath::Im2colGemm
+    }
+}
+
+fn explain_layer(layer: &LayerPlan) -> Vec<ConvExplanation> {
+    match &layer.op {
+        Op::Conv { geom, .. } => vec![from_geometry(
+            &layer.name,
+            layer.type_name,
+            conv_path(geom),
+            geom,
+        )],
+        Op::Separable {
+            depthwise,
+            pointwise,
+            ..
+        } => vec![
+            from_geometry(
+                &format!("{}/depthwise", layer.name),
+                layer.type_name,
+                conv_path(depthwise),
+                depthwise,
+            ),
+            from_geometry(
+                &format!("{}/pointwise", layer.name),
+                layer.type_name,
+                conv_path(pointwise),
+                pointwise,
+            ),
+        ],
+        Op::Local { geom, .. } => vec![from_geometry(
+            &layer.name,
+            layer.type_name,
+            KernelPath::LocallyConnected,
+            geom,
+        )],
+        Op::Dense {
+            in_features, units, ..
+        } => vec![ConvExplanation {
+            layer: layer.name.clone(),
+            type_name: layer.type_name,
+            path: KernelPath::Dense,
+            input_shape: vec![*in_features],
+            output_shape: vec![*units],
+            kernel: [1, 1],
+            stride: [1, 1],
+            padding: [0; 4],
+            dilation: [1, 1],
+            groups: 1,
+            im2col: [*in_features, 1],
+            gemm: [*units, *in_features, 1],
+            gemm_calls: 1,
+            column_bytes_full: 0,
+            column_bytes_allocated: 0,
+            macs: layer.macs,
+        }],
+        _ => Vec::new(),
+    }
+}
+
+/// Explains every layer of `plan` that multiplies matrices (conv-like and dense layers).
+pub fn explain(plan: &ModelPlan) -> Vec<ConvExplanation> {
+    plan.layers.iter().flat_map(explain_layer).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse_model;
+    use crate::plan::plan;
+
+    #[test]
+    fn lasagne_first_conv_unfolds_to_25_by_576() {
+        // Seed 003: conv 32 5x5 on 1x28x28 -> 32x24x24; im2col [1*5*5, 24*24].
+        let text = "name = \"l\"\n[input]\nchannels = 1\nheight = 28\nwidth = 28\n\
+                    [[layers]]\ntype = \"conv2d\"\nfilters = 32\nkernel = 5\n\
+                    [[layers]]\ntype = \"conv2d\"\nfilters = 8\nkernel = 1\n\
+                    [[layers]]\ntype = \"depthwise_conv2d\"\nkernel = 3\n";
+        let p = plan(&parse_model(text, "l.toml").unwrap()).unwrap();
+        let e = explain(&p);
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].path, KernelPath::Im2colGemm);
+        assert_eq!(e[0].im2col, [25, 576]);
+        assert_eq!(e[0].gemm, [32, 25, 576]);
+        assert_eq!(e[0].column_bytes_full, 25 * 576 * 4);
+        assert!(e[0].column_bytes_allocated > 0);
+        assert!(e[0].column_bytes_allocated <= e[0].column_bytes_full);
+        assert_eq!(e[1].path, KernelPath::Pointwise);
+        assert_eq!(e[1].column_bytes_allocated, 0);
+        assert_eq!(e[2].path, KernelPath::Depthwise);
+        assert_eq!((e[2].groups, e[2].gemm), (8, [1, 9, 22 * 22]));
+    }
+}

@@ -1,0 +1,30 @@
+//! `cnn`: a CPU inference engine for convolutional networks that shows its arithmetic.
+//!
+//! This facade re-exports the three engine crates — [`tensor`] (the NCHW tensor), [`conv`]
+//! (im2col + GEMM and the other kernels) and [`model`] (model files, shape inference, parameter
+//! accounting, forward passes) — and holds what the `cnn` command line needs on top of them:
+//! `.npy` input/output ([`npy`]), report rendering ([`report`]) and the demo ([`demo`]).
+
+pub use cnn_conv as conv;
+pub use cnn_model as model;
+pub use cnn_tensor as tensor;
+
+pub use cnn_model::{Model, ModelError, ModelPlan, DEFAULT_MAX_WEIGHT_BYTES};
+pub use cnn_tensor::Tensor;
+
+pub mod demo;
+pub mod npy;
+pub mod report;
+
+/// A seeded batch of uniform values in `[0, 1)` shaped `[n, C, H, W]` for `plan`'s input.
+pub fn random_input(plan: &ModelPlan, n: usize, seed: u64) -> Result<Tensor, String> {
+    use rand::{Rng, SeedableRng};
+    let mut shape = vec![n];
+    shape.extend(plan.input_shape());
+    let mut t = Tensor::zeros(&shape).map_err(|e| e.to_string())?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for v in t.as_mut_slice() {
+        *v = rng.random::<f32>();
+    }
+    Ok(t)
+}

@@ -1,0 +1,158 @@
+//! `cnn explain`: for every layer that multiplies matrices, the 3D-to-2D trick spelled out —
+//! which im2col matrix the input unfolds into, the GEMM `W[M x K] x cols[K x N]`, how many calls
+//! per image, and the column-buffer bytes (whole matrix vs the tile the engine allocates).
+
+use cnn_model::format::{group_digits, human_bytes};
+use cnn_model::{ConvExplanation, KernelPath, ModelPlan};
+use cnn_tensor::format_shape;
+use serde::Serialize;
+
+/// One entry of `explain --format json`.
+#[derive(Debug, Serialize)]
+pub struct ExplainJson {
+    pub layer: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub path: String,
+    pub input_shape: Vec<usize>,
+    pub output_shape: Vec<usize>,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 4],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+    pub im2col_shape: [usize; 2],
+    pub gemm_mkn: [usize; 3],
+    pub gemm_calls_per_image: usize,
+    pub column_bytes_full: u64,
+    pub column_bytes_allocated: u64,
+    pub macs: u64,
+}
+
+/// The JSON document.
+pub fn to_json(items: &[ConvExplanation]) -> Vec<ExplainJson> {
+    items
+        .iter()
+        .map(|e| ExplainJson {
+            layer: e.layer.clone(),
+            type_name: e.type_name.to_string(),
+            path: e.path.describe().to_string(),
+            input_shape: e.input_shape.clone(),
+            output_shape: e.output_shape.clone(),
+            kernel: e.kernel,
+            stride: e.stride,
+            padding: e.padding,
+            dilation: e.dilation,
+            groups: e.groups,
+            im2col_shape: e.im2col,
+            gemm_mkn: e.gemm,
+            gemm_calls_per_image: e.gemm_calls,
+            column_bytes_full: e.column_bytes_full,
+            column_bytes_allocated: e.column_bytes_allocated,
+            macs: e.macs,
+        })
+        .collect()
+}
+
+fn block(e: &ConvExplanation) -> String {
+    let [m, k, n] = e.gemm;
+    let [rows, cols] = e.im2col;
+    let mut out = format!(
+        "{} ({}): {} -> {}\n",
+        e.layer,
+        e.type_name,
+        format_shape(&e.input_shape),
+        format_shape(&e.output_shape)
+    );
+    if e.path != KernelPath::Dense {
+        let [t, b, l, r] = e.padding;
+        out.push_str(&format!(
+            "  window   {}x{} kernel, stride {}x{}, padding top {t} bottom {b} left {l} right {r}, \
+             dilation {}x{}, groups {}\n",
+            e.kernel[0], e.kernel[1], e.stride[0], e.stride[1], e.dilation[0], e.dilation[1], e.groups
+        ));
+    }
+    let per_group_c = e.input_shape.first().copied().unwrap_or(0) / e.groups.max(1);
+    match e.path {
+        KernelPath::Im2colGemm | KernelPath::Pointwise => {
+            let group_note = if e.groups > 1 {
+                format!(" (per group; {} groups)", e.groups)
+            } else {
+                String::new()
+            };
+            if e.path == KernelPath::Pointwise {
+                out.push_str(&format!(
+                    "  im2col   none needed: with a 1x1 kernel, stride 1 and no padding the input \
+                     already is the [{rows} x {cols}] column matrix{group_note}\n"
+                ));
+            } else {
+                out.push_str(&format!(
+                    "  im2col   cols [{rows} x {cols}] = ({per_group_c}*{}*{}) rows x ({}*{}) \
+                     columns{group_note}\n",
+                    e.kernel[0], e.kernel[1], e.output_shape[1], e.output_shape[2]
+                ));
+            }
+            out.push_str(&format!(
+                "  GEMM     W[{m} x {k}] x cols[{k} x {n}] -> out[{m} x {n}]   M x K x N = {m} x {k} x {n}, \
+                 {} call(s) per image\n",
+                e.gemm_calls
+            ));
+            let buffer = if e.path == KernelPath::Pointwise {
+                "none".to_string()
+            } else {
+                format!(
+                    "{} for the whole matrix, {} allocated (tiled over output rows)",
+                    human_bytes(e.column_bytes_full as u128),
+                    human_bytes(e.column_bytes_allocated as u128)
+                )
+            };
+            out.push_str(&format!("  buffer   {buffer}\n"));
+        }
+        KernelPath::Depthwise => {
+            out.push_str(&format!(
+                "  im2col   would be cols [{rows} x {cols}] per channel, {} times: a GEMM with \
+                 M = {m} wastes the hardware\n",
+                e.groups
+            ));
+            out.push_str(&format!(
+                "  kernel   direct depthwise convolution instead (GEMM-equivalent {m} x {k} x {n}, \
+                 {} per image); no column buffer\n",
+                e.gemm_calls
+            ));
+        }
+        KernelPath::LocallyConnected => {
+            out.push_str(&format!(
+                "  im2col   one column of {rows} values per output position ({cols} positions), \
+                 gathered one at a time; the whole matrix would be {}\n",
+                human_bytes(e.column_bytes_full as u128)
+            ));
+            out.push_str(&format!(
+                "  GEMM     unshared weights: a W_p[{m} x {k}] x col_p[{k} x 1] mat-vec for each of \
+                 the {cols} positions\n"
+            ));
+        }
+        KernelPath::Dense => {
+            out.push_str(&format!(
+                "  GEMM     W[{m} x {k}] x x[{k} x batch] -> y[{m} x batch]   M x K x N = {m} x {k} x batch\n"
+            ));
+        }
+    }
+    out.push_str(&format!("  MACs     {}\n", group_digits(e.macs as u128)));
+    out
+}
+
+/// The terminal report.
+pub fn render(plan: &ModelPlan, items: &[ConvExplanation]) -> String {
+    let mut out = format!(
+        "Model \"{}\": every convolution as a matrix product (im2col, then GEMM)\n\n",
+        plan.name()
+    );
+    if items.is_empty() {
+        out.push_str("No layer of this model multiplies matrices.\n");
+    }
+    for e in items {
+        out.push_str(&block(e));
+        out.push('\n');
+    }
+    out
+}

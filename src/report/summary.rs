@@ -1,0 +1,192 @@
+//! `cnn summary`: a Keras-style table (Layer (type), Output Shape, Param #) extended with the
+//! formula behind every count and the layer's MACs, then totals — trainable, non-trainable,
+//! bytes — and the number of values actually held in weight buffers. Also as JSON (the
+//! contract in `docs/cli.md`) and Markdown.
+
+use super::table::{Align, Table};
+use super::{input_names, is_sequential, paren_shape};
+use cnn_model::format::{group_digits, human_bytes};
+use cnn_model::ModelPlan;
+use serde::Serialize;
+
+/// Whether weights were allocated, and if not why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// Allocated and verified: the number of values held.
+    Held(u64),
+    /// The user asked for counting only.
+    Skipped,
+    /// Over the memory ceiling: not attempted.
+    OverCeiling { bytes: u128, ceiling: u128 },
+}
+
+impl Allocation {
+    fn held(self) -> Option<u64> {
+        match self {
+            Allocation::Held(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// One layer in `summary --format json`.
+#[derive(Debug, Serialize)]
+pub struct LayerJson {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub output_shape: Vec<usize>,
+    pub params: u64,
+    pub trainable_params: u64,
+    pub non_trainable_params: u64,
+    pub formula: String,
+    pub macs: u64,
+    pub inputs: Vec<String>,
+}
+
+/// `summary --format json`.
+#[derive(Debug, Serialize)]
+pub struct SummaryJson {
+    pub name: String,
+    pub input_shape: Vec<usize>,
+    pub layers: Vec<LayerJson>,
+    pub total_params: u64,
+    pub trainable_params: u64,
+    pub non_trainable_params: u64,
+    pub allocated_params: Option<u64>,
+    pub total_macs: u64,
+    pub weight_bytes: u128,
+    pub path: String,
+}
+
+/// The JSON document of a summary.
+pub fn to_json(plan: &ModelPlan, alloc: Allocation) -> SummaryJson {
+    SummaryJson {
+        name: plan.name().to_string(),
+        input_shape: plan.input_shape(),
+        layers: plan
+            .layers
+            .iter()
+            .map(|l| LayerJson {
+                name: l.name.clone(),
+                type_name: l.type_name.to_string(),
+                output_shape: l.output_shape.clone(),
+                params: l.param_count,
+                trainable_params: l.trainable,
+                non_trainable_params: l.non_trainable,
+                formula: l.formula_text(),
+                macs: l.macs,
+                inputs: input_names(plan, &l.inputs),
+            })
+            .collect(),
+        total_params: plan.total_params(),
+        trainable_params: plan.trainable_params(),
+        non_trainable_params: plan.non_trainable_params(),
+        allocated_params: alloc.held(),
+        total_macs: plan.total_macs(),
+        weight_bytes: plan.weight_bytes(),
+        path: plan.spec.path.clone(),
+    }
+}
+
+fn layer_table(plan: &ModelPlan) -> Table {
+    let graph = !is_sequential(plan);
+    let mut headers = vec![
+        ("Layer (type)", Align::Left),
+        ("Output Shape", Align::Left),
+        ("Param #", Align::Right),
+        ("Formula", Align::Left),
+        ("MACs", Align::Right),
+    ];
+    if graph {
+        headers.push(("Connected to", Align::Left));
+    }
+    let mut t = Table::new(&headers);
+    for l in &plan.layers {
+        let mut row = vec![
+            format!("{} ({})", l.name, l.type_name),
+            paren_shape(&l.output_shape),
+            group_digits(l.param_count as u128),
+            l.formula_text(),
+            group_digits(l.macs as u128),
+        ];
+        if graph {
+            row.push(input_names(plan, &l.inputs).join(", "));
+        }
+        t.row(row);
+    }
+    t
+}
+
+fn param_line(label: &str, n: u64) -> String {
+    format!(
+        "{label}: {} ({})",
+        group_digits(n as u128),
+        human_bytes(n as u128 * 4)
+    )
+}
+
+fn totals(plan: &ModelPlan, alloc: Allocation) -> Vec<String> {
+    let mut lines = vec![
+        param_line("Total params", plan.total_params()),
+        param_line("Trainable params", plan.trainable_params()),
+        param_line("Non-trainable params", plan.non_trainable_params()),
+    ];
+    lines.push(match alloc {
+        Allocation::Held(n) => format!(
+            "Allocated params: {} values held in weight buffers, equal to the formulas",
+            group_digits(n as u128)
+        ),
+        Allocation::Skipped => "Allocated params: not allocated (--no-alloc)".to_string(),
+        Allocation::OverCeiling { bytes, ceiling } => format!(
+            "Allocated params: not allocated: {} of weights is over the {} ceiling \
+             (--max-weight-bytes)",
+            human_bytes(bytes),
+            human_bytes(ceiling)
+        ),
+    });
+    lines.push(format!(
+        "MACs per image: {} (bias additions not counted)",
+        group_digits(plan.total_macs() as u128)
+    ));
+    lines
+}
+
+fn header(plan: &ModelPlan) -> Vec<String> {
+    let mut lines = vec![format!("Model: \"{}\" ({})", plan.name(), plan.spec.path)];
+    if let Some(d) = &plan.spec.description {
+        lines.push(d.clone());
+    }
+    lines.push(format!(
+        "Input: {} (channels, height, width)",
+        paren_shape(&plan.input_shape())
+    ));
+    lines
+}
+
+/// The terminal table.
+pub fn render_table(plan: &ModelPlan, alloc: Allocation) -> String {
+    let mut out = header(plan).join("\n");
+    out.push_str("\n\n");
+    out.push_str(&layer_table(plan).render());
+    out.push_str(&totals(plan, alloc).join("\n"));
+    out.push('\n');
+    out
+}
+
+/// Markdown: a heading, the table, the totals as a list.
+pub fn render_markdown(plan: &ModelPlan, alloc: Allocation) -> String {
+    let h = header(plan);
+    let mut out = format!("### {}\n\n", h[0]);
+    for line in &h[1..] {
+        out.push_str(line);
+        out.push_str("  \n");
+    }
+    out.push('\n');
+    out.push_str(&layer_table(plan).render_markdown());
+    out.push('\n');
+    for line in totals(plan, alloc) {
+        out.push_str(&format!("- {line}\n"));
+    }
+    out
+}

@@ -1,0 +1,297 @@
+//! End-to-end tests of the `cnn` binary: the subcommands' output contracts (JSON keys of
+//! `docs/cli.md`), and every kind of bad input a user can give — each must produce exactly one
+//! line on stderr, a non-zero exit status, and no panic.
+
+use ndarray::{ArrayD, IxDyn};
+use ndarray_npy::WriteNpyExt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn cnn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cnn"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the cnn binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a clean failure: non-zero exit, one stderr line containing every needle, no panic.
+fn fails_with(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success: {err}");
+    assert_eq!(err.lines().count(), 1, "exactly one line on stderr: {err:?}");
+    assert!(err.starts_with("cnn: "), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "missing `{n}` in: {err}");
+    }
+}
+
+fn write_model(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn write_npy_f32(path: &Path, shape: &[usize], value: f32) {
+    let a = ArrayD::<f32>::from_elem(IxDyn(shape), value);
+    a.write_npy(File::create(path).unwrap()).unwrap();
+}
+
+const HEAD: &str = "name = \"t\"\n[input]\nchannels = 1\nheight = 8\nwidth = 8\n";
+
+#[test]
+fn summary_json_follows_the_contract() {
+    let o = cnn(&["summary", "models/vgg2.toml", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["name"], "vgg2");
+    assert_eq!(v["input_shape"], serde_json::json!([1, 28, 28]));
+    assert_eq!(v["total_params"], 336_387);
+    assert_eq!(v["trainable_params"], 336_387);
+    assert_eq!(v["non_trainable_params"], 0);
+    assert_eq!(v["allocated_params"], 336_387);
+    let l0 = &v["layers"][0];
+    assert_eq!(l0["name"], "conv2d_1");
+    assert_eq!(l0["type"], "conv2d");
+    assert_eq!(l0["output_shape"], serde_json::json!([32, 26, 26]));
+    assert_eq!(l0["params"], 320);
+    assert_eq!(l0["trainable_params"], 320);
+    assert_eq!(l0["formula"], "(3*3*1+1)*32");
+    assert_eq!(l0["macs"], 194_688);
+}
+
+#[test]
+fn summary_of_a_model_too_large_to_allocate_still_counts() {
+    let o = cnn(&["summary", "models/fc_1000x1000.toml", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["total_params"], 1_000_000_000_000u64);
+    assert!(v["allocated_params"].is_null());
+    let t = stdout(&cnn(&["summary", "models/fc_1000x1000.toml"]));
+    assert!(t.contains("Total params: 1,000,000,000,000 (3.64 TiB)"), "{t}");
+    assert!(t.contains("not allocated"), "{t}");
+}
+
+#[test]
+fn summary_no_alloc_and_markdown() {
+    let o = cnn(&["summary", "models/vgg1.toml", "--no-alloc", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["allocated_params"].is_null());
+    let md = stdout(&cnn(&["summary", "models/vgg1.toml", "--format", "markdown"]));
+    assert!(md.contains("| Layer (type) | Output Shape | Param # | Formula | MACs |"), "{md}");
+    assert!(md.contains("| dense_1 (dense) | (128,) | 589,952 | (4608+1)*128 |"), "{md}");
+}
+
+#[test]
+fn explain_shows_the_im2col_matrix_and_gemm() {
+    let t = stdout(&cnn(&["explain", "models/lasagne_mnist.toml"]));
+    assert!(t.contains("cols [25 x 576]"), "{t}");
+    assert!(t.contains("M x K x N = 32 x 25 x 576"), "{t}");
+    let o = cnn(&["explain", "models/vgg2.toml", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[1]["layer"], "conv2d_2");
+    assert_eq!(v[1]["im2col_shape"], serde_json::json!([288, 576]));
+    assert_eq!(v[1]["gemm_mkn"], serde_json::json!([32, 288, 576]));
+    assert_eq!(v[1]["column_bytes_full"], 288 * 576 * 4);
+}
+
+#[test]
+fn compare_marks_the_heaviest_layer_and_explains() {
+    let t = stdout(&cnn(&["compare", "models/vgg1.toml", "models/vgg2.toml"]));
+    assert!(t.contains("589,952  <- most"), "{t}");
+    assert!(t.contains("262,400  <- most"), "{t}");
+    assert!(t.contains("vgg2 has 4 more layers yet 267,648 fewer parameters"), "{t}");
+    let o = cnn(&["compare", "models/vgg1.toml", "models/vgg2.toml", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["heaviest_a"], "dense_1");
+    assert_eq!(v["a"]["total_params"], 604_035);
+}
+
+#[test]
+fn run_on_npy_saves_softmax_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    let y = dir.path().join("y.npy");
+    write_npy_f32(&x, &[3, 1, 28, 28], 0.5);
+    let o = cnn(&[
+        "run",
+        "models/vgg2.toml",
+        "--input",
+        x.to_str().unwrap(),
+        "--save-output",
+        y.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["model"], "vgg2");
+    assert_eq!(v["results"].as_array().unwrap().len(), 3);
+    assert_eq!(v["results"][0]["top"].as_array().unwrap().len(), 5);
+    use ndarray_npy::ReadNpyExt;
+    let out = ArrayD::<f32>::read_npy(File::open(&y).unwrap()).unwrap();
+    assert_eq!(out.shape(), &[3, 35]);
+    for row in out.rows() {
+        let s: f32 = row.sum();
+        assert!((s - 1.0).abs() < 1e-5, "{s}");
+    }
+    // A CHW array is one image.
+    write_npy_f32(&x, &[1, 28, 28], 0.5);
+    let o = cnn(&["run", "models/vgg2.toml", "--input", x.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("x.npy"), "{}", stdout(&o));
+}
+
+#[test]
+fn malformed_toml_reports_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_model(
+        dir.path(),
+        "bad.toml",
+        &format!("{HEAD}[[layers]]\ntype = \"conv2d\nfilters = 3\n"),
+    );
+    let o = cnn(&["summary", p.to_str().unwrap()]);
+    fails_with(&o, &["bad.toml:7:"]);
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_model(
+        dir.path(),
+        "typo.toml",
+        &format!("{HEAD}[[layers]]\ntype = \"conv2d\"\nfilter = 3\nkernel = 3\n"),
+    );
+    fails_with(
+        &cnn(&["summary", p.to_str().unwrap()]),
+        &["typo.toml:8:", "unknown key `filter`", "conv2d"],
+    );
+}
+
+#[test]
+fn unknown_layer_type_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_model(
+        dir.path(),
+        "ty.toml",
+        &format!("{HEAD}[[layers]]\ntype = \"lstm\"\n"),
+    );
+    fails_with(
+        &cnn(&["explain", p.to_str().unwrap()]),
+        &["ty.toml:7:", "unknown layer type `lstm`"],
+    );
+}
+
+#[test]
+fn impossible_shapes_name_the_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_model(
+        dir.path(),
+        "big_kernel.toml",
+        &format!("{HEAD}[[layers]]\ntype = \"conv2d\"\nfilters = 2\nkernel = 9\n"),
+    );
+    fails_with(
+        &cnn(&["summary", p.to_str().unwrap()]),
+        &["layer `conv2d_1` (conv2d)", "larger than the padded 8x8 input"],
+    );
+    let p = write_model(
+        dir.path(),
+        "dense_on_map.toml",
+        &format!("{HEAD}[[layers]]\ntype = \"dense\"\nunits = 2\n"),
+    );
+    fails_with(
+        &cnn(&["summary", p.to_str().unwrap()]),
+        &["layer `dense_1` (dense)", "add a `flatten`"],
+    );
+}
+
+#[test]
+fn missing_model_file() {
+    fails_with(
+        &cnn(&["summary", "models/no_such_model.toml"]),
+        &["models/no_such_model.toml", "no such file"],
+    );
+}
+
+#[test]
+fn model_over_the_memory_ceiling_is_refused_by_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    write_npy_f32(&x, &[1, 28, 28], 0.0);
+    fails_with(
+        &cnn(&[
+            "run",
+            "models/vgg2.toml",
+            "--input",
+            x.to_str().unwrap(),
+            "--max-weight-bytes",
+            "1M",
+        ]),
+        &["336,387 parameters", "over the 1.00 MiB ceiling", "--max-weight-bytes"],
+    );
+    let big = dir.path().join("big.npy");
+    write_npy_f32(&big, &[1, 1000, 1000], 0.0);
+    fails_with(
+        &cnn(&["run", "models/fc_1000x1000.toml", "--input", big.to_str().unwrap()]),
+        &["1,000,000,000,000 parameters = 3.64 TiB"],
+    );
+}
+
+#[test]
+fn npy_of_the_wrong_shape_or_dtype_or_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("wrong_shape.npy");
+    write_npy_f32(&x, &[1, 3, 28, 28], 0.0);
+    fails_with(
+        &cnn(&["run", "models/vgg2.toml", "--input", x.to_str().unwrap()]),
+        &["wrong_shape.npy", "1x3x28x28", "1x28x28"],
+    );
+    let x = dir.path().join("f64.npy");
+    ArrayD::<f64>::zeros(IxDyn(&[1, 28, 28]))
+        .write_npy(File::create(&x).unwrap())
+        .unwrap();
+    fails_with(
+        &cnn(&["run", "models/vgg2.toml", "--input", x.to_str().unwrap()]),
+        &["f64.npy", "<f8", "float32"],
+    );
+    let x = dir.path().join("garbage.npy");
+    std::fs::write(&x, b"this is not an npy file at all").unwrap();
+    fails_with(
+        &cnn(&["run", "models/vgg2.toml", "--input", x.to_str().unwrap()]),
+        &["garbage.npy", "not a valid .npy"],
+    );
+    let x = dir.path().join("truncated.npy");
+    write_npy_f32(&x, &[1, 28, 28], 1.0);
+    let bytes = std::fs::read(&x).unwrap();
+    std::fs::write(&x, &bytes[..bytes.len() - 100]).unwrap();
+    fails_with(
+        &cnn(&["run", "models/vgg2.toml", "--input", x.to_str().unwrap()]),
+        &["truncated.npy", "truncated"],
+    );
+    fails_with(
+        &cnn(&["run", "models/vgg2.toml", "--input", "nope.npy"]),
+        &["nope.npy", "no such file"],
+    );
+}
+
+#[test]
+fn usage_errors_are_one_line() {
+    let o = cnn(&["summary"]);
+    fails_with(&o, &["MODEL"]);
+    assert_eq!(o.status.code(), Some(2));
+    fails_with(&cnn(&["frobnicate"]), &["frobnicate"]);
+    fails_with(
+        &cnn(&["summary", "models/vgg2.toml", "--max-weight-bytes", "lots"]),
+        &["--max-weight-bytes", "lots"],
+    );
+}
