@@ -42,9 +42,9 @@ pub fn read_input(path: &Path, expected: &[usize]) -> Result<Tensor, String> {
         4 if shape[1..] == expected[..] && shape[0] > 0 => shape.clone(),
         _ => {
             return Err(format!(
-                "{shown}: array of shape {}, but the model takes {wanted} (CHW) or Nx{wanted} (NCHW)",
-                format_shape(&shape)
-            ))
+            "{shown}: array of shape {}, but the model takes {wanted} (CHW) or Nx{wanted} (NCHW)",
+            format_shape(&shape)
+        ))
         }
     };
     let tensor = Tensor::from_array(array);

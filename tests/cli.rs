@@ -28,9 +28,16 @@ fn stderr(o: &Output) -> String {
 fn fails_with(o: &Output, needles: &[&str]) {
     let err = stderr(o);
     assert!(!o.status.success(), "expected failure, got success: {err}");
-    assert_eq!(err.lines().count(), 1, "exactly one line on stderr: {err:?}");
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "exactly one line on stderr: {err:?}"
+    );
     assert!(err.starts_with("cnn: "), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("internal error"),
+        "{err}"
+    );
     for n in needles {
         assert!(err.contains(n), "missing `{n}` in: {err}");
     }
@@ -78,18 +85,38 @@ fn summary_of_a_model_too_large_to_allocate_still_counts() {
     assert_eq!(v["total_params"], 1_000_000_000_000u64);
     assert!(v["allocated_params"].is_null());
     let t = stdout(&cnn(&["summary", "models/fc_1000x1000.toml"]));
-    assert!(t.contains("Total params: 1,000,000,000,000 (3.64 TiB)"), "{t}");
+    assert!(
+        t.contains("Total params: 1,000,000,000,000 (3.64 TiB)"),
+        "{t}"
+    );
     assert!(t.contains("not allocated"), "{t}");
 }
 
 #[test]
 fn summary_no_alloc_and_markdown() {
-    let o = cnn(&["summary", "models/vgg1.toml", "--no-alloc", "--format", "json"]);
+    let o = cnn(&[
+        "summary",
+        "models/vgg1.toml",
+        "--no-alloc",
+        "--format",
+        "json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["allocated_params"].is_null());
-    let md = stdout(&cnn(&["summary", "models/vgg1.toml", "--format", "markdown"]));
-    assert!(md.contains("| Layer (type) | Output Shape | Param # | Formula | MACs |"), "{md}");
-    assert!(md.contains("| dense_1 (dense) | (128,) | 589,952 | (4608+1)*128 |"), "{md}");
+    let md = stdout(&cnn(&[
+        "summary",
+        "models/vgg1.toml",
+        "--format",
+        "markdown",
+    ]));
+    assert!(
+        md.contains("| Layer (type) | Output Shape | Param # | Formula | MACs |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| dense_1 (dense) | (128,) | 589,952 | (4608+1)*128 |"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -110,8 +137,17 @@ fn compare_marks_the_heaviest_layer_and_explains() {
     let t = stdout(&cnn(&["compare", "models/vgg1.toml", "models/vgg2.toml"]));
     assert!(t.contains("589,952  <- most"), "{t}");
     assert!(t.contains("262,400  <- most"), "{t}");
-    assert!(t.contains("vgg2 has 4 more layers yet 267,648 fewer parameters"), "{t}");
-    let o = cnn(&["compare", "models/vgg1.toml", "models/vgg2.toml", "--format", "json"]);
+    assert!(
+        t.contains("vgg2 has 4 more layers yet 267,648 fewer parameters"),
+        "{t}"
+    );
+    let o = cnn(&[
+        "compare",
+        "models/vgg1.toml",
+        "models/vgg2.toml",
+        "--format",
+        "json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["heaviest_a"], "dense_1");
     assert_eq!(v["a"]["total_params"], 604_035);
@@ -202,7 +238,10 @@ fn impossible_shapes_name_the_layer() {
     );
     fails_with(
         &cnn(&["summary", p.to_str().unwrap()]),
-        &["layer `conv2d_1` (conv2d)", "larger than the padded 8x8 input"],
+        &[
+            "layer `conv2d_1` (conv2d)",
+            "larger than the padded 8x8 input",
+        ],
     );
     let p = write_model(
         dir.path(),
@@ -237,12 +276,21 @@ fn model_over_the_memory_ceiling_is_refused_by_run() {
             "--max-weight-bytes",
             "1M",
         ]),
-        &["336,387 parameters", "over the 1.00 MiB ceiling", "--max-weight-bytes"],
+        &[
+            "336,387 parameters",
+            "over the 1.00 MiB ceiling",
+            "--max-weight-bytes",
+        ],
     );
     let big = dir.path().join("big.npy");
     write_npy_f32(&big, &[1, 1000, 1000], 0.0);
     fails_with(
-        &cnn(&["run", "models/fc_1000x1000.toml", "--input", big.to_str().unwrap()]),
+        &cnn(&[
+            "run",
+            "models/fc_1000x1000.toml",
+            "--input",
+            big.to_str().unwrap(),
+        ]),
         &["1,000,000,000,000 parameters = 3.64 TiB"],
     );
 }

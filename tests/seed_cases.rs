@@ -113,7 +113,11 @@ fn vgg2_336387() {
 fn bottleneck_mlps_seed_000() {
     // 784:2000:2000:10 = 5,592,010 and 784:2000:50:2000:10 = 1,792,060 (32.0 % of it).
     check("mlp_784_2000_2000_10", 5_592_010, &[("dense_2", 4_002_000)]);
-    check("mlp_784_2000_50_2000_10", 1_792_060, &[("dense_2", 100_050)]);
+    check(
+        "mlp_784_2000_50_2000_10",
+        1_792_060,
+        &[("dense_2", 100_050)],
+    );
     let a = plan("mlp_784_2000_2000_10").plan.total_params() as f64;
     let b = plan("mlp_784_2000_50_2000_10").plan.total_params() as f64;
     assert_eq!(format!("{:.1}", 100.0 * b / a), "32.0");
@@ -132,7 +136,11 @@ fn conv_490_seed_001() {
 #[test]
 fn channel_sum_170_seed_001() {
     // Summing the 3 channels first (parameter-free) leaves 10*(4*4*1+1) = 170.
-    check("channel_sum_170", 170, &[("channel_sum_1", 0), ("conv2d_1", 170)]);
+    check(
+        "channel_sum_170",
+        170,
+        &[("channel_sum_1", 0), ("conv2d_1", 170)],
+    );
     assert_eq!(
         plan("channel_sum_170").plan.layers[0].output_shape,
         vec![1, 32, 32]
@@ -197,7 +205,12 @@ fn lasagne_mnist_217706() {
         ],
     );
     let m = plan("lasagne_mnist");
-    let shapes: Vec<Vec<usize>> = m.plan.layers.iter().map(|l| l.output_shape.clone()).collect();
+    let shapes: Vec<Vec<usize>> = m
+        .plan
+        .layers
+        .iter()
+        .map(|l| l.output_shape.clone())
+        .collect();
     assert_eq!(shapes[0], vec![32, 24, 24]);
     assert_eq!(shapes[1], vec![32, 12, 12]);
     assert_eq!(shapes[2], vec![32, 10, 10]);

@@ -2,8 +2,8 @@
 //! marked and a closing paragraph that says where the parameters are — so "why does the deeper
 //! vgg2 have fewer parameters than vgg1?" answers itself.
 
-use super::table::{Align, Table};
 use super::paren_shape;
+use super::table::{Align, Table};
 use cnn_model::format::group_digits;
 use cnn_model::{LayerPlan, ModelPlan, Source};
 use serde::Serialize;
@@ -134,7 +134,11 @@ pub fn render(a: &ModelPlan, b: &ModelPlan) -> String {
                 format!("{} ({})", l.name, l.type_name),
                 paren_shape(&l.output_shape),
                 group_digits(l.param_count as u128),
-                if Some(&l.name) == h { MARK.to_string() } else { String::new() },
+                if Some(&l.name) == h {
+                    MARK.to_string()
+                } else {
+                    String::new()
+                },
             ],
             None => Default::default(),
         }

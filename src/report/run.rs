@@ -65,7 +65,11 @@ pub fn results(model: &str, input_name: &str, output: &Tensor, k: usize) -> RunJ
         .chunks(per.max(1))
         .enumerate()
         .map(|(index, item)| {
-            let top = if vector { top_k(item, k.max(1)) } else { Vec::new() };
+            let top = if vector {
+                top_k(item, k.max(1))
+            } else {
+                Vec::new()
+            };
             let first = top.first().cloned();
             let (min, max, sum) = item.iter().fold(
                 (f32::INFINITY, f32::NEG_INFINITY, 0f64),

@@ -29,7 +29,11 @@ impl Table {
     }
 
     fn widths(&self) -> Vec<usize> {
-        let mut w: Vec<usize> = self.headers.iter().map(|(h, _)| h.chars().count()).collect();
+        let mut w: Vec<usize> = self
+            .headers
+            .iter()
+            .map(|(h, _)| h.chars().count())
+            .collect();
         for r in &self.rows {
             for (i, c) in r.iter().enumerate() {
                 if i < w.len() {
@@ -101,7 +105,10 @@ impl Table {
         for r in &self.rows {
             out.push('|');
             for i in 0..self.headers.len() {
-                out.push_str(&format!(" {} |", esc(r.get(i).map(String::as_str).unwrap_or(""))));
+                out.push_str(&format!(
+                    " {} |",
+                    esc(r.get(i).map(String::as_str).unwrap_or(""))
+                ));
             }
             out.push('\n');
         }

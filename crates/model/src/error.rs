@@ -83,7 +83,9 @@ pub enum ModelError {
     },
 
     /// The forward pass needs weights but the model was planned without them.
-    #[error("model `{model}` has no weights allocated; allocate or load weights before a forward pass")]
+    #[error(
+        "model `{model}` has no weights allocated; allocate or load weights before a forward pass"
+    )]
     NoWeights { model: String },
 
     /// A kernel rejected its buffers (an engine bug; reported, never a panic).

@@ -142,7 +142,10 @@ pub fn evaluate_text(text: &str) -> Option<u64> {
             while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
                 self.i += 1;
             }
-            std::str::from_utf8(&self.s[start..self.i]).ok()?.parse().ok()
+            std::str::from_utf8(&self.s[start..self.i])
+                .ok()?
+                .parse()
+                .ok()
         }
     }
     let mut p = P {

@@ -32,12 +32,15 @@ pub fn forward(plan: &ModelPlan, weights: &Weights, input: &Tensor) -> Result<Te
     }
     let mut outputs: Vec<Option<Tensor>> = vec![None; count];
     for (i, layer) in plan.layers.iter().enumerate() {
-        let lw = weights.layers.get(i).ok_or_else(|| ModelError::CountMismatch {
-            layer: layer.name.clone(),
-            formula: layer.formula_text(),
-            symbolic: layer.param_count,
-            allocated: 0,
-        })?;
+        let lw = weights
+            .layers
+            .get(i)
+            .ok_or_else(|| ModelError::CountMismatch {
+                layer: layer.name.clone(),
+                formula: layer.formula_text(),
+                symbolic: layer.param_count,
+                allocated: 0,
+            })?;
         let out = {
             let mut ins: Vec<&Tensor> = Vec::with_capacity(layer.inputs.len());
             for s in &layer.inputs {
@@ -45,9 +48,7 @@ pub fn forward(plan: &ModelPlan, weights: &Weights, input: &Tensor) -> Result<Te
                     Source::Input => ins.push(input),
                     Source::Layer(j) => match outputs[*j].as_ref() {
                         Some(t) => ins.push(t),
-                        None => {
-                            return Err(kernel_bug(layer, "an input was released too early"))
-                        }
+                        None => return Err(kernel_bug(layer, "an input was released too early")),
                     },
                 }
             }
@@ -157,7 +158,8 @@ fn run_layer(
         } => {
             let w = param(layer, lw, "weight")?;
             let b = optional_bias(layer, lw, *bias)?;
-            cnn_conv::conv2d(geom, x, n, w, b, activation.fused(), out.as_mut_slice()).map_err(k)?;
+            cnn_conv::conv2d(geom, x, n, w, b, activation.fused(), out.as_mut_slice())
+                .map_err(k)?;
             finish_activation(layer, *activation, &mut out);
         }
         Op::Separable {
@@ -174,8 +176,16 @@ fn run_layer(
                     model: layer.name.clone(),
                     source,
                 })?;
-            cnn_conv::conv2d(depthwise, x, n, dw, None, Activation::Linear, mid.as_mut_slice())
-                .map_err(k)?;
+            cnn_conv::conv2d(
+                depthwise,
+                x,
+                n,
+                dw,
+                None,
+                Activation::Linear,
+                mid.as_mut_slice(),
+            )
+            .map_err(k)?;
             cnn_conv::conv2d(
                 pointwise,
                 mid.as_slice(),
@@ -207,19 +217,25 @@ fn run_layer(
         } => {
             let w = param(layer, lw, "weight")?;
             let b = optional_bias(layer, lw, *bias)?;
-            cnn_conv::dense(x, n, *in_features, w, b, activation.fused(), out.as_mut_slice())
-                .map_err(k)?;
+            cnn_conv::dense(
+                x,
+                n,
+                *in_features,
+                w,
+                b,
+                activation.fused(),
+                out.as_mut_slice(),
+            )
+            .map_err(k)?;
             finish_activation(layer, *activation, &mut out);
         }
         Op::MaxPool(g) => cnn_conv::max_pool2d(g, x, n, out.as_mut_slice()).map_err(k)?,
         Op::AvgPool(g) => cnn_conv::avg_pool2d(g, x, n, out.as_mut_slice()).map_err(k)?,
         Op::GlobalAvgPool { channels, spatial } => {
-            cnn_conv::global_avg_pool2d(x, n, *channels, *spatial, out.as_mut_slice())
-                .map_err(k)?
+            cnn_conv::global_avg_pool2d(x, n, *channels, *spatial, out.as_mut_slice()).map_err(k)?
         }
         Op::GlobalMaxPool { channels, spatial } => {
-            cnn_conv::global_max_pool2d(x, n, *channels, *spatial, out.as_mut_slice())
-                .map_err(k)?
+            cnn_conv::global_max_pool2d(x, n, *channels, *spatial, out.as_mut_slice()).map_err(k)?
         }
         Op::ChannelSum { channels, spatial } => {
             channel_sum(x, *channels, *spatial, out.as_mut_slice())
@@ -284,10 +300,12 @@ impl BatchNormParams<'_> {
     /// `y = gamma * (x - mean) / sqrt(variance + epsilon) + beta`, per channel.
     fn apply(&self, x: &[f32], channels: usize, spatial: usize, out: &mut [f32]) {
         let per_image = channels * spatial;
-        for (img, o) in x.chunks_exact(per_image).zip(out.chunks_exact_mut(per_image)) {
+        for (img, o) in x
+            .chunks_exact(per_image)
+            .zip(out.chunks_exact_mut(per_image))
+        {
             for c in 0..channels {
-                let scale =
-                    self.gamma[c] as f64 / (self.variance[c] as f64 + self.epsilon).sqrt();
+                let scale = self.gamma[c] as f64 / (self.variance[c] as f64 + self.epsilon).sqrt();
                 let shift = self.beta[c] as f64 - self.mean[c] as f64 * scale;
                 let (scale, shift) = (scale as f32, shift as f32);
                 let range = c * spatial..(c + 1) * spatial;

@@ -7,9 +7,7 @@
 //! shapes: a kernel larger than its input is found later, by `plan`.
 
 use crate::error::ModelError;
-use crate::spec::{
-    ActivationKind, InputSpec, LayerKind, LayerSpec, ModelSpec, Source, WindowSpec,
-};
+use crate::spec::{ActivationKind, InputSpec, LayerKind, LayerSpec, ModelSpec, Source, WindowSpec};
 use cnn_conv::Padding;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -78,8 +76,9 @@ fn allowed_keys(type_name: &str) -> Option<&'static [&'static str]> {
         ],
         "dense" => &["units", "use_bias", "activation"],
         "maxpool2d" | "avgpool2d" => &["pool", "stride", "padding"],
-        "flatten" | "global_avgpool2d" | "global_maxpool2d" | "channel_sum" | "add"
-        | "concat" => &[],
+        "flatten" | "global_avgpool2d" | "global_maxpool2d" | "channel_sum" | "add" | "concat" => {
+            &[]
+        }
         "dropout" => &["rate"],
         "activation" => &["activation"],
         "batchnorm" => &["epsilon"],
@@ -108,10 +107,7 @@ pub fn load_model_file(path: &Path) -> Result<ModelSpec, ModelError> {
 /// Parses model-file text; `path` is only used in messages.
 pub fn parse_model(text: &str, path: &str) -> Result<ModelSpec, ModelError> {
     let raw: RawModel = toml::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .span()
-            .map(|s| line_col(text, s.start))
-            .unwrap_or((1, 1));
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         ModelError::Syntax {
             path: path.to_string(),
             line,
@@ -333,8 +329,7 @@ fn parse_layer(
             if !table.contains_key("activation") {
                 return Err(ctx.err(
                     None,
-                    "missing key `activation` (relu, sigmoid, tanh, softmax or linear)"
-                        .to_string(),
+                    "missing key `activation` (relu, sigmoid, tanh, softmax or linear)".to_string(),
                 ));
             }
             LayerKind::Activation {
@@ -501,10 +496,15 @@ impl Keys<'_> {
         match v {
             Value::Integer(i) if *i >= 1 => usize::try_from(*i)
                 .map_err(|_| self.err(key, format!("`{key}` = {i} is too large"))),
-            Value::Integer(i) => Err(self.err(key, format!("`{key}` must be at least 1, found {i}"))),
+            Value::Integer(i) => {
+                Err(self.err(key, format!("`{key}` must be at least 1, found {i}")))
+            }
             other => Err(self.err(
                 key,
-                format!("`{key}` must be a positive integer, found {}", value_kind(other)),
+                format!(
+                    "`{key}` must be a positive integer, found {}",
+                    value_kind(other)
+                ),
             )),
         }
     }
@@ -525,12 +525,16 @@ impl Keys<'_> {
 
     fn pair_value(&self, key: &str, v: &Value) -> Result<[usize; 2], ModelError> {
         match v {
-            Value::Array(items) if items.len() == 2 => {
-                Ok([self.positive(key, &items[0])?, self.positive(key, &items[1])?])
-            }
+            Value::Array(items) if items.len() == 2 => Ok([
+                self.positive(key, &items[0])?,
+                self.positive(key, &items[1])?,
+            ]),
             Value::Array(items) => Err(self.err(
                 key,
-                format!("`{key}` must be an integer or [h, w], found {} values", items.len()),
+                format!(
+                    "`{key}` must be an integer or [h, w], found {} values",
+                    items.len()
+                ),
             )),
             v => {
                 let n = self.positive(key, v)?;
@@ -582,9 +586,7 @@ impl Keys<'_> {
             Some(Value::String(s)) => ActivationKind::parse(s).ok_or_else(|| {
                 self.err(
                     "activation",
-                    format!(
-                        "unknown activation `{s}` (relu, sigmoid, tanh, softmax or linear)"
-                    ),
+                    format!("unknown activation `{s}` (relu, sigmoid, tanh, softmax or linear)"),
                 )
             }),
             Some(other) => Err(self.err(
@@ -598,7 +600,9 @@ impl Keys<'_> {
         let bad = |found: String| {
             self.err(
                 "padding",
-                format!("`padding` must be \"valid\", \"same\", an integer or [h, w]; found {found}"),
+                format!(
+                    "`padding` must be \"valid\", \"same\", an integer or [h, w]; found {found}"
+                ),
             )
         };
         match self.table.get("padding") {
@@ -667,7 +671,12 @@ mod tests {
         assert_eq!(m.layers[0].inputs, vec![Source::Input]);
         assert_eq!(m.layers[2].inputs, vec![Source::Layer(1)]);
         match &m.layers[1].kind {
-            LayerKind::Conv2d { window, groups, use_bias, .. } => {
+            LayerKind::Conv2d {
+                window,
+                groups,
+                use_bias,
+                ..
+            } => {
                 assert_eq!(window.kernel, [3, 5]);
                 assert_eq!(window.stride, [2, 2]);
                 assert_eq!(window.padding, Padding::Same);
@@ -684,7 +693,9 @@ mod tests {
 
     #[test]
     fn syntax_error_has_line_and_column() {
-        let e = parse("[[layers]]\ntype = conv2d\n").unwrap_err().to_string();
+        let e = parse("[[layers]]\ntype = conv2d\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("t.toml:7:8: "), "{e}");
     }
 
@@ -693,12 +704,17 @@ mod tests {
         let e = parse("[[layers]]\ntype = \"conv2d\"\nfilter = 32\nkernel = 3\n")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("t.toml:8: layer `#1` (conv2d): unknown key `filter`"), "{e}");
+        assert!(
+            e.starts_with("t.toml:8: layer `#1` (conv2d): unknown key `filter`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_type_is_named() {
-        let e = parse("[[layers]]\ntype = \"conv3d\"\n").unwrap_err().to_string();
+        let e = parse("[[layers]]\ntype = \"conv3d\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown layer type `conv3d`"), "{e}");
         assert!(e.contains("t.toml:7:"), "{e}");
     }
@@ -706,17 +722,37 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         for (body, needle) in [
-            ("type = \"conv2d\"\nfilters = 0\nkernel = 3\n", "`filters` must be at least 1"),
+            (
+                "type = \"conv2d\"\nfilters = 0\nkernel = 3\n",
+                "`filters` must be at least 1",
+            ),
             ("type = \"conv2d\"\nfilters = 4\n", "missing key `kernel`"),
-            ("type = \"conv2d\"\nfilters = 4\nkernel = [1, 2, 3]\n", "found 3 values"),
-            ("type = \"conv2d\"\nfilters = 4\nkernel = 3\npadding = \"full\"\n", "\"full\""),
-            ("type = \"dense\"\nunits = 4\nactivation = \"gelu\"\n", "unknown activation `gelu`"),
-            ("type = \"dense\"\nunits = 4\nuse_bias = 1\n", "must be true or false"),
+            (
+                "type = \"conv2d\"\nfilters = 4\nkernel = [1, 2, 3]\n",
+                "found 3 values",
+            ),
+            (
+                "type = \"conv2d\"\nfilters = 4\nkernel = 3\npadding = \"full\"\n",
+                "\"full\"",
+            ),
+            (
+                "type = \"dense\"\nunits = 4\nactivation = \"gelu\"\n",
+                "unknown activation `gelu`",
+            ),
+            (
+                "type = \"dense\"\nunits = 4\nuse_bias = 1\n",
+                "must be true or false",
+            ),
             ("type = \"dropout\"\nrate = 1.5\n", "must be in [0, 1)"),
             ("type = \"add\"\n", "needs at least two `inputs`"),
-            ("type = \"flatten\"\ninputs = [\"nope\"]\n", "input `nope` is not the name"),
+            (
+                "type = \"flatten\"\ninputs = [\"nope\"]\n",
+                "input `nope` is not the name",
+            ),
         ] {
-            let e = parse(&format!("[[layers]]\n{body}")).unwrap_err().to_string();
+            let e = parse(&format!("[[layers]]\n{body}"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(needle), "{body}: {e}");
         }
     }
@@ -733,7 +769,9 @@ mod tests {
 
     #[test]
     fn unknown_top_level_key_has_position() {
-        let e = parse_model("name = \"x\"\nnmae = 3\n", "m.toml").unwrap_err().to_string();
+        let e = parse_model("name = \"x\"\nnmae = 3\n", "m.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("m.toml:2:1: unknown field `nmae`"), "{e}");
     }
 

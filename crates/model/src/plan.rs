@@ -183,6 +183,17 @@ impl ModelPlan {
 /// Plans every layer of `spec`.
 pub fn plan(spec: &ModelSpec) -> Result<ModelPlan, ModelError> {
     let input_shape = spec.input.shape();
+    if cnn_tensor::element_count(&input_shape).is_err() {
+        return Err(ModelError::Syntax {
+            path: spec.path.clone(),
+            line: 1,
+            column: 1,
+            message: format!(
+                "the input {} has more values than this machine can address",
+                shape_text(&input_shape)
+            ),
+        });
+    }
     let mut layers: Vec<LayerPlan> = Vec::with_capacity(spec.layers.len());
     for layer in &spec.layers {
         let input_shapes: Vec<Shape> = layer
@@ -244,7 +255,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn map<'s>(&self, shape: &'s [usize]) -> Result<(usize, usize, usize), ModelError> {
+    fn map(&self, shape: &[usize]) -> Result<(usize, usize, usize), ModelError> {
         match shape {
             [c, h, w] => Ok((*c, *h, *w)),
             _ => Err(self.err(format!(
@@ -544,10 +555,7 @@ fn plan_layer(
                 vec![Expr::n(*units)],
                 *use_bias,
             ));
-            macs = ctx.checked(
-                (in_features as u64).checked_mul(*units as u64),
-                "MAC count",
-            )?;
+            macs = ctx.checked((in_features as u64).checked_mul(*units as u64), "MAC count")?;
             (
                 Op::Dense {
                     in_features,
@@ -675,6 +683,12 @@ fn plan_layer(
         }
     };
 
+    if cnn_tensor::element_count(&output_shape).is_err() {
+        return Err(ctx.err(format!(
+            "the output {} has more values than this machine can address",
+            shape_text(&output_shape)
+        )));
+    }
     if output_shape.contains(&0) {
         return Err(ctx.err(format!(
             "the output shape {} is empty",
@@ -743,9 +757,7 @@ mod tests {
     use crate::parse::parse_model;
 
     fn plan_text(body: &str) -> Result<ModelPlan, ModelError> {
-        let text = format!(
-            "name = \"t\"\n[input]\nchannels = 3\nheight = 32\nwidth = 32\n{body}"
-        );
+        let text = format!("name = \"t\"\n[input]\nchannels = 3\nheight = 32\nwidth = 32\n{body}");
         plan(&parse_model(&text, "t.toml")?)
     }
 
@@ -789,7 +801,10 @@ mod tests {
         )
         .unwrap();
         let bn = &p.layers[1];
-        assert_eq!((bn.param_count, bn.trainable, bn.non_trainable), (32, 16, 16));
+        assert_eq!(
+            (bn.param_count, bn.trainable, bn.non_trainable),
+            (32, 16, 16)
+        );
         assert_eq!(p.non_trainable_params(), 16);
     }
 
@@ -809,7 +824,26 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("add needs inputs of one shape, found 3x32x32 and 4x30x30"), "{e}");
+        assert!(
+            e.contains("add needs inputs of one shape, found 3x32x32 and 4x30x30"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn absurd_input_sizes_are_errors_not_overflows() {
+        let text = format!(
+            "name = \"big\"\n[input]\nchannels = {m}\nheight = {m}\nwidth = 2\n\
+             [[layers]]\ntype = \"channel_sum\"\n",
+            m = u32::MAX
+        );
+        let e = plan(&parse_model(&text, "b.toml").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("more values than this machine can address"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -83,12 +83,11 @@ pub fn allocate(plan: &ModelPlan, seed: u64, max_bytes: u128) -> Result<Weights,
         let mut tensors = Vec::with_capacity(layer.params.len());
         for p in &layer.params {
             let what = format!("{}.{} ({} values)", layer.name, p.name, p.len());
-            let mut data = cnn_tensor::try_zeroed(p.len(), &what).map_err(|source| {
-                ModelError::Alloc {
+            let mut data =
+                cnn_tensor::try_zeroed(p.len(), &what).map_err(|source| ModelError::Alloc {
                     model: plan.name().to_string(),
                     source,
-                }
-            })?;
+                })?;
             initialise(p.name, p.fan_in, p.fan_out, &mut data, &mut rng);
             tensors.push(WeightTensor {
                 name: p.name,
