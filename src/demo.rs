@@ -105,10 +105,16 @@ pub fn run(seed: u64, max_bytes: u128) -> Result<String, String> {
         out.push_str("\nWhy is the deeper vgg2 smaller than vgg1? (cnn compare models/vgg1.toml models/vgg2.toml)\n\n");
         out.push_str(&compare::render(&a.plan, &b.plan));
         out.push_str("\nOne model in full (cnn summary models/vgg2.toml):\n\n");
-        let held = b.plan.total_params();
         let mut b = b;
-        b.allocate(seed, max_bytes).map_err(|e| e.to_string())?;
-        let alloc = summary::Allocation::Held(b.allocated_params().unwrap_or(held));
+        let alloc = if check_ceiling(&b.plan, max_bytes).is_ok() {
+            b.allocate(seed, max_bytes).map_err(|e| e.to_string())?;
+            summary::Allocation::Held(b.allocated_params().unwrap_or(0))
+        } else {
+            summary::Allocation::OverCeiling {
+                bytes: b.plan.weight_bytes(),
+                ceiling: max_bytes,
+            }
+        };
         out.push_str(&summary::render_table(&b.plan, alloc));
     }
     out.push_str(

@@ -23,8 +23,8 @@ use std::process::ExitCode;
 struct Cli {
     /// Ceiling on f32 weight memory; bigger models are counted but not allocated
     /// (bytes, or with a unit: 512M, 2G, 1T)
-    #[arg(long, global = true, value_name = "SIZE", default_value = "2G")]
-    max_weight_bytes: String,
+    #[arg(long, global = true, value_name = "SIZE", default_value = "2G", value_parser = parse_bytes)]
+    max_weight_bytes: u128,
 
     /// Seed of the random (Glorot-uniform) weights
     #[arg(long, global = true, value_name = "N", default_value_t = 0)]
@@ -86,8 +86,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         save_output: Option<PathBuf>,
         /// How many classes to list per item
-        #[arg(long, value_name = "K", default_value_t = 5)]
-        top: usize,
+        #[arg(long, value_name = "K", default_value_t = 5,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        top: u64,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -104,8 +105,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, String> {
 }
 
 fn execute(cli: Cli) -> Result<String, String> {
-    let max_bytes =
-        parse_bytes(&cli.max_weight_bytes).map_err(|e| format!("--max-weight-bytes: {e}"))?;
+    let max_bytes = cli.max_weight_bytes;
     let Some(command) = cli.command else {
         return cnn::demo::run(cli.seed, max_bytes);
     };
@@ -138,7 +138,7 @@ fn execute(cli: Cli) -> Result<String, String> {
             let items = cnn::model::explain(&m.plan);
             Ok(match format {
                 Format::Table => explain::render(&m.plan, &items),
-                Format::Json => to_json(&explain::to_json(&items))?,
+                Format::Json => to_json(&explain::to_json(&m.plan, &items))?,
             })
         }
         Command::Compare { a, b, format } => {
@@ -163,7 +163,9 @@ fn execute(cli: Cli) -> Result<String, String> {
                 npy::write_output(path, &y)?;
             }
             let name = input.display().to_string();
-            let results = run::results(m.name(), &name, &y, top);
+            let top = usize::try_from(top).unwrap_or(usize::MAX);
+            let probabilities = m.plan.ends_in_softmax();
+            let results = run::results(m.name(), &name, &y, top, probabilities);
             Ok(match format {
                 Format::Table => run::render(&results, top),
                 Format::Json => to_json(&results)?,
@@ -201,7 +203,7 @@ fn main() -> ExitCode {
                 .collect();
             let message = message.join(" ");
             let message = message.strip_prefix("error: ").unwrap_or(&message);
-            eprintln!("cnn: {message} (see cnn --help)");
+            eprintln!("cnn: error: {message} (see cnn --help)");
             return ExitCode::from(2);
         }
     };

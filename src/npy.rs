@@ -1,7 +1,7 @@
 //! Reading and writing `.npy` arrays for `cnn run`, through `ndarray-npy`.
 //!
-//! Inputs must be `float32` (little- or big-endian) in C order, shaped `[C, H, W]` (one image)
-//! or `[N, C, H, W]`; anything else is an error naming the file, what it holds and what the
+//! Inputs must be `float32` (little- or big-endian; C or Fortran order, the latter converted),
+//! shaped `[C, H, W]` (one image) or `[N, C, H, W]`; anything else is an error naming the file, what it holds and what the
 //! model expects. Outputs are written as `float32` arrays with the batch axis first.
 
 use cnn_tensor::{format_shape, Tensor};

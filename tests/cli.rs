@@ -33,7 +33,7 @@ fn fails_with(o: &Output, needles: &[&str]) {
         1,
         "exactly one line on stderr: {err:?}"
     );
-    assert!(err.starts_with("cnn: "), "{err}");
+    assert!(err.starts_with("cnn: error: "), "{err}");
     assert!(
         !err.contains("panicked") && !err.contains("internal error"),
         "{err}"
@@ -126,10 +126,12 @@ fn explain_shows_the_im2col_matrix_and_gemm() {
     assert!(t.contains("M x K x N = 32 x 25 x 576"), "{t}");
     let o = cnn(&["explain", "models/vgg2.toml", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v[1]["layer"], "conv2d_2");
-    assert_eq!(v[1]["im2col_shape"], serde_json::json!([288, 576]));
-    assert_eq!(v[1]["gemm_mkn"], serde_json::json!([32, 288, 576]));
-    assert_eq!(v[1]["column_bytes_full"], 288 * 576 * 4);
+    assert_eq!(v["model"], "vgg2");
+    let l = &v["layers"][1];
+    assert_eq!(l["layer"], "conv2d_2");
+    assert_eq!(l["im2col_shape"], serde_json::json!([288, 576]));
+    assert_eq!(l["gemm_mkn"], serde_json::json!([32, 288, 576]));
+    assert_eq!(l["column_bytes_full"], 288 * 576 * 4);
 }
 
 #[test]
@@ -338,8 +340,88 @@ fn usage_errors_are_one_line() {
     fails_with(&o, &["MODEL"]);
     assert_eq!(o.status.code(), Some(2));
     fails_with(&cnn(&["frobnicate"]), &["frobnicate"]);
+    let o = cnn(&["summary", "models/vgg2.toml", "--max-weight-bytes", "lots"]);
+    fails_with(&o, &["--max-weight-bytes", "lots"]);
+    assert_eq!(o.status.code(), Some(2));
     fails_with(
-        &cnn(&["summary", "models/vgg2.toml", "--max-weight-bytes", "lots"]),
-        &["--max-weight-bytes", "lots"],
+        &cnn(&["run", "models/vgg2.toml", "--input", "x.npy", "--top", "0"]),
+        &["--top"],
     );
+}
+
+#[test]
+fn demo_runs_and_respects_a_tiny_ceiling() {
+    let o = cnn(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = stdout(&o);
+    assert!(t.contains("604,035") && t.contains("336,387"), "{t}");
+    assert!(t.contains("not allocated (3.64 TiB)"), "{t}");
+    let o = cnn(&["--max-weight-bytes", "1K"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = stdout(&o);
+    assert!(t.contains("Allocated params: not allocated"), "{t}");
+}
+
+#[test]
+fn outputs_without_softmax_are_scores_not_probabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_model(
+        dir.path(),
+        "tanh.toml",
+        &format!("{HEAD}[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 3\nactivation = \"tanh\"\n"),
+    );
+    let x = dir.path().join("x.npy");
+    write_npy_f32(&x, &[1, 8, 8], 0.3);
+    let o = cnn(&[
+        "run",
+        p.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &v["results"][0];
+    assert!(
+        r.get("probability").is_none() && r["score"].is_number(),
+        "{r}"
+    );
+    assert!(r["top"][0].get("probability").is_none(), "{r}");
+    let t = stdout(&cnn(&[
+        "run",
+        p.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+    ]));
+    assert!(t.contains("score") && !t.contains("probability"), "{t}");
+}
+
+#[test]
+fn pooling_padding_and_name_collisions_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_model(
+        dir.path(),
+        "pool.toml",
+        &format!("{HEAD}[[layers]]\ntype = \"maxpool2d\"\npool = 2\npadding = 2\n"),
+    );
+    fails_with(
+        &cnn(&["summary", p.to_str().unwrap()]),
+        &[
+            "pool.toml:6:",
+            "maxpool2d_1",
+            "padding 2 is not smaller than the 2x2 pool window",
+        ],
+    );
+    let p = write_model(
+        dir.path(),
+        "names.toml",
+        &format!(
+            "{HEAD}[[layers]]\ntype = \"flatten\"\nname = \"flatten_1\"\n[[layers]]\ntype = \"flatten\"\n"
+        ),
+    );
+    let o = cnn(&["summary", p.to_str().unwrap(), "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["layers"][1]["name"], "flatten_2");
 }

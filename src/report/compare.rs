@@ -50,10 +50,11 @@ fn describe(plan: &ModelPlan) -> String {
     let total = plan.total_params();
     match heaviest(plan) {
         Some(h) => format!(
-            "{}: {} parameters in {} layers; {} holds {} ({:.1}%) = {}, reading {}.",
+            "{}: {} parameters in {} layer{}; {} holds {} ({:.1}%) = {}, reading {}.",
             plan.name(),
             group_digits(total as u128),
             plan.layers.len(),
+            if plan.layers.len() == 1 { "" } else { "s" },
             h.name,
             group_digits(h.param_count as u128),
             share(h.param_count, total),

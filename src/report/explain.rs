@@ -29,9 +29,16 @@ pub struct ExplainJson {
     pub macs: u64,
 }
 
+/// `explain --format json`.
+#[derive(Debug, Serialize)]
+pub struct ExplainDoc {
+    pub model: String,
+    pub layers: Vec<ExplainJson>,
+}
+
 /// The JSON document.
-pub fn to_json(items: &[ConvExplanation]) -> Vec<ExplainJson> {
-    items
+pub fn to_json(plan: &ModelPlan, items: &[ConvExplanation]) -> ExplainDoc {
+    let layers = items
         .iter()
         .map(|e| ExplainJson {
             layer: e.layer.clone(),
@@ -51,7 +58,11 @@ pub fn to_json(items: &[ConvExplanation]) -> Vec<ExplainJson> {
             column_bytes_allocated: e.column_bytes_allocated,
             macs: e.macs,
         })
-        .collect()
+        .collect();
+    ExplainDoc {
+        model: plan.name().to_string(),
+        layers,
+    }
 }
 
 fn block(e: &ConvExplanation) -> String {
@@ -121,19 +132,21 @@ fn block(e: &ConvExplanation) -> String {
             ));
         }
         KernelPath::LocallyConnected => {
+            let positions = group_digits(cols as u128);
             out.push_str(&format!(
-                "  im2col   one column of {rows} values per output position ({cols} positions), \
-                 gathered one at a time; the whole matrix would be {}\n",
+                "  im2col   one column of {rows} values per output position ({positions} \
+                 positions), gathered one at a time; the whole matrix would be {}\n",
                 human_bytes(e.column_bytes_full as u128)
             ));
             out.push_str(&format!(
                 "  GEMM     unshared weights: a W_p[{m} x {k}] x col_p[{k} x 1] mat-vec for each of \
-                 the {cols} positions\n"
+                 the {positions} positions\n"
             ));
         }
         KernelPath::Dense => {
             out.push_str(&format!(
-                "  GEMM     W[{m} x {k}] x x[{k} x batch] -> y[{m} x batch]   M x K x N = {m} x {k} x batch\n"
+                "  GEMM     W[{m} x {k}] x x[{k} x 1] -> y[{m} x 1]   M x K x N = {m} x {k} x 1 per \
+                 image (a batch of B makes N = B)\n"
             ));
         }
     }

@@ -6,12 +6,22 @@ use super::table::{Align, Table};
 use cnn_tensor::{format_shape, Tensor};
 use serde::Serialize;
 
-/// One ranked class.
+/// One ranked class. `probability` when the model ends in softmax, `score` otherwise.
 #[derive(Debug, Serialize, Clone)]
 pub struct TopJson {
     pub class: usize,
     pub label: String,
-    pub probability: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+}
+
+impl TopJson {
+    /// The value, whichever it is.
+    pub fn value(&self) -> f32 {
+        self.probability.or(self.score).unwrap_or(f32::NAN)
+    }
 }
 
 /// One batch item.
@@ -25,6 +35,8 @@ pub struct ResultJson {
     pub label: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probability: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub top: Vec<TopJson>,
     pub output_shape: Vec<usize>,
@@ -41,7 +53,7 @@ pub struct RunJson {
 }
 
 /// The top `k` entries of `values`, highest first (ties keep the lower class first).
-pub fn top_k(values: &[f32], k: usize) -> Vec<TopJson> {
+pub fn top_k(values: &[f32], k: usize, probabilities: bool) -> Vec<TopJson> {
     let mut idx: Vec<usize> = (0..values.len()).collect();
     idx.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
     idx.into_iter()
@@ -49,13 +61,21 @@ pub fn top_k(values: &[f32], k: usize) -> Vec<TopJson> {
         .map(|c| TopJson {
             class: c,
             label: c.to_string(),
-            probability: values[c],
+            probability: probabilities.then_some(values[c]),
+            score: (!probabilities).then_some(values[c]),
         })
         .collect()
 }
 
 /// Builds the results for `output` (`[N, …]`) of a run on `input_name`.
-pub fn results(model: &str, input_name: &str, output: &Tensor, k: usize) -> RunJson {
+/// `probabilities` says whether the outputs are softmax probabilities (else raw scores).
+pub fn results(
+    model: &str,
+    input_name: &str,
+    output: &Tensor,
+    k: usize,
+    probabilities: bool,
+) -> RunJson {
     let n = output.batch().max(1);
     let item_shape = output.item_shape().to_vec();
     let per = output.len() / n;
@@ -66,7 +86,7 @@ pub fn results(model: &str, input_name: &str, output: &Tensor, k: usize) -> RunJ
         .enumerate()
         .map(|(index, item)| {
             let top = if vector {
-                top_k(item, k.max(1))
+                top_k(item, k.max(1), probabilities)
             } else {
                 Vec::new()
             };
@@ -80,7 +100,8 @@ pub fn results(model: &str, input_name: &str, output: &Tensor, k: usize) -> RunJ
                 index,
                 class: first.as_ref().map(|t| t.class),
                 label: first.as_ref().map(|t| t.label.clone()),
-                probability: first.as_ref().map(|t| t.probability),
+                probability: first.as_ref().and_then(|t| t.probability),
+                score: first.as_ref().and_then(|t| t.score),
                 top,
                 output_shape: item_shape.clone(),
                 min,
@@ -98,12 +119,17 @@ pub fn results(model: &str, input_name: &str, output: &Tensor, k: usize) -> RunJ
 /// The terminal table.
 pub fn render(run: &RunJson, k: usize) -> String {
     let vector = run.results.first().is_some_and(|r| r.class.is_some());
+    let value_name = if run.results.first().is_some_and(|r| r.probability.is_some()) {
+        "probability"
+    } else {
+        "score"
+    };
     let mut t = if vector {
         Table::new(&[
             ("input", Align::Left),
             ("item", Align::Right),
             ("class", Align::Right),
-            ("probability", Align::Right),
+            (value_name, Align::Right),
             ("top", Align::Left),
         ])
     } else {
@@ -122,13 +148,13 @@ pub fn render(run: &RunJson, k: usize) -> String {
                 .top
                 .iter()
                 .take(k)
-                .map(|t| format!("{} ({:.3})", t.label, t.probability))
+                .map(|t| format!("{} ({:.3})", t.label, t.value()))
                 .collect();
             t.row(vec![
                 r.input.clone(),
                 r.index.to_string(),
                 r.label.clone().unwrap_or_default(),
-                format!("{:.4}", r.probability.unwrap_or(0.0)),
+                format!("{:.4}", r.probability.or(r.score).unwrap_or(f32::NAN)),
                 top.join(", "),
             ]);
         } else {
@@ -151,7 +177,7 @@ mod tests {
 
     #[test]
     fn top_k_orders_by_value() {
-        let t = top_k(&[0.1, 0.7, 0.2], 2);
+        let t = top_k(&[0.1, 0.7, 0.2], 2, true);
         assert_eq!(t.iter().map(|x| x.class).collect::<Vec<_>>(), vec![1, 2]);
     }
 }

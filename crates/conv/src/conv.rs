@@ -1,37 +1,42 @@
 //! The production convolution: picks the cheapest correct path for a geometry and runs it.
 //!
-//! * Depthwise (`groups == in_c > 1`): the direct kernel of [`crate::depthwise_conv2d`]; a GEMM
-//!   per channel would have a single row.
+//! * Depthwise (`groups == in_c > 1`): the direct kernel of [`crate::depthwise_conv2d`]; as a
+//!   GEMM every group would be a single-row product.
 //! * Pointwise (1x1, stride 1, no padding): no unfolding at all. Group `g` of the image,
 //!   `[in_c/groups, h*w]`, already *is* the column matrix, so each image and group is one GEMM
-//!   `out[Mg, h*w] = W_g[Mg, Cg] x X_g[Cg, h*w]`.
+//!   `out[Mg, h*w] = W_g[Mg, Cg] x X_g[Cg, h*w]` (the GEMM reads the input in place).
 //! * Everything else: im2col + GEMM, `out[Mg, oh*ow] = W_g[Mg, K] x cols[K, oh*ow]`, with the
 //!   column matrix *tiled over output rows* so that its buffer never exceeds [`COL_TILE_BYTES`]
 //!   (but always holds at least one output row). Each tile is unfolded by
-//!   [`crate::im2col::im2col_rows`] and multiplied straight into its sub-block of the output
-//!   (the GEMM writes with the output's row stride), so no copy is made.
+//!   [`crate::im2col::im2col_rows`]'s worker and multiplied straight into its sub-block of the
+//!   output (the GEMM writes with the output's row stride), so nothing is copied.
 //!
-//! Bias and activation are applied to each GEMM block right after it is written. Work is spread
-//! with rayon: across the images of the batch, and, when there are fewer images than threads,
-//! also across blocks of output channels inside each GEMM (and across the rows of each column
-//! tile while unfolding). Every scratch buffer is allocated fallibly.
+//! Bias and activation are applied to each GEMM block right after it is written, while it is in
+//! cache. The work of a call is cut into independent tasks `(image, group, column tile, block
+//! of output channels)`, each writing a disjoint block of the output; at most
+//! `rayon::current_num_threads()` workers, each with its own column buffer, claim tasks from a
+//! shared counter until none is left. With enough images and groups, a task is a whole image and group; with fewer
+//! (batch 1), each image is split further: into column tiles when the column matrix is the
+//! larger GEMM operand (early layers), into blocks of output channels when the weights are
+//! (deep layers), so that each worker packs only its own share of the larger operand.
 //!
 //! [`conv2d_im2col_plain`] is the textbook version (whole column matrix, single thread, no
-//! fast paths), kept for benchmarks. This module does not check results; the tests compare it
-//! with [`crate::conv2d_direct`].
+//! fast paths), kept as a benchmark baseline. This module does not check its results; the
+//! tests compare it with [`crate::conv2d_direct`].
 
 use crate::error::{check_conv_geometry, check_len, mul_len};
-use crate::gemm::{bias_act_rows, gemm, MatMut, MatRef};
+use crate::gemm::{bias_act, gemm, MatMut, MatRef, SharedOut};
 use crate::im2col::fill_cols;
 use crate::{depthwise_conv2d, Activation, Conv2dGeometry, KernelError};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Upper bound of the production path's column buffer, in bytes (unless a single output row
-/// needs more, in which case the buffer holds exactly one output row).
+/// Upper bound of the production path's column buffer (per worker thread), in bytes, unless a
+/// single output row needs more, in which case the buffer holds exactly one output row.
 pub const COL_TILE_BYTES: usize = 8 << 20;
 
-/// GEMMs with fewer multiply-accumulates than this are not split across threads.
-const PAR_MIN_MACS: usize = 1 << 18;
+/// Calls with fewer multiply-accumulates than this run on the calling thread.
+const PAR_MIN_MACS: usize = 1 << 20;
 
 /// Tuning knobs of [`conv2d_tuned`]; tests lower them to force tiling and splitting on small
 /// inputs. Not part of the stable API.
@@ -40,15 +45,21 @@ const PAR_MIN_MACS: usize = 1 << 18;
 pub struct ConvTuning {
     /// Bound of the column buffer in bytes (at least one output row is always held).
     pub tile_bytes: usize,
-    /// Minimum multiply-accumulates of a GEMM before it is split across threads.
+    /// Minimum multiply-accumulates of a call before it is spread over threads.
     pub par_min_macs: usize,
+    /// Number of workers to plan for (`None`: `rayon::current_num_threads()`).
+    pub threads: Option<usize>,
 }
 
 impl Default for ConvTuning {
     fn default() -> Self {
         Self {
-            tile_bytes: COL_TILE_BYTES,
+            tile_bytes: std::env::var("XTILE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(COL_TILE_BYTES),
             par_min_macs: PAR_MIN_MACS,
+            threads: None,
         }
     }
 }
@@ -58,7 +69,7 @@ impl Default for ConvTuning {
 enum Path {
     Depthwise,
     Pointwise,
-    /// im2col + GEMM, `rows` output rows per column tile.
+    /// im2col + GEMM, at most `rows` output rows per column tile.
     Im2col {
         rows: usize,
     },
@@ -85,15 +96,12 @@ fn tile_rows(geom: &Conv2dGeometry, tile_bytes: usize) -> usize {
     (tile_bytes / row_bytes.max(1)).clamp(1, geom.out_h.max(1))
 }
 
-/// Elements of the column buffer [`conv2d`] allocates for `geom` (per worker thread when the
-/// batch is split across threads): `col_rows * rows_per_tile * out_w` for the im2col path, 0
-/// for the pointwise and depthwise paths, which need none.
+/// Elements of the column buffer [`conv2d`] allocates for `geom`, per worker thread (at most
+/// `rayon::current_num_threads()` of them): at most `col_rows * rows_per_tile * out_w` for the
+/// im2col path, where a tile holds as many output rows as fit in [`COL_TILE_BYTES`] (at least
+/// one); 0 for the pointwise and depthwise paths, which need none.
 pub fn column_buffer_len(geom: &Conv2dGeometry) -> usize {
-    column_buffer_len_with(geom, COL_TILE_BYTES)
-}
-
-fn column_buffer_len_with(geom: &Conv2dGeometry, tile_bytes: usize) -> usize {
-    match plan(geom, tile_bytes) {
+    match plan(geom, COL_TILE_BYTES) {
         Path::Depthwise | Path::Pointwise => 0,
         Path::Im2col { rows } => geom.col_rows() * rows * geom.out_w,
     }
@@ -123,7 +131,7 @@ pub fn conv2d(
     )
 }
 
-/// [`conv2d`] with explicit tuning (tile bound, threading threshold). For tests and benchmarks.
+/// [`conv2d`] with explicit tuning (tile bound, threading). For tests and benchmarks.
 #[doc(hidden)]
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_tuned(
@@ -144,32 +152,55 @@ pub fn conv2d_tuned(
     if batch == 0 {
         return Ok(());
     }
+    let threads = tuning
+        .threads
+        .unwrap_or_else(rayon::current_num_threads)
+        .max(1);
+    let sched = Schedule::new(geom, path, batch, threads, tuning.par_min_macs);
     let ctx = Ctx {
         geom,
+        input,
         weights,
         bias,
         act,
         path,
-        // Split inside an image only when the batch alone cannot keep every thread busy.
-        split: batch < rayon::current_num_threads(),
-        par_min_macs: tuning.par_min_macs,
+        sched,
     };
-    let col_len = column_buffer_len_with(geom, tuning.tile_bytes);
-    let (in_len, out_len) = (geom.in_len(), geom.out_len());
-    if batch == 1 {
+    let col_len = match path {
+        Path::Im2col { .. } => geom.col_rows() * sched.tile_len * geom.out_w,
+        _ => 0,
+    };
+    let out = SharedOut::new(output, geom.col_cols());
+    let tasks = Tasks {
+        next: AtomicUsize::new(0),
+        total: sched.tasks(batch, geom.groups),
+    };
+    if sched.workers <= 1 {
         let mut cols = cnn_tensor::try_zeroed(col_len, "the convolution column tile")?;
-        return ctx.image(input, output, &mut cols);
+        return ctx.run(&out, &tasks, &mut cols);
     }
-    output
-        .par_chunks_mut(out_len)
-        .zip(input.par_chunks(in_len))
-        .try_for_each_init(
-            || cnn_tensor::try_zeroed(col_len, "the convolution column tile"),
-            |cols, (out, image)| match cols {
-                Ok(cols) => ctx.image(image, out, cols),
-                Err(e) => Err(KernelError::Alloc(e.clone())),
-            },
-        )
+    let mut buffers = (0..sched.workers)
+        .map(|_| cnn_tensor::try_zeroed(col_len, "the convolution column tiles"))
+        .collect::<Result<Vec<_>, _>>()?;
+    buffers
+        .par_iter_mut()
+        .try_for_each(|cols| ctx.run(&out, &tasks, cols))
+}
+
+/// The task counter of one call: workers take the next unclaimed task until all are taken.
+struct Tasks {
+    next: AtomicUsize,
+    total: usize,
+}
+
+impl Tasks {
+    /// Claims a task; every index in `0..total` is handed out exactly once.
+    fn claim(&self) -> Option<usize> {
+        // Relaxed is enough: the counter only has to hand out distinct indices; the outputs
+        // are published to the caller by rayon's join at the end of the parallel loop.
+        let task = self.next.fetch_add(1, Ordering::Relaxed);
+        (task < self.total).then_some(task)
+    }
 }
 
 /// The length checks shared by every convolution entry point.
@@ -199,109 +230,147 @@ pub(crate) fn check_conv_args(
     Ok(())
 }
 
-/// Everything one image's computation needs, shared read-only across threads.
+/// How one call is cut into tasks. Task `i` is `(image, group, tile, chunk)` with the chunk
+/// varying fastest, then the tile, then the group; workers claim tasks in increasing order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Schedule {
+    /// Column tiles per image and group.
+    tiles: usize,
+    /// Size of a tile: output rows (im2col) or output columns (pointwise).
+    tile_len: usize,
+    /// Blocks of output channels per image, group and tile.
+    chunks: usize,
+    /// Output channels per block.
+    chunk_rows: usize,
+    /// Workers the tasks are dealt to.
+    workers: usize,
+}
+
+impl Schedule {
+    fn new(
+        geom: &Conv2dGeometry,
+        path: Path,
+        batch: usize,
+        threads: usize,
+        par_min_macs: usize,
+    ) -> Self {
+        let (mg, spatial) = (geom.out_c_per_group(), geom.col_cols());
+        // The extent a tile cuts, and the largest tile the buffer bound allows.
+        let (extent, max_tile) = match path {
+            Path::Im2col { rows } => (geom.out_h, rows),
+            _ => (spatial, spatial),
+        };
+        let mut tiles = extent.div_ceil(max_tile);
+        let mut chunks = 1;
+        let base = batch.saturating_mul(geom.groups);
+        let work = geom.macs().saturating_mul(batch as u64);
+        let parallel = threads > 1 && work >= par_min_macs as u64;
+        // Two tasks per worker, so that one slow task does not leave a worker idle for long.
+        let want = threads.saturating_mul(2);
+        if parallel && base.saturating_mul(tiles) < want {
+            let pieces = want.div_ceil(base);
+            if mg > spatial {
+                // The weights are the larger operand: split the output channels.
+                chunks = pieces.min(mg.div_ceil(8));
+            } else {
+                tiles = tiles.max(pieces.min(extent));
+            }
+        }
+        let mut tile_len = extent.div_ceil(tiles);
+        if path == Path::Pointwise && tiles > 1 {
+            // Keep column tiles a multiple of the GEMM micro-kernel width.
+            tile_len = tile_len.next_multiple_of(16).min(extent);
+        }
+        let chunk_rows = mg.div_ceil(chunks).next_multiple_of(8).min(mg);
+        let sched = Self {
+            tiles: extent.div_ceil(tile_len),
+            tile_len,
+            chunks: mg.div_ceil(chunk_rows),
+            chunk_rows,
+            workers: 1,
+        };
+        let total = sched.tasks(batch, geom.groups);
+        Self {
+            workers: if parallel { threads.min(total) } else { 1 },
+            ..sched
+        }
+    }
+
+    /// The number of tasks of a call.
+    fn tasks(&self, batch: usize, groups: usize) -> usize {
+        batch * groups * self.tiles * self.chunks
+    }
+}
+
+/// Everything the tasks of one call share (read-only).
 struct Ctx<'a> {
     geom: &'a Conv2dGeometry,
+    input: &'a [f32],
     weights: &'a [f32],
     bias: Option<&'a [f32]>,
     act: Activation,
     /// Pointwise or im2col (the depthwise path never gets here).
     path: Path,
-    /// Whether to split the work of one image across threads.
-    split: bool,
-    par_min_macs: usize,
+    sched: Schedule,
 }
 
 impl Ctx<'_> {
-    /// One image: `image[in_c, in_h, in_w]` -> `out[out_c, out_h, out_w]`, lengths checked.
-    fn image(&self, image: &[f32], out: &mut [f32], cols: &mut [f32]) -> Result<(), KernelError> {
+    /// Claims and runs tasks until none is left, with the column buffer `cols`, writing into
+    /// `out` (the output seen as `[batch*out_c, out_h*out_w]`). A column tile is not unfolded
+    /// again when the previous task of this worker used the same one.
+    fn run(&self, out: &SharedOut<'_>, tasks: &Tasks, cols: &mut [f32]) -> Result<(), KernelError> {
         let g = self.geom;
-        let (mg, k) = (g.out_c_per_group(), g.col_rows());
-        let spatial = g.col_cols();
-        let in_plane = g.in_h * g.in_w;
-        for (grp, out_g) in out.chunks_exact_mut(mg * spatial).enumerate() {
-            let w_g = &self.weights[grp * mg * k..(grp + 1) * mg * k];
-            let b_g = self.bias.map(|b| &b[grp * mg..(grp + 1) * mg]);
-            let Path::Im2col { rows } = self.path else {
-                // Pointwise: the group's input channels are the column matrix [Cg, h*w].
-                let cg = g.in_c_per_group();
-                let x_g = &image[grp * cg * in_plane..(grp + 1) * cg * in_plane];
-                self.gemm_block(w_g, b_g, x_g, spatial, out_g, 0)?;
-                continue;
+        let s = &self.sched;
+        let (mg, k, spatial) = (g.out_c_per_group(), g.col_rows(), g.col_cols());
+        let mut unfolded = None;
+        while let Some(task) = tasks.claim() {
+            let chunk = task % s.chunks;
+            let tile = task / s.chunks % s.tiles;
+            let grp = task / (s.chunks * s.tiles) % g.groups;
+            let n = task / (s.chunks * s.tiles * g.groups);
+            let image = &self.input[n * g.in_len()..(n + 1) * g.in_len()];
+            // The tile's output columns and the matching column matrix.
+            let (col0, ncols, b) = match self.path {
+                Path::Im2col { .. } => {
+                    let oh0 = tile * s.tile_len;
+                    let oh1 = (oh0 + s.tile_len).min(g.out_h);
+                    let ncols = (oh1 - oh0) * g.out_w;
+                    let tile_cols = &mut cols[..k * ncols];
+                    if unfolded != Some((n, grp, tile)) {
+                        fill_cols(g, image, grp, oh0, oh1, tile_cols);
+                        unfolded = Some((n, grp, tile));
+                    }
+                    (
+                        oh0 * g.out_w,
+                        ncols,
+                        MatRef::row_major(tile_cols, k, ncols, ncols),
+                    )
+                }
+                _ => {
+                    // Pointwise: the group's input channels are the column matrix [Cg, h*w].
+                    let col0 = tile * s.tile_len;
+                    let ncols = s.tile_len.min(spatial - col0);
+                    let x_g = &image[grp * k * spatial..(grp + 1) * k * spatial];
+                    (
+                        col0,
+                        ncols,
+                        MatRef::row_major(&x_g[col0..], k, ncols, spatial),
+                    )
+                }
             };
-            let mut oh0 = 0;
-            while oh0 < g.out_h {
-                let oh1 = (oh0 + rows).min(g.out_h);
-                let n = (oh1 - oh0) * g.out_w;
-                let tile = &mut cols[..k * n];
-                fill_cols(
-                    g,
-                    image,
-                    grp,
-                    oh0,
-                    oh1,
-                    tile,
-                    self.split && k * n >= 1 << 15,
-                );
-                self.gemm_block(w_g, b_g, tile, n, out_g, oh0 * g.out_w)?;
-                oh0 = oh1;
-            }
+            let m0 = chunk * s.chunk_rows;
+            let m = s.chunk_rows.min(mg - m0);
+            let first = grp * mg + m0;
+            let a = MatRef::row_major(&self.weights[first * k..(first + m) * k], m, k, k);
+            // SAFETY: the block is rows n*out_c + first .. + m, columns col0 .. col0 + ncols.
+            // Distinct tasks have distinct (image, group, tile, chunk) and so disjoint row ranges
+            // (image, group, chunk) or disjoint column ranges (tile); `claim` hands every task to
+            // exactly one worker, and the block lives only until the end of this iteration.
+            let mut c = unsafe { out.block(n * g.out_c + first, m, col0, ncols)? };
+            gemm(a, b, &mut c)?;
+            bias_act(&mut c, self.bias.map(|b| &b[first..first + m]), self.act);
         }
         Ok(())
-    }
-
-    /// `out_g[:, col0 .. col0 + n] = w_g[Mg, K] x cols[K, n]`, then bias and activation on that
-    /// block. `out_g` is the group's `[Mg, out_h*out_w]` output. When splitting, blocks of
-    /// output channels (rows of `w_g` and `out_g`) go to different rayon tasks.
-    fn gemm_block(
-        &self,
-        w_g: &[f32],
-        b_g: Option<&[f32]>,
-        cols: &[f32],
-        n: usize,
-        out_g: &mut [f32],
-        col0: usize,
-    ) -> Result<(), KernelError> {
-        let spatial = self.geom.col_cols();
-        let k = self.geom.col_rows();
-        let mg = self.geom.out_c_per_group();
-        let chunk_rows = self.chunk_rows(mg, k, n);
-        let b = MatRef::row_major(cols, k, n, n);
-        let run = |(ci, (out_rows, w_rows)): (usize, (&mut [f32], &[f32]))| {
-            let m = w_rows.len() / k;
-            gemm(
-                MatRef::row_major(w_rows, m, k, k),
-                b,
-                MatMut {
-                    data: &mut out_rows[col0..],
-                    rows: m,
-                    cols: n,
-                    rs: spatial,
-                },
-            )?;
-            let bias = b_g.map(|b| &b[ci * chunk_rows..ci * chunk_rows + m]);
-            bias_act_rows(&mut out_rows[col0..], m, n, spatial, bias, self.act);
-            Ok(())
-        };
-        if chunk_rows >= mg {
-            return run((0, (out_g, w_g)));
-        }
-        out_g
-            .par_chunks_mut(chunk_rows * spatial)
-            .zip(w_g.par_chunks(chunk_rows * k))
-            .enumerate()
-            .try_for_each(run)
-    }
-
-    /// Output channels per rayon task of one GEMM: all of them unless splitting pays off, else
-    /// about one block per thread, rounded up to a multiple of 8 (the GEMM micro-kernel height).
-    fn chunk_rows(&self, mg: usize, k: usize, n: usize) -> usize {
-        let macs = mg.saturating_mul(k).saturating_mul(n);
-        if !self.split || macs < self.par_min_macs || mg < 16 {
-            return mg.max(1);
-        }
-        let threads = rayon::current_num_threads().max(1);
-        mg.div_ceil(threads).next_multiple_of(8).min(mg)
     }
 }
 
@@ -323,20 +392,15 @@ pub fn conv2d_im2col_plain(
     let images = input.chunks_exact(geom.in_len());
     for (image, out) in images.zip(output.chunks_exact_mut(geom.out_len())) {
         for (grp, out_g) in out.chunks_exact_mut(mg * spatial).enumerate() {
-            fill_cols(geom, image, grp, 0, geom.out_h, &mut cols, false);
+            fill_cols(geom, image, grp, 0, geom.out_h, &mut cols);
             let w_g = &weights[grp * mg * k..(grp + 1) * mg * k];
+            let mut c = MatMut::new(out_g, mg, spatial, spatial)?;
             gemm(
                 MatRef::row_major(w_g, mg, k, k),
                 MatRef::row_major(&cols, k, spatial, spatial),
-                MatMut {
-                    data: out_g,
-                    rows: mg,
-                    cols: spatial,
-                    rs: spatial,
-                },
+                &mut c,
             )?;
-            let b_g = bias.map(|b| &b[grp * mg..(grp + 1) * mg]);
-            bias_act_rows(out_g, mg, spatial, spatial, b_g, act);
+            bias_act(&mut c, bias.map(|b| &b[grp * mg..(grp + 1) * mg]), act);
         }
     }
     Ok(())
@@ -433,8 +497,9 @@ mod tests {
         let tuning = ConvTuning {
             tile_bytes: 1,
             par_min_macs: 0,
+            threads: Some(3),
         };
-        assert_eq!(column_buffer_len_with(&g, 1), 18 * 9);
+        assert_eq!(tile_rows(&g, 1), 1);
         let input = data(g.in_len() * 2, 3);
         let weights = data(g.weight_len(), 4);
         let mut fast = vec![0.0; g.out_len() * 2];
@@ -446,13 +511,47 @@ mod tests {
     }
 
     #[test]
-    fn split_gemm_matches_for_one_image() {
-        // 40 filters split into blocks of 8 across threads, with several tiles.
-        for (k, groups, pad) in [(3, 1, Padding::Same), (1, 2, Padding::Valid)] {
-            let g = Conv2dGeometry::resolve(4, 11, 13, &spec(40, k, 1, pad, groups)).unwrap();
+    fn schedules() {
+        let g = Conv2dGeometry::resolve(64, 56, 56, &spec(64, 3, 1, Padding::Same, 1)).unwrap();
+        let path = plan(&g, COL_TILE_BYTES);
+        // The column matrix (576 x 3136) fits the bound; batch 1 on 2 threads: 4 row tiles.
+        let s = Schedule::new(&g, path, 1, 2, PAR_MIN_MACS);
+        assert_eq!((s.tiles, s.tile_len, s.chunks, s.workers), (4, 14, 1, 2));
+        // Enough images: one task per image.
+        let s = Schedule::new(&g, path, 8, 2, PAR_MIN_MACS);
+        assert_eq!((s.tiles, s.chunks, s.workers), (1, 1, 2));
+        // One thread: nothing is split.
+        let s = Schedule::new(&g, path, 1, 1, PAR_MIN_MACS);
+        assert_eq!((s.tiles, s.chunks, s.workers), (1, 1, 1));
+        // Deep layer: 512 filters on 7x7: the weights are larger, split the channels.
+        let g = Conv2dGeometry::resolve(512, 7, 7, &spec(512, 3, 1, Padding::Same, 1)).unwrap();
+        let s = Schedule::new(&g, plan(&g, COL_TILE_BYTES), 1, 2, PAR_MIN_MACS);
+        assert_eq!((s.tiles, s.chunks, s.chunk_rows, s.workers), (1, 4, 128, 2));
+        // Pointwise 64 -> 256 on 56x56: column tiles that are multiples of 16.
+        let g = Conv2dGeometry::resolve(64, 56, 56, &spec(256, 1, 1, Padding::Valid, 1)).unwrap();
+        let s = Schedule::new(&g, plan(&g, COL_TILE_BYTES), 1, 2, PAR_MIN_MACS);
+        assert_eq!((s.tiles, s.tile_len, s.chunks), (4, 784, 1));
+        // Tiny work stays on one thread.
+        let g = Conv2dGeometry::resolve(1, 4, 4, &spec(2, 3, 1, Padding::Same, 1)).unwrap();
+        let s = Schedule::new(&g, plan(&g, COL_TILE_BYTES), 1, 2, PAR_MIN_MACS);
+        assert_eq!(s.workers, 1);
+    }
+
+    #[test]
+    fn split_work_matches_for_one_image() {
+        // 40 filters on a small image (split into channel blocks) and a 1x1 on a larger
+        // one (split into column tiles), for several thread counts.
+        let cases = [
+            (3, 1, 11, 13, Padding::Same),
+            (1, 2, 30, 31, Padding::Valid),
+        ];
+        let runs = cases.iter().flat_map(|c| [2, 3, 5].map(|t| (*c, t)));
+        for ((k, groups, h, w, pad), threads) in runs {
+            let g = Conv2dGeometry::resolve(4, h, w, &spec(40, k, 1, pad, groups)).unwrap();
             let tuning = ConvTuning {
                 tile_bytes: 4 * g.col_rows() * g.out_w * 3,
                 par_min_macs: 0,
+                threads: Some(threads),
             };
             let input = data(g.in_len(), 5);
             let weights = data(g.weight_len(), 6);

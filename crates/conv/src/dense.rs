@@ -65,12 +65,7 @@ pub fn dense(
             rs: 1,
             cs: in_features,
         },
-        MatMut {
-            data: output,
-            rows: batch,
-            cols: units,
-            rs: units,
-        },
+        &mut MatMut::new(output, batch, units, units)?,
     )?;
     // The bias runs along the rows here (one value per unit), so it is added per row.
     for row in output.chunks_exact_mut(units.max(1)) {

@@ -1,13 +1,18 @@
 //! A bounds-checked wrapper around `matrixmultiply::sgemm`, the one GEMM every fast kernel of
-//! this crate goes through, plus the bias-and-activation epilogue that runs on each block right
-//! after it is written.
+//! this crate goes through, the output views it writes into, and the bias-and-activation
+//! epilogue that runs on each block right after it is written.
 //!
 //! The wrapper checks, before calling the unsafe routine, that every element the GEMM will
-//! touch lies inside the slices it was given, so the `unsafe` block rests on checks made here
-//! and not on promises made by callers. It does not thread, tile or pack anything itself;
-//! matrixmultiply does its own cache blocking, and the callers decide how to split the work.
+//! touch lies inside the buffers it was given, so the `unsafe` call rests on checks made here
+//! and not on promises made by callers. Outputs are [`MatMut`] blocks: made from a `&mut [f32]`
+//! (checked), or carved out of a [`SharedOut`] by parallel tasks that each own a disjoint
+//! rectangle of one output tensor (the only promise a caller makes, in an `unsafe` call).
+//! Nothing here threads, tiles or packs; matrixmultiply does its own cache blocking, and the
+//! callers decide how to split the work.
 
 use crate::{Activation, KernelError};
+use std::marker::PhantomData;
+use std::slice;
 
 /// A read-only `rows x cols` matrix inside `data`, element `(i, j)` at `i * rs + j * cs`.
 #[derive(Clone, Copy)]
@@ -32,12 +37,129 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// A writable row-major `rows x cols` block inside `data`, element `(i, j)` at `i * rs + j`.
+/// A writable row-major `rows x cols` block, element `(i, j)` at `ptr + i * rs + j`.
+///
+/// Invariant: for the lifetime `'a` this value has exclusive access to the block's elements
+/// (not to the gaps between its rows), and they all lie inside one live `f32` allocation. It is
+/// built either from a `&mut [f32]` ([`MatMut::new`], checked) or from a [`SharedOut`] whose
+/// caller promises disjointness ([`SharedOut::block`]).
 pub(crate) struct MatMut<'a> {
-    pub data: &'a mut [f32],
-    pub rows: usize,
-    pub cols: usize,
-    pub rs: usize,
+    ptr: *mut f32,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    _borrow: PhantomData<&'a mut [f32]>,
+}
+
+impl<'a> MatMut<'a> {
+    /// The block of `rows x cols` elements, rows `rs` apart, at the start of `data`.
+    pub fn new(
+        data: &'a mut [f32],
+        rows: usize,
+        cols: usize,
+        rs: usize,
+    ) -> Result<Self, KernelError> {
+        check_block(data.len(), rows, cols, rs)?;
+        Ok(Self {
+            ptr: data.as_mut_ptr(),
+            rows,
+            cols,
+            rs,
+            _borrow: PhantomData,
+        })
+    }
+
+    /// Row `i` of the block (`cols` elements), or an empty slice when `i` is out of range.
+    pub fn row(&mut self, i: usize) -> &mut [f32] {
+        if i >= self.rows || self.cols == 0 {
+            return &mut [];
+        }
+        // SAFETY: `check_block` verified at construction that row `i < rows` lies inside the
+        // allocation (its last element is at most the block's last offset) and that rows do not
+        // overlap (rs >= cols); the invariant gives this value exclusive access to these
+        // elements, and `&mut self` ties the returned slice to a unique borrow of it.
+        unsafe { slice::from_raw_parts_mut(self.ptr.add(i * self.rs), self.cols) }
+    }
+}
+
+/// Checks that a `rows x cols` block with row stride `rs` fits in `len` elements and that its
+/// rows do not overlap.
+fn check_block(len: usize, rows: usize, cols: usize, rs: usize) -> Result<(), KernelError> {
+    if rows == 0 || cols == 0 {
+        return Ok(());
+    }
+    if rows > 1 && rs < cols {
+        return Err(shape_error(format!(
+            "output row stride {rs} < {cols} columns"
+        )));
+    }
+    if isize::try_from(rs).is_err() || last_offset(rows, cols, rs, 1, len).is_none() {
+        return Err(shape_error(format!(
+            "a {rows}x{cols} block with row stride {rs} overruns its {len}-element buffer"
+        )));
+    }
+    Ok(())
+}
+
+/// A mutable row-major matrix (`row_len` elements per row) shared by parallel tasks that each
+/// write their own, disjoint, rectangular block of it.
+pub(crate) struct SharedOut<'a> {
+    ptr: *mut f32,
+    len: usize,
+    row_len: usize,
+    _borrow: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: a `SharedOut` stands for the exclusive borrow `&'a mut [f32]` it was made from, which
+// is `Send` and `Sync` (f32 is). The only access it gives is through the unsafe `block`, whose
+// contract makes the blocks used at the same time, from any threads, disjoint.
+unsafe impl Send for SharedOut<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut<'_> {}
+
+impl<'a> SharedOut<'a> {
+    pub fn new(data: &'a mut [f32], row_len: usize) -> Self {
+        Self {
+            ptr: data.as_mut_ptr(),
+            len: data.len(),
+            row_len,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Rows `row0 .. row0 + rows`, columns `col0 .. col0 + cols` as a block (bounds checked).
+    ///
+    /// # Safety
+    /// Blocks obtained from the same `SharedOut` that are alive at the same time (on any thread)
+    /// must not overlap.
+    pub unsafe fn block(
+        &self,
+        row0: usize,
+        rows: usize,
+        col0: usize,
+        cols: usize,
+    ) -> Result<MatMut<'_>, KernelError> {
+        let start = row0
+            .checked_mul(self.row_len)
+            .and_then(|x| x.checked_add(col0));
+        let fits = col0
+            .checked_add(cols)
+            .is_some_and(|end| end <= self.row_len);
+        let Some(start) = start.filter(|&s| fits && s <= self.len) else {
+            return Err(shape_error(format!(
+                "block at row {row0}, column {col0} is outside the output"
+            )));
+        };
+        check_block(self.len - start, rows, cols, self.row_len)?;
+        Ok(MatMut {
+            // SAFETY: start <= len, so the offset stays within (or one past) the allocation.
+            ptr: unsafe { self.ptr.add(start) },
+            rows,
+            cols,
+            rs: self.row_len,
+            _borrow: PhantomData,
+        })
+    }
 }
 
 /// Largest offset a strided view touches, or `None` when it does not fit in `len` elements.
@@ -68,7 +190,7 @@ fn stride(s: usize, used: bool) -> Result<isize, KernelError> {
 }
 
 /// `c = a x b` (c is overwritten, not accumulated into).
-pub(crate) fn gemm(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) -> Result<(), KernelError> {
+pub(crate) fn gemm(a: MatRef<'_>, b: MatRef<'_>, c: &mut MatMut<'_>) -> Result<(), KernelError> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k || c.rows != m || c.cols != n {
         return Err(shape_error(format!(
@@ -79,21 +201,9 @@ pub(crate) fn gemm(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) -> Result<(), Ke
     if m == 0 || n == 0 {
         return Ok(());
     }
-    if c.rs < n && m > 1 {
-        return Err(shape_error(format!(
-            "output row stride {} < {n} columns",
-            c.rs
-        )));
-    }
-    let Some(c_last) = last_offset(m, n, c.rs, 1, c.data.len()) else {
-        return Err(shape_error("the output block overruns its buffer".into()));
-    };
     if k == 0 {
         // An empty sum: C = 0.
-        for i in 0..m {
-            let start = i * c.rs;
-            c.data[start..start + n].fill(0.0);
-        }
+        (0..m).for_each(|i| c.row(i).fill(0.0));
         return Ok(());
     }
     if last_offset(m, k, a.rs, a.cs, a.data.len()).is_none()
@@ -104,14 +214,13 @@ pub(crate) fn gemm(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) -> Result<(), Ke
     let (rsa, csa) = (stride(a.rs, m > 1)?, stride(a.cs, k > 1)?);
     let (rsb, csb) = (stride(b.rs, k > 1)?, stride(b.cs, n > 1)?);
     let rsc = stride(c.rs, m > 1)?;
-    debug_assert!(c_last < c.data.len());
     // SAFETY: `a` is read at offsets i*rsa + l*csa (i < m, l < k) and `b` at l*rsb + j*csb
     // (l < k, j < n); `last_offset` checked that the largest of these is inside each slice and
     // all strides are non-negative, so every read is in bounds. `c` is written at i*rsc + j
-    // (i < m, j < n), checked the same way (`c_last`). Because the column stride of C is 1 and
-    // its row stride is >= n (or there is a single row), no two elements of C alias, as
-    // matrixmultiply requires. C is borrowed mutably while A and B are shared borrows, so C
-    // cannot overlap them. beta = 0, so C's previous contents are never read.
+    // (i < m, j < n): `MatMut`'s constructors checked that these lie in its allocation and that
+    // rows do not overlap (rsc >= n), so no two elements of C alias, as matrixmultiply
+    // requires; its invariant gives us exclusive access to them, so C overlaps neither A nor B
+    // (shared borrows) nor any other block. beta = 0, so C's previous contents are never read.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -125,7 +234,7 @@ pub(crate) fn gemm(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) -> Result<(), Ke
             rsb,
             csb,
             0.0,
-            c.data.as_mut_ptr(),
+            c.ptr,
             rsc,
             1,
         );
@@ -133,28 +242,17 @@ pub(crate) fn gemm(a: MatRef<'_>, b: MatRef<'_>, c: MatMut<'_>) -> Result<(), Ke
     Ok(())
 }
 
-/// The epilogue of a GEMM block: adds `bias[i]` to the `cols` values of row `i` (rows `rs`
-/// apart in `data`) and applies `act`, while the block is still in cache.
-/// `bias`, when given, has at least `rows` values (callers slice it per group).
-pub(crate) fn bias_act_rows(
-    data: &mut [f32],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    bias: Option<&[f32]>,
-    act: Activation,
-) {
+/// The epilogue of a GEMM block: adds `bias[i]` to row `i` of `c` and applies `act`, while the
+/// block is still in cache. `bias`, when given, has one value per row (callers slice it).
+pub(crate) fn bias_act(c: &mut MatMut<'_>, bias: Option<&[f32]>, act: Activation) {
     if bias.is_none() && act == Activation::Linear {
         return;
     }
-    for (i, row) in data.chunks_mut(rs.max(1)).take(rows).enumerate() {
-        let len = cols.min(row.len());
-        let seg = &mut row[..len];
+    for i in 0..c.rows {
+        let row = c.row(i);
         if let Some(b) = bias.and_then(|b| b.get(i)) {
-            for v in seg.iter_mut() {
-                *v += *b;
-            }
+            row.iter_mut().for_each(|v| *v += *b);
         }
-        act.apply(seg);
+        act.apply(row);
     }
 }

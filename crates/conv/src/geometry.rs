@@ -76,6 +76,15 @@ pub enum GeometryError {
     },
     #[error("sizes overflow while resolving the geometry")]
     Overflow,
+    #[error(
+        "padding {pad} is not smaller than the {pool_h}x{pool_w} pool window, so a window could \
+         hold nothing but padding"
+    )]
+    PoolPadding {
+        pad: usize,
+        pool_h: usize,
+        pool_w: usize,
+    },
 }
 
 /// The user's description of a convolution (before knowing the input size).
@@ -418,15 +427,10 @@ impl Pool2dGeometry {
             || pad[3] >= spec.pool[1]
         {
             // A window made only of padding has no value to pool.
-            return Err(GeometryError::WindowTooLarge {
-                kh: spec.pool[0],
-                kw: spec.pool[1],
-                dh: 1,
-                dw: 1,
-                eh: spec.pool[0],
-                ew: spec.pool[1],
-                ph: in_h,
-                pw: in_w,
+            return Err(GeometryError::PoolPadding {
+                pad: pad.iter().copied().max().unwrap_or(0),
+                pool_h: spec.pool[0],
+                pool_w: spec.pool[1],
             });
         }
         Ok(Self {

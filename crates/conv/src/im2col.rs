@@ -14,7 +14,6 @@
 
 use crate::error::{check_conv_geometry, check_len, mul_len};
 use crate::{Conv2dGeometry, KernelError};
-use rayon::prelude::*;
 
 /// The output positions `o` in `0..out` whose input coordinate `o*stride + offset - pad` falls
 /// inside `0..input`, as a half-open range `[lo, hi)` (empty ranges have `lo == hi`).
@@ -60,7 +59,7 @@ pub fn im2col_rows(
 ) -> Result<(), KernelError> {
     check_conv_geometry(geom)?;
     check_im2col_args(geom, image, group, oh0, oh1, cols)?;
-    fill_cols(geom, image, group, oh0, oh1, cols, false);
+    fill_cols(geom, image, group, oh0, oh1, cols);
     Ok(())
 }
 
@@ -95,8 +94,7 @@ pub(crate) fn check_im2col_args(
 }
 
 /// Writes the column matrix of output rows `[oh0, oh1)`; the arguments have been checked by
-/// [`check_im2col_args`]. With `parallel`, the rows of the matrix are filled by rayon tasks
-/// (each row is independent).
+/// [`check_im2col_args`] (or follow from a checked geometry).
 pub(crate) fn fill_cols(
     geom: &Conv2dGeometry,
     image: &[f32],
@@ -104,7 +102,6 @@ pub(crate) fn fill_cols(
     oh0: usize,
     oh1: usize,
     cols: &mut [f32],
-    parallel: bool,
 ) {
     let n = (oh1 - oh0) * geom.out_w;
     if n == 0 {
@@ -112,17 +109,12 @@ pub(crate) fn fill_cols(
     }
     let plane = geom.in_h * geom.in_w;
     let first_channel = group * geom.in_c_per_group();
-    let fill = |(r, dst): (usize, &mut [f32])| {
+    for (r, dst) in cols.chunks_mut(n).enumerate() {
         let kw = r % geom.k_w;
         let kh = (r / geom.k_w) % geom.k_h;
         let c = first_channel + r / (geom.k_w * geom.k_h);
         let src = &image[c * plane..(c + 1) * plane];
         fill_col_row(geom, src, kh, kw, oh0, dst);
-    };
-    if parallel {
-        cols.par_chunks_mut(n).enumerate().for_each(fill);
-    } else {
-        cols.chunks_mut(n).enumerate().for_each(fill);
     }
 }
 

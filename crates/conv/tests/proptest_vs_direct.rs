@@ -84,8 +84,9 @@ struct Case {
     act: Activation,
     /// Column tile bound as a number of output rows (0: the production default).
     tile_rows: usize,
-    /// Force the split of single-image GEMMs across threads.
+    /// Force the work to be split for `threads` workers, however small it is.
     force_split: bool,
+    threads: usize,
     seed: u64,
 }
 
@@ -113,15 +114,12 @@ fn case(
         padding,
     );
     let run = (
-        any::<bool>(),
-        activation(),
-        tile_rows,
-        any::<bool>(),
-        any::<u64>(),
+        (any::<bool>(), activation(), tile_rows),
+        (any::<bool>(), 1..=4usize, any::<u64>()),
     );
     (sizes, window, run).prop_map(
         |((batch, in_c, groups, mg), (in_h, in_w, kernel, stride, dilation, padding), run)| {
-            let (bias, act, tile_rows, force_split, seed) = run;
+            let ((bias, act, tile_rows), (force_split, threads, seed)) = run;
             Case {
                 batch,
                 in_c,
@@ -139,6 +137,7 @@ fn case(
                 act,
                 tile_rows,
                 force_split,
+                threads,
                 seed,
             }
         },
@@ -207,6 +206,7 @@ fn check_conv(c: Case) -> Result<(), TestCaseError> {
         } else {
             ConvTuning::default().par_min_macs
         },
+        threads: c.force_split.then_some(c.threads),
     };
     let mut got = vec![f32::NAN; want.len()];
     let b = bias.as_deref();
@@ -274,8 +274,8 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 
-    /// Many filters per group, so single-image GEMMs are split across threads by channel
-    /// blocks (when `force_split`), combined with tiling.
+    /// Many filters per group on small images, so that forced splits of single images cut
+    /// the output channels into blocks (the weights are the larger operand), with tiling.
     #[test]
     fn wide_conv2d_matches_direct(c in case(
         1..=2usize, 1..=4usize, any_divisor, 16..=40usize, 4..=16, 1..=3, 1..=2,

@@ -31,19 +31,13 @@ pub enum ModelError {
     },
 
     /// The shapes cannot work: named layer, its input shape, and why.
-    #[error("{path}: layer `{layer}` ({kind}) on input {input}: {message}")]
-    Shape {
-        path: String,
-        layer: String,
-        kind: String,
-        input: String,
-        message: String,
-    },
+    #[error("{0}")]
+    Shape(Box<ShapeError>),
 
     /// The weights would exceed the configured ceiling, so they are not allocated.
     #[error(
         "model `{model}` needs {} parameters = {} of f32 weights, over the {} ceiling; \
-         raise it with --max-weight-bytes, or count without allocating (--no-alloc)",
+         raise it with --max-weight-bytes (`cnn summary` counts any model without allocating)",
         group_digits(*params as u128),
         human_bytes(*bytes),
         human_bytes(*ceiling)
@@ -94,4 +88,16 @@ pub enum ModelError {
         layer: String,
         source: cnn_conv::KernelError,
     },
+}
+
+/// A layer whose shapes cannot work (boxed inside [`ModelError::Shape`] to keep results small).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}:{line}: layer `{layer}` ({kind}) on input {input}: {message}")]
+pub struct ShapeError {
+    pub path: String,
+    pub line: usize,
+    pub layer: String,
+    pub kind: String,
+    pub input: String,
+    pub message: String,
 }

@@ -10,7 +10,7 @@ use crate::error::ModelError;
 use crate::spec::{ActivationKind, InputSpec, LayerKind, LayerSpec, ModelSpec, Source, WindowSpec};
 use cnn_conv::Padding;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use toml::{Spanned, Table, Value};
 
@@ -143,7 +143,18 @@ pub fn parse_model(text: &str, path: &str) -> Result<ModelSpec, ModelError> {
 
     let mut layers: Vec<LayerSpec> = Vec::with_capacity(raw.layers.len());
     let mut by_name: HashMap<String, usize> = HashMap::new();
-    let mut type_counters: HashMap<&'static str, usize> = HashMap::new();
+    let explicit: HashSet<String> = raw
+        .layers
+        .iter()
+        .filter_map(|l| match l.get_ref().get("name") {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut naming = Naming {
+        explicit,
+        counters: HashMap::new(),
+    };
     let starts: Vec<usize> = raw.layers.iter().map(|l| l.span().start).collect();
     for (index, spanned) in raw.layers.iter().enumerate() {
         let start = spanned.span().start;
@@ -157,7 +168,7 @@ pub fn parse_model(text: &str, path: &str) -> Result<ModelSpec, ModelError> {
             name: format!("#{}", index + 1),
             kind: String::from("?"),
         };
-        let layer = parse_layer(spanned.get_ref(), ctx, &by_name, &mut type_counters)?;
+        let layer = parse_layer(spanned.get_ref(), ctx, &by_name, &mut naming)?;
         by_name.insert(layer.name.clone(), index);
         layers.push(layer);
     }
@@ -218,11 +229,31 @@ impl LayerCtx<'_> {
     }
 }
 
+/// Keras-style default names (`conv2d_1`, `conv2d_2`, …) that never collide with a name the
+/// file gives explicitly to another layer.
+struct Naming {
+    explicit: HashSet<String>,
+    counters: HashMap<String, usize>,
+}
+
+impl Naming {
+    fn next_default(&mut self, type_name: &str) -> String {
+        let counter = self.counters.entry(type_name.to_string()).or_insert(0);
+        loop {
+            *counter += 1;
+            let name = format!("{type_name}_{counter}");
+            if !self.explicit.contains(&name) {
+                return name;
+            }
+        }
+    }
+}
+
 fn parse_layer(
     table: &Table,
     mut ctx: LayerCtx<'_>,
     by_name: &HashMap<String, usize>,
-    counters: &mut HashMap<&'static str, usize>,
+    naming: &mut Naming,
 ) -> Result<LayerSpec, ModelError> {
     let type_name = match table.get("type") {
         Some(Value::String(s)) => s.clone(),
@@ -249,6 +280,24 @@ fn parse_layer(
             format!("unknown layer type `{type_name}`; known types: {LAYER_TYPES}"),
         ));
     };
+    // Name: explicit, or Keras-style `<type>_<n>`; every later message uses it.
+    let name = match table.get("name") {
+        None => naming.next_default(&type_name),
+        Some(Value::String(s)) if !s.is_empty() && s != "input" => s.clone(),
+        Some(Value::String(s)) => {
+            return Err(ctx.err(
+                Some("name"),
+                format!("`{s}` cannot be a layer name (empty, or reserved for the model input)"),
+            ))
+        }
+        Some(other) => {
+            return Err(ctx.err(
+                Some("name"),
+                format!("`name` must be a string, found {}", value_kind(other)),
+            ))
+        }
+    };
+    ctx.name = name.clone();
     for key in table.keys() {
         if !COMMON_KEYS.contains(&key.as_str()) && !allowed.contains(&key.as_str()) {
             let valid = if allowed.is_empty() {
@@ -351,26 +400,6 @@ fn parse_layer(
         _ => unreachable!("allowed_keys covers every type"),
     };
 
-    // Name: explicit, or Keras-style `<type>_<n>`.
-    let counter = counters.entry(kind.type_name()).or_insert(0);
-    *counter += 1;
-    let name = match table.get("name") {
-        None => format!("{}_{}", kind.type_name(), counter),
-        Some(Value::String(s)) if !s.is_empty() && s != "input" => s.clone(),
-        Some(Value::String(s)) => {
-            return Err(ctx.err(
-                Some("name"),
-                format!("`{s}` cannot be a layer name (empty, or reserved for the model input)"),
-            ))
-        }
-        Some(other) => {
-            return Err(ctx.err(
-                Some("name"),
-                format!("`name` must be a string, found {}", value_kind(other)),
-            ))
-        }
-    };
-    ctx.name = name.clone();
     if by_name.contains_key(&name) {
         return Err(ctx.err(
             Some("name"),
@@ -705,7 +734,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("t.toml:8: layer `#1` (conv2d): unknown key `filter`"),
+            e.starts_with("t.toml:8: layer `conv2d_1` (conv2d): unknown key `filter`"),
             "{e}"
         );
     }
@@ -765,6 +794,17 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("duplicate layer name `a`"), "{e}");
+    }
+
+    #[test]
+    fn default_names_skip_explicit_ones() {
+        let m = parse(
+            "[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"flatten\"\nname = \"flatten_2\"\n\
+             [[layers]]\ntype = \"flatten\"\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = m.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["flatten_1", "flatten_2", "flatten_3"]);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! not counted; conv `Cout*OH*OW*(Cin/groups)*KH*KW`, dense `in*units`; layers without weights
 //! (pooling, activations, batchnorm, add) count 0.
 
-use crate::error::ModelError;
+use crate::error::{ModelError, ShapeError};
 use crate::format::shape_text;
 use crate::formula::Expr;
 use crate::spec::{ActivationKind, LayerKind, LayerSpec, ModelSpec, Source, WindowSpec};
@@ -174,6 +174,18 @@ impl ModelPlan {
             .unwrap_or(&[])
     }
 
+    /// True when the last layer applies softmax, so the outputs are probabilities.
+    pub fn ends_in_softmax(&self) -> bool {
+        self.layers.last().is_some_and(|l| match &l.op {
+            Op::Conv { activation, .. }
+            | Op::Separable { activation, .. }
+            | Op::Local { activation, .. }
+            | Op::Dense { activation, .. }
+            | Op::Activation(activation) => *activation == ActivationKind::Softmax,
+            _ => false,
+        })
+    }
+
     /// The name of the model.
     pub fn name(&self) -> &str {
         &self.spec.name
@@ -223,13 +235,18 @@ fn counts_total(spec: &ModelSpec, layers: &[LayerPlan]) -> Result<u64, ModelErro
             .checked_add(l.param_count)
             .zip(macs.checked_add(l.macs));
         let Some((p, m)) = sum else {
-            return Err(ModelError::Shape {
+            return Err(ModelError::Shape(Box::new(ShapeError {
                 path: spec.path.clone(),
+                line: spec
+                    .layers
+                    .iter()
+                    .find(|s| s.name == l.name)
+                    .map_or(0, |s| s.line),
                 layer: l.name.clone(),
                 kind: l.type_name.to_string(),
                 input: shape_text(&l.input_shapes[0]),
                 message: "the model's total parameter or MAC count overflows 64 bits".to_string(),
-            });
+            })));
         };
         params = p;
         macs = m;
@@ -246,13 +263,14 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&self, message: impl Into<String>) -> ModelError {
-        ModelError::Shape {
+        ModelError::Shape(Box::new(ShapeError {
             path: self.spec.path.clone(),
+            line: self.layer.line,
             layer: self.layer.name.clone(),
             kind: self.layer.kind.type_name().to_string(),
             input: self.input.clone(),
             message: message.into(),
-        }
+        }))
     }
 
     fn map(&self, shape: &[usize]) -> Result<(usize, usize, usize), ModelError> {
@@ -534,7 +552,7 @@ fn plan_layer(
                 [n] => *n,
                 _ => {
                     return Err(ctx.err(format!(
-                        "dense needs a vector, but its input is a {} feature map; add a \
+                        "dense needs a vector, but its input is a feature map of {}; add a \
                          `flatten` (or `global_avgpool2d`) layer before it",
                         shape_text(&first)
                     )))
@@ -779,8 +797,8 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "t.toml: layer `dense_1` (dense) on input 3x32x32: dense needs a vector, but its \
-             input is a 3x32x32 feature map; add a `flatten` (or `global_avgpool2d`) layer \
+            "t.toml:6: layer `dense_1` (dense) on input 3x32x32: dense needs a vector, but its \
+             input is a feature map of 3x32x32; add a `flatten` (or `global_avgpool2d`) layer \
              before it"
         );
     }

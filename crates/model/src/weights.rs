@@ -199,7 +199,8 @@ mod tests {
         assert_eq!(
             e,
             "model `s` needs 418 parameters = 1.63 KiB of f32 weights, over the 1000 B \
-             ceiling; raise it with --max-weight-bytes, or count without allocating (--no-alloc)"
+             ceiling; raise it with --max-weight-bytes (`cnn summary` counts any model without \
+             allocating)"
         );
     }
 
