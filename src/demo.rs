@@ -1,8 +1,10 @@
-//! `cnn` with no arguments: runs every shipped model file — plans it, allocates seeded weights
-//! where they fit under the ceiling, checks the values held against the formulas, and runs a
-//! forward pass on a random image — then compares the two models of the first seed question.
+//! `cnn` with no arguments: the trained digits model's summary (weights read from
+//! `models/digits.safetensors` and counted against the formulas), the shipped sample pictures
+//! classified, then every seed model — planned, allocated with seeded weights where it fits
+//! under the ceiling, checked against the formulas, run on a random image — and the comparison
+//! that answers the first seed question.
 
-use crate::report::{compare, summary};
+use crate::report::{compare, run, summary};
 use crate::{random_input, Model};
 use cnn_model::format::{group_digits, human_bytes};
 use cnn_model::weights::check_ceiling;
@@ -68,9 +70,85 @@ fn run_one(path: &Path, seed: u64, max_bytes: u128) -> Result<Row, String> {
     })
 }
 
+/// The digits model: its summary with the loaded weights, then the samples classified.
+fn digits(dir: &Path, max_bytes: u128) -> Result<String, String> {
+    let model_file = dir.join("digits.toml");
+    let weights = dir.join("digits.safetensors");
+    let samples = dir.join("samples");
+    let mut m = Model::plan_file(&model_file).map_err(|e| e.to_string())?;
+    if check_ceiling(&m.plan, max_bytes).is_err() {
+        let alloc = summary::Allocation::OverCeiling {
+            bytes: m.plan.weight_bytes(),
+            ceiling: max_bytes,
+        };
+        return Ok(format!(
+            "{}(the samples are not classified: the weights are over the ceiling)\n",
+            summary::render_table(&m.plan, &alloc)
+        ));
+    }
+    m.load_weights(&weights, max_bytes)
+        .map_err(|e| e.to_string())?;
+    let alloc = summary::Allocation::Loaded(
+        m.allocated_params().unwrap_or(0),
+        weights.display().to_string(),
+    );
+    let mut out = format!(
+        "$ cnn summary {} --weights {}\n\n",
+        model_file.display(),
+        weights.display()
+    );
+    out.push_str(&summary::render_table(&m.plan, &alloc));
+    let pictures = crate::pictures::expand_inputs(&[samples.clone()])?;
+    let start = Instant::now();
+    let outputs = crate::classify::run_pictures(&m, &pictures)?;
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    let ranking = run::Ranking {
+        k: 3,
+        probabilities: m.plan.ends_in_softmax(),
+        labels: m.plan.spec.labels.as_deref(),
+    };
+    let shape = m.plan.output_shape().to_vec();
+    let results: Vec<_> = pictures
+        .iter()
+        .zip(&outputs)
+        .map(|(p, v)| run::result(&p.display().to_string(), 0, v, &shape, &ranking))
+        .collect();
+    let right = results
+        .iter()
+        .zip(&pictures)
+        .filter(|(r, p)| {
+            let stem = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            r.label
+                .as_deref()
+                .is_some_and(|l| stem.starts_with(&format!("{l}_")))
+        })
+        .count();
+    out.push_str(&format!(
+        "\n$ cnn run {} --weights {} {}/ --top 3\n\n",
+        model_file.display(),
+        weights.display(),
+        samples.display()
+    ));
+    let doc = run::RunJson {
+        model: m.name().to_string(),
+        results,
+    };
+    out.push_str(&run::render(&doc, 3));
+    out.push_str(&format!(
+        "{right} of {} pictures classified as their file names say ({ms:.1} ms for all of them).\n",
+        pictures.len()
+    ));
+    Ok(out)
+}
+
 /// Runs the demo, returning the text to print.
 pub fn run(seed: u64, max_bytes: u128) -> Result<String, String> {
     let dir = models_dir();
+    let mut out = String::new();
+    if dir.join("digits.toml").is_file() {
+        out.push_str(&digits(&dir, max_bytes)?);
+        out.push('\n');
+    }
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map_err(|e| format!("{}: cannot list the shipped models: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -86,16 +164,16 @@ pub fn run(seed: u64, max_bytes: u128) -> Result<String, String> {
         ("forward ms", crate::report::table::Align::Right),
         ("output", crate::report::table::Align::Left),
     ]);
-    for f in &files {
+    for f in files.iter().filter(|f| !f.ends_with("digits.toml")) {
         let row = run_one(f, seed, max_bytes)?;
         t.row(row.cells);
     }
-    let mut out = format!(
-        "cnn: every shipped model in {} counted from its formulas, allocated (seed {seed}) where \
-         it fits under {}, checked against the buffers it holds, and run on one random image.\n\n",
+    out.push_str(&format!(
+        "The seed models in {}: counted from their formulas, allocated (seed {seed}) where they \
+         fit under {}, checked against the buffers held, and run on one random image.\n\n",
         dir.display(),
         human_bytes(max_bytes)
-    );
+    ));
     out.push_str(&t.render());
     let vgg1 = dir.join("vgg1.toml");
     let vgg2 = dir.join("vgg2.toml");
@@ -104,21 +182,10 @@ pub fn run(seed: u64, max_bytes: u128) -> Result<String, String> {
         let b = Model::plan_file(&vgg2).map_err(|e| e.to_string())?;
         out.push_str("\nWhy is the deeper vgg2 smaller than vgg1? (cnn compare models/vgg1.toml models/vgg2.toml)\n\n");
         out.push_str(&compare::render(&a.plan, &b.plan));
-        out.push_str("\nOne model in full (cnn summary models/vgg2.toml):\n\n");
-        let mut b = b;
-        let alloc = if check_ceiling(&b.plan, max_bytes).is_ok() {
-            b.allocate(seed, max_bytes).map_err(|e| e.to_string())?;
-            summary::Allocation::Held(b.allocated_params().unwrap_or(0))
-        } else {
-            summary::Allocation::OverCeiling {
-                bytes: b.plan.weight_bytes(),
-                ceiling: max_bytes,
-            }
-        };
-        out.push_str(&summary::render_table(&b.plan, alloc));
     }
     out.push_str(
-        "\nMore: cnn summary MODEL | cnn explain MODEL | cnn compare A B | cnn run MODEL --input x.npy (cnn --help)\n",
+        "\nMore: cnn summary MODEL | cnn explain MODEL | cnn compare A B | \
+         cnn run MODEL [--weights FILE] PICTURES... | cnn init MODEL --save FILE (cnn --help)\n",
     );
     Ok(out)
 }

@@ -12,8 +12,10 @@ pub use cnn_tensor as tensor;
 pub use cnn_model::{Model, ModelError, ModelPlan, DEFAULT_MAX_WEIGHT_BYTES};
 pub use cnn_tensor::Tensor;
 
+pub mod classify;
 pub mod demo;
 pub mod npy;
+pub mod pictures;
 pub mod report;
 
 /// A seeded batch of uniform values in `[0, 1)` shaped `[n, C, H, W]` for `plan`'s input.

@@ -49,10 +49,21 @@ enum Format {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write seeded random (Glorot-uniform, Keras defaults) weights for a model
+    Init {
+        /// Model file (.toml)
+        model: PathBuf,
+        /// Where to write the weights (.safetensors)
+        #[arg(long, value_name = "FILE")]
+        save: PathBuf,
+    },
     /// Per layer: output shape, parameters, the formula behind them, MACs; then totals
     Summary {
         /// Model file (.toml)
         model: PathBuf,
+        /// Check this weight file (.safetensors) against the formulas instead of allocating
+        #[arg(long, value_name = "FILE", conflicts_with = "no_alloc")]
+        weights: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
         format: SummaryFormat,
         /// Count only: do not allocate weights
@@ -75,13 +86,18 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
-    /// A forward pass on a float32 .npy array (CHW or NCHW) with seeded random weights
+    /// Classify pictures (PNG/JPEG files or folders of them) or run on a float32 .npy array
     Run {
         /// Model file (.toml)
         model: PathBuf,
-        /// Input array (.npy, float32, CxHxW or NxCxHxW)
+        /// Pictures, folders of pictures, or .npy arrays (CxHxW or NxCxHxW float32)
+        inputs: Vec<PathBuf>,
+        /// Trained weights (.safetensors); without it, seeded random weights (--seed)
         #[arg(long, value_name = "FILE")]
-        input: PathBuf,
+        weights: Option<PathBuf>,
+        /// An input array (.npy, float32, CxHxW or NxCxHxW), as an alternative to INPUTS
+        #[arg(long, value_name = "FILE")]
+        input: Option<PathBuf>,
         /// Write the output array here (.npy, float32, batch first)
         #[arg(long, value_name = "FILE")]
         save_output: Option<PathBuf>,
@@ -110,13 +126,33 @@ fn execute(cli: Cli) -> Result<String, String> {
         return cnn::demo::run(cli.seed, max_bytes);
     };
     match command {
+        Command::Init { model, save } => {
+            let mut m = plan(&model)?;
+            m.allocate(cli.seed, max_bytes).map_err(|e| e.to_string())?;
+            let weights = m.weights.as_ref().ok_or("no weights were allocated")?;
+            cnn::model::save_weights(&m.plan, weights, &save).map_err(|e| e.to_string())?;
+            Ok(format!(
+                "wrote {} parameters of model `{}` (seed {}) to {}\n",
+                cnn::model::format::group_digits(m.allocated_params().unwrap_or(0) as u128),
+                m.name(),
+                cli.seed,
+                save.display()
+            ))
+        }
         Command::Summary {
             model,
+            weights,
             format,
             no_alloc,
         } => {
             let mut m = plan(&model)?;
-            let alloc = if no_alloc {
+            let alloc = if let Some(file) = &weights {
+                m.load_weights(file, max_bytes).map_err(|e| e.to_string())?;
+                summary::Allocation::Loaded(
+                    m.allocated_params().unwrap_or(0),
+                    file.display().to_string(),
+                )
+            } else if no_alloc {
                 summary::Allocation::Skipped
             } else if m.plan.weight_bytes() > max_bytes {
                 summary::Allocation::OverCeiling {
@@ -128,9 +164,9 @@ fn execute(cli: Cli) -> Result<String, String> {
                 summary::Allocation::Held(m.allocated_params().unwrap_or(0))
             };
             Ok(match format {
-                SummaryFormat::Table => summary::render_table(&m.plan, alloc),
-                SummaryFormat::Markdown => summary::render_markdown(&m.plan, alloc),
-                SummaryFormat::Json => to_json(&summary::to_json(&m.plan, alloc))?,
+                SummaryFormat::Table => summary::render_table(&m.plan, &alloc),
+                SummaryFormat::Markdown => summary::render_markdown(&m.plan, &alloc),
+                SummaryFormat::Json => to_json(&summary::to_json(&m.plan, &alloc))?,
             })
         }
         Command::Explain { model, format } => {
@@ -150,25 +186,76 @@ fn execute(cli: Cli) -> Result<String, String> {
         }
         Command::Run {
             model,
+            inputs,
+            weights,
             input,
             save_output,
             top,
             format,
         } => {
             let mut m = plan(&model)?;
-            let x = npy::read_input(&input, &m.plan.input_shape())?;
-            m.allocate(cli.seed, max_bytes).map_err(|e| e.to_string())?;
-            let y = m.forward(&x).map_err(|e| e.to_string())?;
-            if let Some(path) = &save_output {
-                npy::write_output(path, &y)?;
+            let mut arrays: Vec<PathBuf> = input.into_iter().collect();
+            let mut pictures = Vec::new();
+            for path in cnn::pictures::expand_inputs(&inputs)? {
+                if path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+                {
+                    arrays.push(path);
+                } else {
+                    pictures.push(path);
+                }
             }
-            let name = input.display().to_string();
-            let top = usize::try_from(top).unwrap_or(usize::MAX);
-            let probabilities = m.plan.ends_in_softmax();
-            let results = run::results(m.name(), &name, &y, top, probabilities);
+            if arrays.is_empty() && pictures.is_empty() {
+                return Err(
+                    "nothing to run: give pictures, folders of pictures or .npy arrays \
+                     (or --input x.npy)"
+                        .to_string(),
+                );
+            }
+            if save_output.is_some() && (arrays.len() != 1 || !pictures.is_empty()) {
+                return Err("--save-output needs exactly one .npy input".to_string());
+            }
+            // Read every input before the (possibly large) weights.
+            let tensors = arrays
+                .iter()
+                .map(|a| npy::read_input(a, &m.plan.input_shape()))
+                .collect::<Result<Vec<_>, _>>()?;
+            match &weights {
+                Some(file) => m.load_weights(file, max_bytes),
+                None => m.allocate(cli.seed, max_bytes),
+            }
+            .map_err(|e| e.to_string())?;
+            let ranking = run::Ranking {
+                k: usize::try_from(top).unwrap_or(usize::MAX),
+                probabilities: m.plan.ends_in_softmax(),
+                labels: m.plan.spec.labels.as_deref(),
+            };
+            let item_shape = m.plan.output_shape().to_vec();
+            let mut results = Vec::new();
+            for (path, x) in arrays.iter().zip(&tensors) {
+                let y = m.forward(x).map_err(|e| e.to_string())?;
+                if let Some(out) = &save_output {
+                    npy::write_output(out, &y)?;
+                }
+                let per = y.len() / y.batch().max(1);
+                for (index, values) in y.as_slice().chunks(per.max(1)).enumerate() {
+                    let name = path.display().to_string();
+                    results.push(run::result(&name, index, values, &item_shape, &ranking));
+                }
+            }
+            let outputs = cnn::classify::run_pictures(&m, &pictures)?;
+            for (path, values) in pictures.iter().zip(&outputs) {
+                let name = path.display().to_string();
+                results.push(run::result(&name, 0, values, &item_shape, &ranking));
+            }
+            let doc = run::RunJson {
+                model: m.name().to_string(),
+                results,
+            };
             Ok(match format {
-                Format::Table => run::render(&results, top),
-                Format::Json => to_json(&results)?,
+                Format::Table => run::render(&doc, ranking.k),
+                Format::Json => to_json(&doc)?,
             })
         }
     }

@@ -186,8 +186,8 @@ pub struct CompareJson {
 pub fn to_json(a: &ModelPlan, b: &ModelPlan) -> CompareJson {
     use super::summary::{to_json, Allocation};
     CompareJson {
-        a: to_json(a, Allocation::Skipped),
-        b: to_json(b, Allocation::Skipped),
+        a: to_json(a, &Allocation::Skipped),
+        b: to_json(b, &Allocation::Skipped),
         heaviest_a: heaviest(a).map(|l| l.name.clone()),
         heaviest_b: heaviest(b).map(|l| l.name.clone()),
         explanation: format!("{} {} {}", describe(a), describe(b), verdict(a, b)),

@@ -10,10 +10,12 @@ use cnn_model::ModelPlan;
 use serde::Serialize;
 
 /// Whether weights were allocated, and if not why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Allocation {
     /// Allocated and verified: the number of values held.
     Held(u64),
+    /// Loaded from a weight file and verified: the number of values held, and the file.
+    Loaded(u64, String),
     /// The user asked for counting only.
     Skipped,
     /// Over the memory ceiling: not attempted.
@@ -21,9 +23,9 @@ pub enum Allocation {
 }
 
 impl Allocation {
-    fn held(self) -> Option<u64> {
+    fn held(&self) -> Option<u64> {
         match self {
-            Allocation::Held(n) => Some(n),
+            Allocation::Held(n) | Allocation::Loaded(n, _) => Some(*n),
             _ => None,
         }
     }
@@ -60,7 +62,7 @@ pub struct SummaryJson {
 }
 
 /// The JSON document of a summary.
-pub fn to_json(plan: &ModelPlan, alloc: Allocation) -> SummaryJson {
+pub fn to_json(plan: &ModelPlan, alloc: &Allocation) -> SummaryJson {
     SummaryJson {
         name: plan.name().to_string(),
         input_shape: plan.input_shape(),
@@ -126,7 +128,7 @@ fn param_line(label: &str, n: u64) -> String {
     )
 }
 
-fn totals(plan: &ModelPlan, alloc: Allocation) -> Vec<String> {
+fn totals(plan: &ModelPlan, alloc: &Allocation) -> Vec<String> {
     let mut lines = vec![
         param_line("Total params", plan.total_params()),
         param_line("Trainable params", plan.trainable_params()),
@@ -135,14 +137,18 @@ fn totals(plan: &ModelPlan, alloc: Allocation) -> Vec<String> {
     lines.push(match alloc {
         Allocation::Held(n) => format!(
             "Allocated params: {} values held in weight buffers, equal to the formulas",
-            group_digits(n as u128)
+            group_digits(*n as u128)
+        ),
+        Allocation::Loaded(n, path) => format!(
+            "Loaded params: {} values read from {path}, equal to the formulas",
+            group_digits(*n as u128)
         ),
         Allocation::Skipped => "Allocated params: not allocated (--no-alloc)".to_string(),
         Allocation::OverCeiling { bytes, ceiling } => format!(
             "Allocated params: not allocated: {} of weights is over the {} ceiling \
              (--max-weight-bytes)",
-            human_bytes(bytes),
-            human_bytes(ceiling)
+            human_bytes(*bytes),
+            human_bytes(*ceiling)
         ),
     });
     lines.push(format!(
@@ -165,7 +171,7 @@ fn header(plan: &ModelPlan) -> Vec<String> {
 }
 
 /// The terminal table.
-pub fn render_table(plan: &ModelPlan, alloc: Allocation) -> String {
+pub fn render_table(plan: &ModelPlan, alloc: &Allocation) -> String {
     let mut out = header(plan).join("\n");
     out.push_str("\n\n");
     out.push_str(&layer_table(plan).render());
@@ -175,7 +181,7 @@ pub fn render_table(plan: &ModelPlan, alloc: Allocation) -> String {
 }
 
 /// Markdown: a heading, the table, the totals as a list.
-pub fn render_markdown(plan: &ModelPlan, alloc: Allocation) -> String {
+pub fn render_markdown(plan: &ModelPlan, alloc: &Allocation) -> String {
     let h = header(plan);
     let mut out = format!("### {}\n\n", h[0]);
     for line in &h[1..] {

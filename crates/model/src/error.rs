@@ -82,6 +82,10 @@ pub enum ModelError {
     )]
     NoWeights { model: String },
 
+    /// A weight file that does not fit the model.
+    #[error("{0}")]
+    WeightFile(Box<crate::weights_file::WeightFileError>),
+
     /// A kernel rejected its buffers (an engine bug; reported, never a panic).
     #[error("layer `{layer}`: {source}")]
     Kernel {

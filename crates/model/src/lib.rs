@@ -17,14 +17,16 @@ pub mod parse;
 pub mod plan;
 pub mod spec;
 pub mod weights;
+pub mod weights_file;
 
 pub use error::ModelError;
 pub use explain::{explain, ConvExplanation, KernelPath};
 pub use forward::forward;
 pub use parse::{load_model_file, parse_model};
 pub use plan::{plan, LayerPlan, ModelPlan, Op, ParamTensor, Shape};
-pub use spec::{ActivationKind, InputSpec, LayerKind, LayerSpec, ModelSpec, Source};
+pub use spec::{ActivationKind, InputSpec, LayerKind, LayerSpec, ModelSpec, Preprocess, Source};
 pub use weights::{allocate, verify, Weights, DEFAULT_MAX_WEIGHT_BYTES};
+pub use weights_file::{load_weights, save_weights, WeightFileError};
 
 use cnn_tensor::Tensor;
 use std::path::Path;
@@ -61,6 +63,12 @@ impl Model {
     /// Allocates seeded random weights; fails above `max_weight_bytes` or on a count mismatch.
     pub fn allocate(&mut self, seed: u64, max_weight_bytes: u128) -> Result<(), ModelError> {
         self.weights = Some(allocate(&self.plan, seed, max_weight_bytes)?);
+        Ok(())
+    }
+
+    /// Loads weights from a safetensors file (checked tensor by tensor, then counted).
+    pub fn load_weights(&mut self, path: &Path, max_weight_bytes: u128) -> Result<(), ModelError> {
+        self.weights = Some(load_weights(&self.plan, path, max_weight_bytes)?);
         Ok(())
     }
 

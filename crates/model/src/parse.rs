@@ -7,7 +7,9 @@
 //! shapes: a kernel larger than its input is found later, by `plan`.
 
 use crate::error::ModelError;
-use crate::spec::{ActivationKind, InputSpec, LayerKind, LayerSpec, ModelSpec, Source, WindowSpec};
+use crate::spec::{
+    ActivationKind, InputSpec, LayerKind, LayerSpec, ModelSpec, Preprocess, Source, WindowSpec,
+};
 use cnn_conv::Padding;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -19,6 +21,7 @@ use toml::{Spanned, Table, Value};
 struct RawModel {
     name: String,
     description: Option<String>,
+    labels: Option<Vec<String>>,
     input: RawInput,
     layers: Vec<Spanned<Table>>,
 }
@@ -29,6 +32,10 @@ struct RawInput {
     channels: usize,
     height: usize,
     width: usize,
+    invert: Option<bool>,
+    scale: Option<f64>,
+    mean: Option<Vec<f64>>,
+    std: Option<Vec<f64>>,
 }
 
 /// Keys every layer may carry, whatever its type.
@@ -132,6 +139,15 @@ pub fn parse_model(text: &str, path: &str) -> Result<ModelSpec, ModelError> {
             message: "[input] channels, height and width must all be at least 1".to_string(),
         });
     }
+    let preprocess = parse_preprocess(&raw.input, input.channels, text, path)?;
+    if raw.labels.as_ref().is_some_and(|l| l.is_empty()) {
+        return Err(syntax_at(
+            text,
+            path,
+            "labels",
+            "`labels` is empty".to_string(),
+        ));
+    }
     if raw.layers.is_empty() {
         return Err(ModelError::Syntax {
             path: path.to_string(),
@@ -177,8 +193,96 @@ pub fn parse_model(text: &str, path: &str) -> Result<ModelSpec, ModelError> {
         description: raw.description,
         path: path.to_string(),
         input,
+        preprocess,
+        labels: raw.labels,
         layers,
     })
+}
+
+/// A syntax-level error at the first line where `key = ` appears.
+fn syntax_at(text: &str, path: &str, key: &str, message: String) -> ModelError {
+    let mut offset = 0;
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        let is_key = line
+            .trim_start()
+            .strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with('='));
+        if is_key {
+            offset = pos;
+            break;
+        }
+        pos += line.len();
+    }
+    let (line, column) = line_col(text, offset);
+    ModelError::Syntax {
+        path: path.to_string(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// `[input]` preprocessing keys: one mean/std per channel (or one for all), positive std.
+fn parse_preprocess(
+    raw: &RawInput,
+    channels: usize,
+    text: &str,
+    path: &str,
+) -> Result<Preprocess, ModelError> {
+    let mut p = Preprocess::new();
+    p.invert = raw.invert.unwrap_or(false);
+    if let Some(scale) = raw.scale {
+        if !scale.is_finite() || scale == 0.0 {
+            return Err(syntax_at(
+                text,
+                path,
+                "scale",
+                format!("[input] scale must be a non-zero number, found {scale}"),
+            ));
+        }
+        p.scale = scale as f32;
+    }
+    for (key, values) in [("mean", &raw.mean), ("std", &raw.std)] {
+        let Some(values) = values else { continue };
+        let expanded: Vec<f32> = match values.len() {
+            n if n == 1 || n == channels => values.iter().map(|&v| v as f32).collect(),
+            n => {
+                return Err(syntax_at(
+                    text,
+                    path,
+                    key,
+                    format!(
+                        "[input] {key} has {n} values; give one per channel ({channels}) or one \
+                         for all"
+                    ),
+                ))
+            }
+        };
+        let positive_needed = key == "std";
+        if expanded
+            .iter()
+            .any(|&v| !v.is_finite() || (positive_needed && v <= 0.0))
+        {
+            let rule = if positive_needed {
+                "finite and positive"
+            } else {
+                "finite"
+            };
+            return Err(syntax_at(
+                text,
+                path,
+                key,
+                format!("[input] {key} values must be {rule}"),
+            ));
+        }
+        if positive_needed {
+            p.std = expanded;
+        } else {
+            p.mean = expanded;
+        }
+    }
+    Ok(p)
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -805,6 +909,32 @@ mod tests {
         .unwrap();
         let names: Vec<&str> = m.layers.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["flatten_1", "flatten_2", "flatten_3"]);
+    }
+
+    #[test]
+    fn preprocessing_keys() {
+        let text =
+            "name = \"p\"\nlabels = [\"a\", \"b\"]\n[input]\nchannels = 3\nheight = 2\nwidth = 2\n\
+                    invert = true\nscale = 0.5\nmean = [1.0, 2.0, 3.0]\nstd = [2.0]\n\
+                    [[layers]]\ntype = \"flatten\"\n";
+        let m = parse_model(text, "p.toml").unwrap();
+        assert!(m.preprocess.invert);
+        assert_eq!(m.preprocess.std, vec![2.0]);
+        // (255 - 55) * 0.5 = 100; (100 - 2) / 2 = 49.
+        assert_eq!(m.preprocess.apply(55.0, 1), 49.0);
+        assert_eq!(m.label(1), "b");
+        let bad = text.replace("std = [2.0]", "std = [2.0, 0.0, 1.0]");
+        let e = parse_model(&bad, "p.toml").unwrap_err().to_string();
+        assert!(
+            e.starts_with("p.toml:10:1: [input] std values must be finite and positive"),
+            "{e}"
+        );
+        let bad = text.replace("mean = [1.0, 2.0, 3.0]", "mean = [1.0, 2.0]");
+        let e = parse_model(&bad, "p.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("mean has 2 values; give one per channel (3)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -20,6 +20,50 @@ impl InputSpec {
     }
 }
 
+/// How a picture becomes the network's input (model file `[input]` keys; applied to images
+/// only — `.npy` arrays are taken as network inputs already): pixel values 0..255, optionally
+/// inverted (`255 - p`), multiplied by `scale`, then `(x - mean[c]) / std[c]` per channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preprocess {
+    pub invert: bool,
+    pub scale: f32,
+    /// One value per input channel, or a single value for all channels.
+    pub mean: Vec<f32>,
+    /// One positive value per input channel, or a single value for all channels.
+    pub std: Vec<f32>,
+}
+
+impl Preprocess {
+    /// The default: `x = pixel / 255`, no inversion, mean 0, std 1.
+    pub fn new() -> Self {
+        Self {
+            invert: false,
+            scale: 1.0 / 255.0,
+            mean: vec![0.0],
+            std: vec![1.0],
+        }
+    }
+
+    fn per_channel(values: &[f32], c: usize) -> f32 {
+        values
+            .get(if values.len() == 1 { 0 } else { c })
+            .copied()
+            .unwrap_or(0.0)
+    }
+
+    /// The network value of an 8-bit pixel of channel `c`.
+    pub fn apply(&self, pixel: f32, c: usize) -> f32 {
+        let p = if self.invert { 255.0 - pixel } else { pixel };
+        (p * self.scale - Self::per_channel(&self.mean, c)) / Self::per_channel(&self.std, c)
+    }
+}
+
+impl Default for Preprocess {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// An activation as written in a model file: the element-wise ones plus softmax (over channels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ActivationKind {
@@ -194,7 +238,21 @@ pub struct ModelSpec {
     /// The file it came from, for error messages (`<memory>` when parsed from a string).
     pub path: String,
     pub input: InputSpec,
+    /// Preprocessing applied to pictures.
+    pub preprocess: Preprocess,
+    /// Class names of the output vector, if the file gives them.
+    pub labels: Option<Vec<String>>,
     pub layers: Vec<LayerSpec>,
+}
+
+impl ModelSpec {
+    /// The label of output class `class` (its index when the file gives no labels).
+    pub fn label(&self, class: usize) -> String {
+        self.labels
+            .as_ref()
+            .and_then(|l| l.get(class).cloned())
+            .unwrap_or_else(|| class.to_string())
+    }
 }
 
 impl fmt::Display for Source {
