@@ -98,7 +98,7 @@ fn digits(dir: &Path, max_bytes: u128) -> Result<String, String> {
         weights.display()
     );
     out.push_str(&summary::render_table(&m.plan, &alloc));
-    let pictures = crate::pictures::expand_inputs(&[samples.clone()])?;
+    let pictures = crate::pictures::expand_inputs(std::slice::from_ref(&samples))?;
     let start = Instant::now();
     let outputs = crate::classify::run_pictures(&m, &pictures)?;
     let ms = start.elapsed().as_secs_f64() * 1e3;

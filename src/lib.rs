@@ -12,6 +12,7 @@ pub use cnn_tensor as tensor;
 pub use cnn_model::{Model, ModelError, ModelPlan, DEFAULT_MAX_WEIGHT_BYTES};
 pub use cnn_tensor::Tensor;
 
+pub mod bench;
 pub mod classify;
 pub mod demo;
 pub mod npy;

@@ -70,6 +70,30 @@ enum Command {
         #[arg(long)]
         no_alloc: bool,
     },
+    /// Time the forward pass: per layer median, GFLOP/s and share; latency and images/s
+    Bench {
+        /// Model file (.toml)
+        model: PathBuf,
+        /// Trained weights (.safetensors); without it, seeded random weights
+        #[arg(long, value_name = "FILE")]
+        weights: Option<PathBuf>,
+        /// Worker threads (default: all cores)
+        #[arg(long, value_name = "T", value_parser = clap::value_parser!(u64).range(1..1025))]
+        threads: Option<u64>,
+        /// Timed iterations
+        #[arg(long, value_name = "N", default_value_t = 30,
+              value_parser = clap::value_parser!(u64).range(1..100_001))]
+        iters: u64,
+        /// Untimed iterations first
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        warmup: u64,
+        /// Images per forward pass
+        #[arg(long, value_name = "B", default_value_t = 1,
+              value_parser = clap::value_parser!(u64).range(1..4097))]
+        batch: u64,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// Per conv-like layer: the im2col matrix, the GEMM's M x K x N, the column-buffer bytes
     Explain {
         /// Model file (.toml)
@@ -167,6 +191,36 @@ fn execute(cli: Cli) -> Result<String, String> {
                 SummaryFormat::Table => summary::render_table(&m.plan, &alloc),
                 SummaryFormat::Markdown => summary::render_markdown(&m.plan, &alloc),
                 SummaryFormat::Json => to_json(&summary::to_json(&m.plan, &alloc))?,
+            })
+        }
+        Command::Bench {
+            model,
+            weights,
+            threads,
+            iters,
+            warmup,
+            batch,
+            format,
+        } => {
+            let mut m = plan(&model)?;
+            match &weights {
+                Some(file) => m.load_weights(file, max_bytes),
+                None => m.allocate(cli.seed, max_bytes),
+            }
+            .map_err(|e| e.to_string())?;
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let to_usize = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+            let opts = cnn::bench::BenchOptions {
+                threads: threads.map_or(cores, to_usize),
+                iters: to_usize(iters),
+                warmup: to_usize(warmup),
+                batch: to_usize(batch),
+                seed: cli.seed,
+            };
+            let report = cnn::bench::bench(&m, opts)?;
+            Ok(match format {
+                Format::Table => cnn::bench::render(&report),
+                Format::Json => to_json(&report)?,
             })
         }
         Command::Explain { model, format } => {

@@ -28,6 +28,16 @@ impl Activation {
             Activation::Tanh => data.iter_mut().for_each(|v| *v = v.tanh()),
         }
     }
+
+    /// Adds `bias` to every element of `data` and applies the activation, in one pass.
+    pub(crate) fn apply_with_bias(self, data: &mut [f32], bias: f32) {
+        match self {
+            Activation::Linear => data.iter_mut().for_each(|v| *v += bias),
+            Activation::Relu => data.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
+            Activation::Sigmoid => data.iter_mut().for_each(|v| *v = sigmoid(*v + bias)),
+            Activation::Tanh => data.iter_mut().for_each(|v| *v = (*v + bias).tanh()),
+        }
+    }
 }
 
 /// The logistic function; `exp(-x)` overflowing to infinity gives exactly 0.

@@ -6,19 +6,22 @@
 //!   `[in_c/groups, h*w]`, already *is* the column matrix, so each image and group is one GEMM
 //!   `out[Mg, h*w] = W_g[Mg, Cg] x X_g[Cg, h*w]` (the GEMM reads the input in place).
 //! * Everything else: im2col + GEMM, `out[Mg, oh*ow] = W_g[Mg, K] x cols[K, oh*ow]`, with the
-//!   column matrix *tiled over output rows* so that its buffer never exceeds [`COL_TILE_BYTES`]
-//!   (but always holds at least one output row). Each tile is unfolded by
-//!   [`crate::im2col::im2col_rows`]'s worker and multiplied straight into its sub-block of the
-//!   output (the GEMM writes with the output's row stride), so nothing is copied.
+//!   column matrix *tiled over output rows*: a tile's column buffer never exceeds
+//!   [`COL_TILE_BYTES`] (but always holds at least one output row), and below that bound a tile
+//!   is sized so that its columns plus the output block it produces fit in L2 (about 1 MiB).
+//!   Each tile is unfolded as by [`crate::im2col::im2col_rows`] and multiplied straight into
+//!   its sub-block of the output (the GEMM writes with the output's row stride): nothing is
+//!   copied, and the GEMM reads columns that im2col has just written to cache.
 //!
-//! Bias and activation are applied to each GEMM block right after it is written, while it is in
-//! cache. The work of a call is cut into independent tasks `(image, group, column tile, block
-//! of output channels)`, each writing a disjoint block of the output; at most
+//! Bias and activation are applied, in one pass, to each GEMM block right after it is written.
+//! The work of a call is cut into independent tasks `(image, group, column tile, block of output
+//! channels)`, each writing a disjoint block of the output; at most
 //! `rayon::current_num_threads()` workers, each with its own column buffer, claim tasks from a
-//! shared counter until none is left. With enough images and groups, a task is a whole image and group; with fewer
-//! (batch 1), each image is split further: into column tiles when the column matrix is the
-//! larger GEMM operand (early layers), into blocks of output channels when the weights are
-//! (deep layers), so that each worker packs only its own share of the larger operand.
+//! shared counter until none is left. With enough images and groups a task is a whole image
+//! and group (or a cache-sized tile of one); with fewer (batch 1) each image is cut further:
+//! into column tiles when the column matrix is the larger GEMM operand (early layers), into
+//! blocks of output channels when the weights are (deep layers), so that each worker packs
+//! only its own share of the larger operand.
 //!
 //! [`conv2d_im2col_plain`] is the textbook version (whole column matrix, single thread, no
 //! fast paths), kept as a benchmark baseline. This module does not check its results; the
@@ -35,6 +38,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// single output row needs more, in which case the buffer holds exactly one output row.
 pub const COL_TILE_BYTES: usize = 8 << 20;
 
+/// What a tile aims at below that bound: its column matrix plus the output block it produces
+/// should fit in a core's L2 cache, so that the GEMM reads the columns im2col just wrote, and
+/// the bias and activation pass reads the block the GEMM just wrote, from cache.
+const CACHE_TILE_BYTES: usize = 1 << 20;
+
 /// Calls with fewer multiply-accumulates than this run on the calling thread.
 const PAR_MIN_MACS: usize = 1 << 20;
 
@@ -45,6 +53,8 @@ const PAR_MIN_MACS: usize = 1 << 20;
 pub struct ConvTuning {
     /// Bound of the column buffer in bytes (at least one output row is always held).
     pub tile_bytes: usize,
+    /// Target size in bytes of a tile's column matrix plus its output block.
+    pub cache_bytes: usize,
     /// Minimum multiply-accumulates of a call before it is spread over threads.
     pub par_min_macs: usize,
     /// Number of workers to plan for (`None`: `rayon::current_num_threads()`).
@@ -54,10 +64,8 @@ pub struct ConvTuning {
 impl Default for ConvTuning {
     fn default() -> Self {
         Self {
-            tile_bytes: std::env::var("XTILE")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(COL_TILE_BYTES),
+            tile_bytes: COL_TILE_BYTES,
+            cache_bytes: CACHE_TILE_BYTES,
             par_min_macs: PAR_MIN_MACS,
             threads: None,
         }
@@ -75,33 +83,40 @@ enum Path {
     },
 }
 
-fn plan(geom: &Conv2dGeometry, tile_bytes: usize) -> Path {
+fn plan(geom: &Conv2dGeometry, tuning: &ConvTuning) -> Path {
     if geom.is_depthwise() {
         Path::Depthwise
     } else if geom.is_pointwise() {
         Path::Pointwise
     } else {
         Path::Im2col {
-            rows: tile_rows(geom, tile_bytes),
+            rows: tile_rows(geom, tuning),
         }
     }
 }
 
-/// Output rows per column tile: as many as fit in `tile_bytes`, at least 1, at most `out_h`.
-fn tile_rows(geom: &Conv2dGeometry, tile_bytes: usize) -> usize {
-    let row_bytes = geom
-        .col_rows()
-        .saturating_mul(geom.out_w)
-        .saturating_mul(std::mem::size_of::<f32>());
-    (tile_bytes / row_bytes.max(1)).clamp(1, geom.out_h.max(1))
+/// Output rows per column tile: as many as fit both bounds of `tuning`, at least 1, at most
+/// `out_h`.
+fn tile_rows(geom: &Conv2dGeometry, tuning: &ConvTuning) -> usize {
+    let f32_bytes = std::mem::size_of::<f32>();
+    let col_row = geom.col_rows().saturating_mul(geom.out_w);
+    let out_row = geom.out_c_per_group().saturating_mul(geom.out_w);
+    let col_row_bytes = col_row.saturating_mul(f32_bytes).max(1);
+    let tile_row_bytes = col_row
+        .saturating_add(out_row)
+        .saturating_mul(f32_bytes)
+        .max(1);
+    let rows = (tuning.tile_bytes / col_row_bytes).min(tuning.cache_bytes / tile_row_bytes);
+    rows.clamp(1, geom.out_h.max(1))
 }
 
 /// Elements of the column buffer [`conv2d`] allocates for `geom`, per worker thread (at most
 /// `rayon::current_num_threads()` of them): at most `col_rows * rows_per_tile * out_w` for the
 /// im2col path, where a tile holds as many output rows as fit in [`COL_TILE_BYTES`] (at least
-/// one); 0 for the pointwise and depthwise paths, which need none.
+/// one; in practice fewer, sized for the L2 cache); 0 for the pointwise and depthwise paths,
+/// which need none.
 pub fn column_buffer_len(geom: &Conv2dGeometry) -> usize {
-    match plan(geom, COL_TILE_BYTES) {
+    match plan(geom, &ConvTuning::default()) {
         Path::Depthwise | Path::Pointwise => 0,
         Path::Im2col { rows } => geom.col_rows() * rows * geom.out_w,
     }
@@ -145,7 +160,7 @@ pub fn conv2d_tuned(
     tuning: ConvTuning,
 ) -> Result<(), KernelError> {
     check_conv_args(geom, input, batch, weights, bias, output)?;
-    let path = plan(geom, tuning.tile_bytes);
+    let path = plan(geom, &tuning);
     if path == Path::Depthwise {
         return depthwise_conv2d(geom, input, batch, weights, bias, act, output);
     }
@@ -445,13 +460,13 @@ mod tests {
     #[test]
     fn paths_are_chosen() {
         let g = Conv2dGeometry::resolve(8, 5, 5, &spec(4, 1, 1, Padding::Valid, 1)).unwrap();
-        assert_eq!(plan(&g, COL_TILE_BYTES), Path::Pointwise);
+        assert_eq!(plan(&g, &ConvTuning::default()), Path::Pointwise);
         assert_eq!(column_buffer_len(&g), 0);
         let g = Conv2dGeometry::resolve(8, 5, 5, &spec(16, 3, 1, Padding::Same, 8)).unwrap();
-        assert_eq!(plan(&g, COL_TILE_BYTES), Path::Depthwise);
+        assert_eq!(plan(&g, &ConvTuning::default()), Path::Depthwise);
         assert_eq!(column_buffer_len(&g), 0);
         let g = Conv2dGeometry::resolve(3, 5, 5, &spec(4, 3, 1, Padding::Same, 1)).unwrap();
-        assert_eq!(plan(&g, COL_TILE_BYTES), Path::Im2col { rows: 5 });
+        assert_eq!(plan(&g, &ConvTuning::default()), Path::Im2col { rows: 5 });
         assert_eq!(column_buffer_len(&g), 27 * 25);
     }
 
@@ -498,8 +513,9 @@ mod tests {
             tile_bytes: 1,
             par_min_macs: 0,
             threads: Some(3),
+            ..ConvTuning::default()
         };
-        assert_eq!(tile_rows(&g, 1), 1);
+        assert_eq!(tile_rows(&g, &tuning), 1);
         let input = data(g.in_len() * 2, 3);
         let weights = data(g.weight_len(), 4);
         let mut fast = vec![0.0; g.out_len() * 2];
@@ -513,8 +529,20 @@ mod tests {
     #[test]
     fn schedules() {
         let g = Conv2dGeometry::resolve(64, 56, 56, &spec(64, 3, 1, Padding::Same, 1)).unwrap();
-        let path = plan(&g, COL_TILE_BYTES);
-        // The column matrix (576 x 3136) fits the bound; batch 1 on 2 threads: 4 row tiles.
+        // Sized for the cache: (576 + 64) x 56 floats per output row -> 7 rows per tile.
+        let path = plan(&g, &ConvTuning::default());
+        assert_eq!(path, Path::Im2col { rows: 7 });
+        assert_eq!(column_buffer_len(&g), 576 * 7 * 56);
+        let s = Schedule::new(&g, path, 1, 2, PAR_MIN_MACS);
+        assert_eq!((s.tiles, s.tile_len, s.chunks, s.workers), (8, 7, 1, 2));
+        // Without the cache target the whole column matrix (576 x 3136) fits the bound;
+        // batch 1 on 2 threads is then cut into 4 row tiles.
+        let loose = ConvTuning {
+            cache_bytes: usize::MAX,
+            ..ConvTuning::default()
+        };
+        let path = plan(&g, &loose);
+        assert_eq!(path, Path::Im2col { rows: 56 });
         let s = Schedule::new(&g, path, 1, 2, PAR_MIN_MACS);
         assert_eq!((s.tiles, s.tile_len, s.chunks, s.workers), (4, 14, 1, 2));
         // Enough images: one task per image.
@@ -525,15 +553,15 @@ mod tests {
         assert_eq!((s.tiles, s.chunks, s.workers), (1, 1, 1));
         // Deep layer: 512 filters on 7x7: the weights are larger, split the channels.
         let g = Conv2dGeometry::resolve(512, 7, 7, &spec(512, 3, 1, Padding::Same, 1)).unwrap();
-        let s = Schedule::new(&g, plan(&g, COL_TILE_BYTES), 1, 2, PAR_MIN_MACS);
+        let s = Schedule::new(&g, plan(&g, &ConvTuning::default()), 1, 2, PAR_MIN_MACS);
         assert_eq!((s.tiles, s.chunks, s.chunk_rows, s.workers), (1, 4, 128, 2));
         // Pointwise 64 -> 256 on 56x56: column tiles that are multiples of 16.
         let g = Conv2dGeometry::resolve(64, 56, 56, &spec(256, 1, 1, Padding::Valid, 1)).unwrap();
-        let s = Schedule::new(&g, plan(&g, COL_TILE_BYTES), 1, 2, PAR_MIN_MACS);
+        let s = Schedule::new(&g, plan(&g, &ConvTuning::default()), 1, 2, PAR_MIN_MACS);
         assert_eq!((s.tiles, s.tile_len, s.chunks), (4, 784, 1));
         // Tiny work stays on one thread.
         let g = Conv2dGeometry::resolve(1, 4, 4, &spec(2, 3, 1, Padding::Same, 1)).unwrap();
-        let s = Schedule::new(&g, plan(&g, COL_TILE_BYTES), 1, 2, PAR_MIN_MACS);
+        let s = Schedule::new(&g, plan(&g, &ConvTuning::default()), 1, 2, PAR_MIN_MACS);
         assert_eq!(s.workers, 1);
     }
 
@@ -552,6 +580,7 @@ mod tests {
                 tile_bytes: 4 * g.col_rows() * g.out_w * 3,
                 par_min_macs: 0,
                 threads: Some(threads),
+                ..ConvTuning::default()
             };
             let input = data(g.in_len(), 5);
             let weights = data(g.weight_len(), 6);
@@ -632,5 +661,18 @@ mod tests {
             conv2d(&bad, &input, 1, &weights, None, act, &mut out),
             Err(KernelError::Invalid { .. })
         ));
+        // Hand-edited geometries whose sizes overflow or divide by zero are errors too.
+        for edit in [
+            |g: &mut Conv2dGeometry| g.in_c = usize::MAX / 2,
+            |g: &mut Conv2dGeometry| g.groups = 0,
+            |g: &mut Conv2dGeometry| g.stride_w = 0,
+            |g: &mut Conv2dGeometry| g.pad_left = usize::MAX,
+            |g: &mut Conv2dGeometry| g.k_h = usize::MAX,
+        ] {
+            let mut bad = g;
+            edit(&mut bad);
+            assert!(conv2d(&bad, &input, 1, &weights, None, act, &mut out).is_err());
+            assert!(conv2d_direct(&bad, &input, 1, &weights, None, act, &mut out).is_err());
+        }
     }
 }

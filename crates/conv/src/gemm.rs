@@ -250,9 +250,9 @@ pub(crate) fn bias_act(c: &mut MatMut<'_>, bias: Option<&[f32]>, act: Activation
     }
     for i in 0..c.rows {
         let row = c.row(i);
-        if let Some(b) = bias.and_then(|b| b.get(i)) {
-            row.iter_mut().for_each(|v| *v += *b);
+        match bias.and_then(|b| b.get(i)) {
+            Some(&b) => act.apply_with_bias(row, b),
+            None => act.apply(row),
         }
-        act.apply(row);
     }
 }

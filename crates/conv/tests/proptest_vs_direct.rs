@@ -207,6 +207,7 @@ fn check_conv(c: Case) -> Result<(), TestCaseError> {
             ConvTuning::default().par_min_macs
         },
         threads: c.force_split.then_some(c.threads),
+        ..ConvTuning::default()
     };
     let mut got = vec![f32::NAN; want.len()];
     let b = bias.as_deref();

@@ -18,6 +18,25 @@ use cnn_tensor::Tensor;
 /// Runs `plan` with `weights` on `input` (`[N, C, H, W]`, N >= 1); returns the last layer's
 /// output `[N, …]`.
 pub fn forward(plan: &ModelPlan, weights: &Weights, input: &Tensor) -> Result<Tensor, ModelError> {
+    forward_inner(plan, weights, input, None)
+}
+
+/// Like [`forward`], and adds each layer's wall time to `layer_times` (one slot per layer).
+pub fn forward_profiled(
+    plan: &ModelPlan,
+    weights: &Weights,
+    input: &Tensor,
+    layer_times: &mut [std::time::Duration],
+) -> Result<Tensor, ModelError> {
+    forward_inner(plan, weights, input, Some(layer_times))
+}
+
+fn forward_inner(
+    plan: &ModelPlan,
+    weights: &Weights,
+    input: &Tensor,
+    mut layer_times: Option<&mut [std::time::Duration]>,
+) -> Result<Tensor, ModelError> {
     check_input(plan, input)?;
     let n = input.batch();
     let count = plan.layers.len();
@@ -52,7 +71,12 @@ pub fn forward(plan: &ModelPlan, weights: &Weights, input: &Tensor) -> Result<Te
                     },
                 }
             }
-            run_layer(layer, lw, &ins, n)?
+            let start = std::time::Instant::now();
+            let out = run_layer(layer, lw, &ins, n)?;
+            if let Some(slot) = layer_times.as_deref_mut().and_then(|t| t.get_mut(i)) {
+                *slot += start.elapsed();
+            }
+            out
         };
         outputs[i] = Some(out);
         for s in &layer.inputs {

@@ -21,7 +21,7 @@ pub mod weights_file;
 
 pub use error::ModelError;
 pub use explain::{explain, ConvExplanation, KernelPath};
-pub use forward::forward;
+pub use forward::{forward, forward_profiled};
 pub use parse::{load_model_file, parse_model};
 pub use plan::{plan, LayerPlan, ModelPlan, Op, ParamTensor, Shape};
 pub use spec::{ActivationKind, InputSpec, LayerKind, LayerSpec, ModelSpec, Preprocess, Source};

@@ -1,0 +1,194 @@
+//! `cnn bench`: times a model's forward pass on this machine — per layer (median over the
+//! timed iterations, GFLOP/s counting 2 x MACs, share of the pass) and whole (median latency,
+//! images per second) — with a chosen number of threads and batch size, plus the process's peak
+//! resident memory and the largest column buffer a worker allocates. Medians, not means: a
+//! shared machine's hiccups should not move the figure.
+
+use crate::{random_input, Model};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// What to run.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchOptions {
+    pub threads: usize,
+    pub iters: usize,
+    pub warmup: usize,
+    pub batch: usize,
+    pub seed: u64,
+}
+
+/// One layer of `bench --format json`.
+#[derive(Debug, Serialize)]
+pub struct LayerBench {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub median_ms: f64,
+    pub gflops: f64,
+    pub share: f64,
+}
+
+/// `bench --format json`.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub threads: usize,
+    pub batch: usize,
+    pub iters: usize,
+    pub median_ms: f64,
+    pub p10_ms: f64,
+    pub p90_ms: f64,
+    pub images_per_s: f64,
+    pub gflops: f64,
+    pub peak_rss_bytes: Option<u64>,
+    pub largest_column_buffer_bytes: u64,
+    pub layers: Vec<LayerBench>,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The process's peak resident set (Linux `VmHWM`), if the platform reports it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Times `model` (weights already allocated or loaded).
+pub fn bench(model: &Model, opts: BenchOptions) -> Result<BenchReport, String> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads.max(1))
+        .build()
+        .map_err(|e| format!("cannot start {} threads: {e}", opts.threads))?;
+    let weights = model.weights.as_ref().ok_or("the model has no weights")?;
+    let plan = &model.plan;
+    let x = random_input(plan, opts.batch.max(1), opts.seed)?;
+    let layers = plan.layers.len();
+    let iters = opts.iters.max(1);
+    let mut totals = Vec::with_capacity(iters);
+    let mut per_layer: Vec<Vec<f64>> = vec![Vec::with_capacity(iters); layers];
+    pool.install(|| -> Result<(), String> {
+        for _ in 0..opts.warmup {
+            model.forward(&x).map_err(|e| e.to_string())?;
+        }
+        let mut times = vec![Duration::ZERO; layers];
+        for _ in 0..iters {
+            times.iter_mut().for_each(|t| *t = Duration::ZERO);
+            let start = Instant::now();
+            cnn_model::forward_profiled(plan, weights, &x, &mut times)
+                .map_err(|e| e.to_string())?;
+            totals.push(ms(start.elapsed()));
+            for (acc, t) in per_layer.iter_mut().zip(&times) {
+                acc.push(ms(*t));
+            }
+        }
+        Ok(())
+    })?;
+    totals.sort_by(f64::total_cmp);
+    let medians: Vec<f64> = per_layer
+        .iter_mut()
+        .map(|v| {
+            v.sort_by(f64::total_cmp);
+            percentile(v, 0.5)
+        })
+        .collect();
+    let layer_sum: f64 = medians.iter().sum();
+    let batch = opts.batch.max(1) as f64;
+    let median = percentile(&totals, 0.5);
+    let gflops = |macs: u64, t_ms: f64| {
+        if t_ms > 0.0 {
+            2.0 * macs as f64 * batch / (t_ms * 1e-3) / 1e9
+        } else {
+            0.0
+        }
+    };
+    Ok(BenchReport {
+        model: plan.name().to_string(),
+        threads: opts.threads.max(1),
+        batch: opts.batch.max(1),
+        iters,
+        median_ms: median,
+        p10_ms: percentile(&totals, 0.1),
+        p90_ms: percentile(&totals, 0.9),
+        images_per_s: if median > 0.0 {
+            batch / (median * 1e-3)
+        } else {
+            0.0
+        },
+        gflops: gflops(plan.total_macs(), median),
+        peak_rss_bytes: peak_rss_bytes(),
+        largest_column_buffer_bytes: cnn_model::explain(plan)
+            .iter()
+            .map(|e| e.column_bytes_allocated)
+            .max()
+            .unwrap_or(0),
+        layers: plan
+            .layers
+            .iter()
+            .zip(&medians)
+            .map(|(l, &t)| LayerBench {
+                name: l.name.clone(),
+                type_name: l.type_name.to_string(),
+                median_ms: t,
+                gflops: gflops(l.macs, t),
+                share: if layer_sum > 0.0 { t / layer_sum } else { 0.0 },
+            })
+            .collect(),
+    })
+}
+
+/// The terminal table.
+pub fn render(r: &BenchReport) -> String {
+    use crate::report::table::{Align, Table};
+    use cnn_model::format::human_bytes;
+    let mut t = Table::new(&[
+        ("layer (type)", Align::Left),
+        ("median ms", Align::Right),
+        ("GFLOP/s", Align::Right),
+        ("share", Align::Right),
+    ]);
+    for l in &r.layers {
+        t.row(vec![
+            format!("{} ({})", l.name, l.type_name),
+            format!("{:.3}", l.median_ms),
+            if l.gflops > 0.0 {
+                format!("{:.1}", l.gflops)
+            } else {
+                "-".to_string()
+            },
+            format!("{:.1}%", 100.0 * l.share),
+        ]);
+    }
+    format!(
+        "Model \"{}\": {} thread(s), batch {}, {} timed iterations (medians)\n\n{}\
+         Forward pass: median {:.3} ms (p10 {:.3}, p90 {:.3}), {:.1} images/s, {:.1} GFLOP/s\n\
+         Peak resident memory: {}; largest column buffer: {} per worker\n",
+        r.model,
+        r.threads,
+        r.batch,
+        r.iters,
+        t.render(),
+        r.median_ms,
+        r.p10_ms,
+        r.p90_ms,
+        r.images_per_s,
+        r.gflops,
+        r.peak_rss_bytes
+            .map(|b| human_bytes(b as u128))
+            .unwrap_or_else(|| "not reported on this platform".to_string()),
+        human_bytes(r.largest_column_buffer_bytes as u128),
+    )
+}
