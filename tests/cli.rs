@@ -350,6 +350,49 @@ fn usage_errors_are_one_line() {
 }
 
 #[test]
+fn bench_reports_every_layer_in_json() {
+    let o = cnn(&[
+        "bench",
+        "models/vgg2.toml",
+        "--threads",
+        "1",
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--batch",
+        "2",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["model"], "vgg2");
+    assert_eq!(
+        (
+            v["threads"].as_u64(),
+            v["batch"].as_u64(),
+            v["iters"].as_u64()
+        ),
+        (Some(1), Some(2), Some(3))
+    );
+    assert!(v["median_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["images_per_s"].as_f64().unwrap() > 0.0);
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 12);
+    assert_eq!(layers[1]["name"], "conv2d_2");
+    assert!(layers[1]["gflops"].as_f64().unwrap() > 0.0);
+    let share: f64 = layers.iter().map(|l| l["share"].as_f64().unwrap()).sum();
+    assert!((share - 1.0).abs() < 1e-6, "{share}");
+    assert!(v["largest_column_buffer_bytes"].as_u64().unwrap() > 0);
+    fails_with(
+        &cnn(&["bench", "models/vgg2.toml", "--threads", "0"]),
+        &["--threads"],
+    );
+    fails_with(&cnn(&["bench", "models/fc_1000x1000.toml"]), &["3.64 TiB"]);
+}
+
+#[test]
 fn demo_runs_and_respects_a_tiny_ceiling() {
     let o = cnn(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
