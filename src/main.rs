@@ -78,18 +78,16 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         weights: Option<PathBuf>,
         /// Worker threads (default: all cores)
-        #[arg(long, value_name = "T", value_parser = clap::value_parser!(u64).range(1..1025))]
+        #[arg(long, value_name = "T", value_parser = thread_count)]
         threads: Option<u64>,
         /// Timed iterations
-        #[arg(long, value_name = "N", default_value_t = 30,
-              value_parser = clap::value_parser!(u64).range(1..100_001))]
+        #[arg(long, value_name = "N", default_value_t = 30, value_parser = at_least_one)]
         iters: u64,
         /// Untimed iterations first
         #[arg(long, value_name = "N", default_value_t = 3)]
         warmup: u64,
         /// Images per forward pass
-        #[arg(long, value_name = "B", default_value_t = 1,
-              value_parser = clap::value_parser!(u64).range(1..4097))]
+        #[arg(long, value_name = "B", default_value_t = 1, value_parser = at_least_one)]
         batch: u64,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
@@ -126,12 +124,28 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         save_output: Option<PathBuf>,
         /// How many classes to list per item
-        #[arg(long, value_name = "K", default_value_t = 5,
-              value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "K", default_value_t = 5, value_parser = at_least_one)]
         top: u64,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+}
+
+/// A positive integer option.
+fn at_least_one(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
+/// `--threads`: 1 to 1024.
+fn thread_count(text: &str) -> Result<u64, String> {
+    match at_least_one(text)? {
+        n if n > 1024 => Err("must be at most 1024".to_string()),
+        n => Ok(n),
+    }
 }
 
 fn plan(path: &Path) -> Result<Model, String> {
@@ -248,38 +262,37 @@ fn execute(cli: Cli) -> Result<String, String> {
             format,
         } => {
             let mut m = plan(&model)?;
-            let mut arrays: Vec<PathBuf> = input.into_iter().collect();
-            let mut pictures = Vec::new();
-            for path in cnn::pictures::expand_inputs(&inputs)? {
-                if path
-                    .extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
-                {
-                    arrays.push(path);
-                } else {
-                    pictures.push(path);
-                }
-            }
-            if arrays.is_empty() && pictures.is_empty() {
+            // Every input in command-line order (--input first); arrays and pictures are read
+            // and decoded before the (possibly large) weights, so a bad input fails fast.
+            let mut paths: Vec<PathBuf> = input.into_iter().collect();
+            paths.extend(cnn::pictures::expand_inputs(&inputs)?);
+            if paths.is_empty() {
                 return Err(
                     "nothing to run: give pictures, folders of pictures or .npy arrays \
                      (or --input x.npy)"
                         .to_string(),
                 );
             }
+            let is_array =
+                |p: &PathBuf| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+            let arrays: Vec<&PathBuf> = paths.iter().filter(|p| is_array(p)).collect();
+            let pictures: Vec<PathBuf> = paths.iter().filter(|p| !is_array(p)).cloned().collect();
             if save_output.is_some() && (arrays.len() != 1 || !pictures.is_empty()) {
                 return Err("--save-output needs exactly one .npy input".to_string());
             }
-            // Read every input before the (possibly large) weights.
             let tensors = arrays
                 .iter()
                 .map(|a| npy::read_input(a, &m.plan.input_shape()))
                 .collect::<Result<Vec<_>, _>>()?;
+            let bar = cnn::classify::progress(pictures.len());
+            let decoded = cnn::classify::load_pictures(&m.plan.spec, &pictures, &bar)?;
             match &weights {
                 Some(file) => m.load_weights(file, max_bytes),
                 None => m.allocate(cli.seed, max_bytes),
             }
             .map_err(|e| e.to_string())?;
+            let outputs = cnn::classify::run_batches(&m, &decoded, &bar)?;
+            bar.finish_and_clear();
             let ranking = run::Ranking {
                 k: usize::try_from(top).unwrap_or(usize::MAX),
                 probabilities: m.plan.ends_in_softmax(),
@@ -287,21 +300,22 @@ fn execute(cli: Cli) -> Result<String, String> {
             };
             let item_shape = m.plan.output_shape().to_vec();
             let mut results = Vec::new();
-            for (path, x) in arrays.iter().zip(&tensors) {
-                let y = m.forward(x).map_err(|e| e.to_string())?;
-                if let Some(out) = &save_output {
-                    npy::write_output(out, &y)?;
-                }
-                let per = y.len() / y.batch().max(1);
-                for (index, values) in y.as_slice().chunks(per.max(1)).enumerate() {
-                    let name = path.display().to_string();
-                    results.push(run::result(&name, index, values, &item_shape, &ranking));
-                }
-            }
-            let outputs = cnn::classify::run_pictures(&m, &pictures)?;
-            for (path, values) in pictures.iter().zip(&outputs) {
+            let (mut next_array, mut next_picture) = (tensors.iter(), outputs.iter());
+            for path in &paths {
                 let name = path.display().to_string();
-                results.push(run::result(&name, 0, values, &item_shape, &ranking));
+                if is_array(path) {
+                    let Some(x) = next_array.next() else { break };
+                    let y = m.forward(x).map_err(|e| e.to_string())?;
+                    if let Some(out) = &save_output {
+                        npy::write_output(out, &y)?;
+                    }
+                    let per = y.len() / y.batch().max(1);
+                    for (index, values) in y.as_slice().chunks(per.max(1)).enumerate() {
+                        results.push(run::result(&name, index, values, &item_shape, &ranking));
+                    }
+                } else if let Some(values) = next_picture.next() {
+                    results.push(run::result(&name, 0, values, &item_shape, &ranking));
+                }
             }
             let doc = run::RunJson {
                 model: m.name().to_string(),

@@ -320,3 +320,83 @@ fn init_writes_weights_that_summary_verifies() {
     ]);
     assert_eq!(std::fs::read(&w).unwrap(), std::fs::read(&w2).unwrap());
 }
+
+#[test]
+fn inputs_keep_their_command_line_order_and_bad_pictures_fail_before_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    let a = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[2, 1, 8, 8]));
+    ndarray_npy::WriteNpyExt::write_npy(&a, File::create(&x).unwrap()).unwrap();
+    let o = cnn(&[
+        "run",
+        "models/digits.toml",
+        "--weights",
+        "models/digits.safetensors",
+        "models/samples/7_a.png",
+        x.to_str().unwrap(),
+        "models/samples/1_b.png",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let order: Vec<(String, u64)> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let input = r["input"].as_str().unwrap();
+            let short = Path::new(input)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (short, r["index"].as_u64().unwrap())
+        })
+        .collect();
+    let expected: Vec<(String, u64)> = [("7_a.png", 0), ("x.npy", 0), ("x.npy", 1), ("1_b.png", 0)]
+        .iter()
+        .map(|(n, i)| (n.to_string(), *i))
+        .collect();
+    assert_eq!(order, expected);
+    // A bad picture is reported even when the weights could not be loaded.
+    let fake = dir.path().join("fake.png");
+    std::fs::write(&fake, b"text").unwrap();
+    fails_with(
+        &cnn(&[
+            "run",
+            "models/digits.toml",
+            "--weights",
+            "nope.safetensors",
+            fake.to_str().unwrap(),
+        ]),
+        &["fake.png"],
+    );
+}
+
+#[test]
+fn labels_must_match_and_summary_says_where_weights_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("models/digits.toml"))
+        .unwrap()
+        .replace("labels = [\"0\", \"1\",", "labels = [");
+    let bad = dir.path().join("labels.toml");
+    std::fs::write(&bad, text).unwrap();
+    fails_with(
+        &cnn(&["summary", bad.to_str().unwrap()]),
+        &["`labels` names 8 classes but the model's output is 10"],
+    );
+    let o = cnn(&[
+        "summary",
+        "models/digits.toml",
+        "--weights",
+        "models/digits.safetensors",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["weights"], "models/digits.safetensors");
+    assert_eq!(v["allocated_params"], 13_706);
+    let o = cnn(&["run", "models/digits.toml", "models/samples", "--top", "0"]);
+    fails_with(&o, &["--top", "must be at least 1"]);
+}

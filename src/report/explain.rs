@@ -7,61 +7,18 @@ use cnn_model::{ConvExplanation, KernelPath, ModelPlan};
 use cnn_tensor::format_shape;
 use serde::Serialize;
 
-/// One entry of `explain --format json`.
-#[derive(Debug, Serialize)]
-pub struct ExplainJson {
-    pub layer: String,
-    #[serde(rename = "type")]
-    pub type_name: String,
-    pub path: String,
-    pub input_shape: Vec<usize>,
-    pub output_shape: Vec<usize>,
-    pub kernel: [usize; 2],
-    pub stride: [usize; 2],
-    pub padding: [usize; 4],
-    pub dilation: [usize; 2],
-    pub groups: usize,
-    pub im2col_shape: [usize; 2],
-    pub gemm_mkn: [usize; 3],
-    pub gemm_calls_per_image: usize,
-    pub column_bytes_full: u64,
-    pub column_bytes_allocated: u64,
-    pub macs: u64,
-}
-
 /// `explain --format json`.
 #[derive(Debug, Serialize)]
-pub struct ExplainDoc {
+pub struct ExplainDoc<'a> {
     pub model: String,
-    pub layers: Vec<ExplainJson>,
+    pub layers: &'a [ConvExplanation],
 }
 
 /// The JSON document.
-pub fn to_json(plan: &ModelPlan, items: &[ConvExplanation]) -> ExplainDoc {
-    let layers = items
-        .iter()
-        .map(|e| ExplainJson {
-            layer: e.layer.clone(),
-            type_name: e.type_name.to_string(),
-            path: e.path.describe().to_string(),
-            input_shape: e.input_shape.clone(),
-            output_shape: e.output_shape.clone(),
-            kernel: e.kernel,
-            stride: e.stride,
-            padding: e.padding,
-            dilation: e.dilation,
-            groups: e.groups,
-            im2col_shape: e.im2col,
-            gemm_mkn: e.gemm,
-            gemm_calls_per_image: e.gemm_calls,
-            column_bytes_full: e.column_bytes_full,
-            column_bytes_allocated: e.column_bytes_allocated,
-            macs: e.macs,
-        })
-        .collect();
+pub fn to_json<'a>(plan: &ModelPlan, items: &'a [ConvExplanation]) -> ExplainDoc<'a> {
     ExplainDoc {
         model: plan.name().to_string(),
-        layers,
+        layers: items,
     }
 }
 

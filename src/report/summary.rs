@@ -56,6 +56,9 @@ pub struct SummaryJson {
     pub trainable_params: u64,
     pub non_trainable_params: u64,
     pub allocated_params: Option<u64>,
+    /// Where the counted weights came from: `"allocated"` (seeded random), the weight file's
+    /// path, or null when nothing was allocated.
+    pub weights: Option<String>,
     pub total_macs: u64,
     pub weight_bytes: u128,
     pub path: String,
@@ -85,6 +88,11 @@ pub fn to_json(plan: &ModelPlan, alloc: &Allocation) -> SummaryJson {
         trainable_params: plan.trainable_params(),
         non_trainable_params: plan.non_trainable_params(),
         allocated_params: alloc.held(),
+        weights: match alloc {
+            Allocation::Held(_) => Some("allocated".to_string()),
+            Allocation::Loaded(_, path) => Some(path.clone()),
+            _ => None,
+        },
         total_macs: plan.total_macs(),
         weight_bytes: plan.weight_bytes(),
         path: plan.spec.path.clone(),

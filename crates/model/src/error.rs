@@ -37,7 +37,7 @@ pub enum ModelError {
     /// The weights would exceed the configured ceiling, so they are not allocated.
     #[error(
         "model `{model}` needs {} parameters = {} of f32 weights, over the {} ceiling; \
-         raise it with --max-weight-bytes (`cnn summary` counts any model without allocating)",
+         raise it with --max-weight-bytes (`cnn summary --no-alloc` counts a model of any size)",
         group_digits(*params as u128),
         human_bytes(*bytes),
         human_bytes(*ceiling)

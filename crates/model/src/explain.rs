@@ -5,6 +5,7 @@
 
 use crate::plan::{LayerPlan, ModelPlan, Op};
 use cnn_conv::Conv2dGeometry;
+use serde::{Serialize, Serializer};
 
 /// How the engine computes a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +22,12 @@ pub enum KernelPath {
     Dense,
 }
 
+impl Serialize for KernelPath {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.describe())
+    }
+}
+
 impl KernelPath {
     /// A short description for reports.
     pub fn describe(self) -> &'static str {
@@ -34,11 +41,13 @@ impl KernelPath {
     }
 }
 
-/// What one convolution-like layer becomes as matrices.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one convolution-like layer becomes as matrices (serialised as one entry of
+/// `cnn explain --format json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConvExplanation {
     /// The layer name (`separable_conv2d_1/depthwise` for the parts of a separable layer).
     pub layer: String,
+    #[serde(rename = "type")]
     pub type_name: &'static str,
     pub path: KernelPath,
     pub input_shape: Vec<usize>,
@@ -50,10 +59,13 @@ pub struct ConvExplanation {
     pub dilation: [usize; 2],
     pub groups: usize,
     /// The im2col matrix of one group: `[rows, cols]` = `[(C/groups)*KH*KW, OH*OW]`.
+    #[serde(rename = "im2col_shape")]
     pub im2col: [usize; 2],
     /// The GEMM of one group: `M x K x N`.
+    #[serde(rename = "gemm_mkn")]
     pub gemm: [usize; 3],
     /// GEMM calls per image (groups; output positions for locally connected).
+    #[serde(rename = "gemm_calls_per_image")]
     pub gemm_calls: usize,
     /// Bytes of the whole column matrix of one group if it were materialised.
     pub column_bytes_full: u64,

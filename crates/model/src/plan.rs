@@ -174,9 +174,15 @@ impl ModelPlan {
             .unwrap_or(&[])
     }
 
-    /// True when the last layer applies softmax, so the outputs are probabilities.
+    /// True when the last layer that changes values applies softmax (trailing dropout and
+    /// flatten layers pass values through), so the outputs are probabilities.
     pub fn ends_in_softmax(&self) -> bool {
-        self.layers.last().is_some_and(|l| match &l.op {
+        let last = self
+            .layers
+            .iter()
+            .rev()
+            .find(|l| !matches!(l.op, Op::Identity));
+        last.is_some_and(|l| match &l.op {
             Op::Conv { activation, .. }
             | Op::Separable { activation, .. }
             | Op::Local { activation, .. }
@@ -220,10 +226,31 @@ pub fn plan(spec: &ModelSpec) -> Result<ModelPlan, ModelError> {
         layers.push(planned);
     }
     let _ = counts_total(spec, &layers)?;
+    check_labels(spec, &layers)?;
     Ok(ModelPlan {
         spec: spec.clone(),
         layers,
     })
+}
+
+/// `labels` must name every class of a vector output, no more, no fewer.
+fn check_labels(spec: &ModelSpec, layers: &[LayerPlan]) -> Result<(), ModelError> {
+    let (Some(labels), Some(last)) = (&spec.labels, layers.last()) else {
+        return Ok(());
+    };
+    match last.output_shape.as_slice() {
+        [n] if *n == labels.len() => Ok(()),
+        shape => Err(ModelError::Syntax {
+            path: spec.path.clone(),
+            line: 1,
+            column: 1,
+            message: format!(
+                "`labels` names {} classes but the model's output is {}",
+                labels.len(),
+                shape_text(shape)
+            ),
+        }),
+    }
 }
 
 /// Checks that the model-wide totals (parameters, MACs) fit in `u64`.
@@ -861,6 +888,26 @@ mod tests {
         assert!(
             e.contains("more values than this machine can address"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn labels_must_match_the_output() {
+        let text = "name = \"l\"\nlabels = [\"a\", \"b\", \"c\"]\n[input]\nchannels = 1\nheight = 2\n\
+                    width = 2\n[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 4\n\
+                    activation = \"softmax\"\n[[layers]]\ntype = \"dropout\"\nrate = 0.1\n";
+        let e = plan(&parse_model(text, "l.toml").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`labels` names 3 classes but the model's output is 4"),
+            "{e}"
+        );
+        let ok = text.replace("units = 4", "units = 3");
+        let p = plan(&parse_model(&ok, "l.toml").unwrap()).unwrap();
+        assert!(
+            p.ends_in_softmax(),
+            "dropout after softmax keeps probabilities"
         );
     }
 

@@ -199,8 +199,8 @@ mod tests {
         assert_eq!(
             e,
             "model `s` needs 418 parameters = 1.63 KiB of f32 weights, over the 1000 B \
-             ceiling; raise it with --max-weight-bytes (`cnn summary` counts any model without \
-             allocating)"
+             ceiling; raise it with --max-weight-bytes (`cnn summary --no-alloc` counts a model of \
+             any size)"
         );
     }
 

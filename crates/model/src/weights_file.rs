@@ -62,13 +62,20 @@ impl From<WeightFileError> for ModelError {
 
 fn corrupt(path: &str, e: SafeTensorError) -> WeightFileError {
     let reason = match e {
-        SafeTensorError::HeaderTooSmall | SafeTensorError::MetadataIncompleteBuffer => {
-            "truncated: shorter than its header says".to_string()
+        SafeTensorError::HeaderTooSmall => "truncated: too short to hold a header".to_string(),
+        SafeTensorError::MetadataIncompleteBuffer => {
+            "its size disagrees with its header (truncated, or bytes appended)".to_string()
+        }
+        SafeTensorError::TensorInvalidInfo | SafeTensorError::InvalidTensorView(..) => {
+            "a tensor's shape, dtype and byte range disagree".to_string()
         }
         SafeTensorError::InvalidHeaderDeserialization(_)
         | SafeTensorError::InvalidHeader(_)
         | SafeTensorError::InvalidHeaderLength
-        | SafeTensorError::HeaderTooLarge => "its header is not valid".to_string(),
+        | SafeTensorError::HeaderTooLarge => {
+            "its header is not valid (truncated inside the header, or not a safetensors file)"
+                .to_string()
+        }
         SafeTensorError::InvalidOffset(t) | SafeTensorError::TensorNotFound(t) => {
             format!("the data of tensor `{t}` is not where the header says")
         }
@@ -191,12 +198,14 @@ pub fn save_weights(plan: &ModelPlan, weights: &Weights, path: &Path) -> Result<
             .map_err(|e| write_err(e.to_string()))?;
         views.push((name.clone(), view));
     }
-    let metadata = HashMap::from([
-        ("format".to_string(), "cnn".to_string()),
-        ("model".to_string(), plan.name().to_string()),
-    ]);
-    safetensors::serialize_to_file(views, Some(metadata), path)
-        .map_err(|e| write_err(e.to_string()))?;
+    // One metadata entry only: a HashMap of several would serialise in a random order, and the
+    // same seed must give the same bytes.
+    let metadata = HashMap::from([("model".to_string(), plan.name().to_string())]);
+    // Serialise in memory and write with the user's umask (serialize_to_file goes through a
+    // temporary file whose name would show in errors and whose mode would be 0600).
+    let bytes =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| write_err(e.to_string()))?;
+    std::fs::write(path, bytes).map_err(|e| write_err(e.to_string()))?;
     Ok(())
 }
 
