@@ -21,7 +21,7 @@ use std::path::Path;
 pub enum WeightFileError {
     #[error("{path}: cannot read the weight file: {reason}")]
     Io { path: String, reason: String },
-    #[error("{path}: not a valid safetensors file ({reason})")]
+    #[error("{path}: not a valid safetensors file: {reason}")]
     Corrupt { path: String, reason: String },
     #[error("{path}: tensor `{tensor}` is missing (model `{model}` expects {expected} f32)")]
     Missing {
@@ -64,7 +64,7 @@ fn corrupt(path: &str, e: SafeTensorError) -> WeightFileError {
     let reason = match e {
         SafeTensorError::HeaderTooSmall => "truncated: too short to hold a header".to_string(),
         SafeTensorError::MetadataIncompleteBuffer => {
-            "its size disagrees with its header (truncated, or bytes appended)".to_string()
+            "its size disagrees with its header; it is truncated, or has bytes appended".to_string()
         }
         SafeTensorError::TensorInvalidInfo | SafeTensorError::InvalidTensorView(..) => {
             "a tensor's shape, dtype and byte range disagree".to_string()
@@ -73,7 +73,7 @@ fn corrupt(path: &str, e: SafeTensorError) -> WeightFileError {
         | SafeTensorError::InvalidHeader(_)
         | SafeTensorError::InvalidHeaderLength
         | SafeTensorError::HeaderTooLarge => {
-            "its header is not valid (truncated inside the header, or not a safetensors file)"
+            "its header is not valid; the file is cut inside the header, or is something else"
                 .to_string()
         }
         SafeTensorError::InvalidOffset(t) | SafeTensorError::TensorNotFound(t) => {
