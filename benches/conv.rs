@@ -6,10 +6,14 @@
 //! im2col + GEMM ([`conv2d_im2col_plain`]); the naive direct reference only runs on the small
 //! depthwise layer (it would take minutes on the others).
 //!
+//! Besides the convolutions: max/avg pooling of a 32x224x224 tensor (pool 2, stride 2) and a
+//! batch-1 dense layer 4096 -> 1536 (25 MB of weights, a matrix-vector product).
+//!
 //! Quick smoke run of one layer: `cargo bench --bench conv -- --quick c64_56_k3`.
 
 use cnn_conv::{
-    conv2d, conv2d_direct, conv2d_im2col_plain, Activation, Conv2dGeometry, Conv2dSpec, Padding,
+    avg_pool2d, conv2d, conv2d_direct, conv2d_im2col_plain, dense, max_pool2d, Activation,
+    Conv2dGeometry, Conv2dSpec, Padding, Pool2dGeometry, Pool2dSpec,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
@@ -130,10 +134,69 @@ fn bench_layer(c: &mut Criterion, l: &Layer) {
     group.finish();
 }
 
+/// Max and average pooling, 32x224x224, pool 2 stride 2 (throughput: input elements).
+fn bench_pool(c: &mut Criterion) {
+    let spec = Pool2dSpec {
+        pool: [2, 2],
+        stride: [2, 2],
+        padding: Padding::Valid,
+    };
+    let Ok(geom) = Pool2dGeometry::resolve(32, 224, 224, &spec) else {
+        return;
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(43);
+    let input = random(geom.in_len(), &mut rng);
+    let mut output = vec![0.0f32; geom.out_len()];
+    let mut group = c.benchmark_group("pool32_224_p2");
+    group.throughput(Throughput::Elements(geom.in_len() as u64));
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    group.bench_function("max", |b| {
+        b.iter(|| black_box(max_pool2d(&geom, black_box(&input), 1, &mut output).is_ok()))
+    });
+    group.bench_function("avg", |b| {
+        b.iter(|| black_box(avg_pool2d(&geom, black_box(&input), 1, &mut output).is_ok()))
+    });
+    group.finish();
+}
+
+/// Dense 4096 -> 1536 at batch 1 (throughput: bytes of weights, so it reads as bandwidth).
+fn bench_dense(c: &mut Criterion) {
+    let (inputs, units) = (4096, 1536);
+    let mut rng = ChaCha8Rng::seed_from_u64(44);
+    let x = random(inputs, &mut rng);
+    let w = random(inputs * units, &mut rng);
+    let bias = random(units, &mut rng);
+    let mut out = vec![0.0f32; units];
+    let mut group = c.benchmark_group("dense4096_1536_b1");
+    group.throughput(Throughput::Bytes((4 * inputs * units) as u64));
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    group.bench_function("dense", |b| {
+        b.iter(|| {
+            let r = dense(
+                black_box(&x),
+                1,
+                inputs,
+                &w,
+                Some(&bias),
+                Activation::Relu,
+                &mut out,
+            );
+            black_box(r.is_ok())
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     for l in &LAYERS {
         bench_layer(c, l);
     }
+    bench_pool(c);
+    bench_dense(c);
 }
 
 criterion_group!(conv_benches, benches);

@@ -1,9 +1,12 @@
 //! Dense (fully connected) layers: `output[batch, units] = input[batch, in] x W^T + bias`, with
 //! weights stored `[units, in_features]` (one row per unit, as Keras' kernel transposed).
 //!
-//! [`dense`] is a single `matrixmultiply::sgemm` over the whole batch, reading the weights
-//! through transposed strides (no copy), followed by bias and activation per output row.
-//! [`dense_direct`] is the naive reference (f64 accumulation). Neither threads nor allocates.
+//! [`dense`] with a batch of 1 is a matrix-vector product, bound by reading the weights once:
+//! each unit's row of weights is dotted with the input using 32 independent f32 lanes (so it
+//! vectorises and hides the add latency), and blocks of units are spread over rayon tasks.
+//! Larger batches are a single `matrixmultiply::sgemm` over the whole batch, reading the
+//! weights through transposed strides (no copy), followed by bias and activation per output
+//! row. [`dense_direct`] is the naive reference (f64 accumulation). Nothing here allocates.
 
 use crate::error::{check_len, mul_len};
 use crate::gemm::{gemm, MatMut, MatRef};
@@ -55,6 +58,10 @@ pub fn dense(
     output: &mut [f32],
 ) -> Result<(), KernelError> {
     let units = check_args(input, batch, in_features, weights, bias, output)?;
+    if batch == 1 {
+        gemv(input, in_features, weights, bias, act, output);
+        return Ok(());
+    }
     gemm(
         MatRef::row_major(input, batch, in_features, in_features),
         // W^T[i, u] = weights[u * in_features + i]: row stride 1, column stride in_features.
@@ -75,6 +82,52 @@ pub fn dense(
         act.apply(row);
     }
     Ok(())
+}
+
+/// Units per rayon task of [`gemv`]: at least 64 KiB of weights.
+fn gemv_units_per_task(in_features: usize) -> usize {
+    (1usize << 14).div_ceil(in_features.max(1))
+}
+
+/// `output[u] = act(weights[u, ..] . input + bias[u])` for one sample (lengths checked).
+fn gemv(
+    input: &[f32],
+    in_features: usize,
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &mut [f32],
+) {
+    use rayon::prelude::*;
+    let per_task = gemv_units_per_task(in_features);
+    output
+        .par_chunks_mut(per_task)
+        .zip(weights.par_chunks(per_task * in_features))
+        .enumerate()
+        .for_each(|(t, (out, w))| {
+            for (u, (o, row)) in out.iter_mut().zip(w.chunks_exact(in_features)).enumerate() {
+                let b = bias.map_or(0.0, |b| b[t * per_task + u]);
+                *o = dot(row, input) + b;
+            }
+            act.apply(out);
+        });
+}
+
+/// Dot product with 32 independent lanes (vectorisable without reassociation).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const L: usize = 32;
+    let mut acc = [0.0f32; L];
+    let (ac, bc) = (a.chunks_exact(L), b.chunks_exact(L));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        let x: &[f32; L] = x.try_into().expect("chunks of L");
+        let y: &[f32; L] = y.try_into().expect("chunks of L");
+        for i in 0..L {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ar.iter().zip(br).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Reference for [`dense`].

@@ -4,8 +4,9 @@
 //! the real cells of the window only, and average pooling divides by the number of real cells,
 //! not by the window size. [`Pool2dGeometry::resolve`] guarantees every window holds at least
 //! one real cell. Each window is clipped to the image once (a row range and a column range), so
-//! there are no per-cell bounds tests. Planes are spread over rayon tasks. Pooling never
-//! allocates.
+//! there are no per-cell bounds tests: the window's rows are reduced element-wise into one row
+//! (vectorised), then each output reduces its columns of that row. Planes are spread over
+//! rayon tasks; each task allocates one row of scratch.
 
 use crate::error::{check_len, check_pool_geometry, mul_len};
 use crate::{KernelError, Pool2dGeometry};
@@ -71,26 +72,74 @@ fn pool(
         .par_chunks_mut(plane_out)
         .zip(input.par_chunks(plane_in))
         .with_min_len(min_planes)
-        .for_each(|(out, src)| {
-            for (oh, orow) in out.chunks_exact_mut(g.out_w).enumerate() {
-                let (h0, h1) = window(oh, g.stride_h, g.pad_top, g.pool_h, g.in_h);
-                for (ow, o) in orow.iter_mut().enumerate() {
-                    let (w0, w1) = window(ow, g.stride_w, g.pad_left, g.pool_w, g.in_w);
-                    let rows = (h0..h1).map(|ih| &src[ih * g.in_w + w0..ih * g.in_w + w1]);
-                    *o = match reduce {
-                        Reduce::Max => rows.fold(f32::NEG_INFINITY, |m, row| {
-                            row.iter().fold(m, |m, &v| m.max(v))
-                        }),
-                        Reduce::Avg => {
-                            let sum: f32 = rows.map(|row| row.iter().sum::<f32>()).sum();
-                            // At least one real cell per window (checked by resolve).
-                            sum / ((h1 - h0) * (w1 - w0)).max(1) as f32
-                        }
-                    };
+        .for_each_init(
+            || vec![0.0f32; g.in_w],
+            |acc, (out, src)| pool_plane(g, src, out, acc, reduce),
+        );
+    Ok(())
+}
+
+/// One plane: for each output row, the window's input rows are first reduced element-wise
+/// into `acc` (`in_w` floats; a unit-stride, vectorisable loop), then each output reduces its
+/// columns of `acc`. Outputs whose window is not clipped by the border (the interior) run
+/// without any window arithmetic; `pool 2, stride 2` interior outputs pair up `acc` directly.
+fn pool_plane(g: &Pool2dGeometry, src: &[f32], out: &mut [f32], acc: &mut [f32], reduce: Reduce) {
+    let (in_w, sw, pw) = (g.in_w, g.stride_w, g.pool_w);
+    // Interior outputs: ow*sw >= pad_left and ow*sw - pad_left + pool_w <= in_w.
+    let ow_lo = g.pad_left.div_ceil(sw).min(g.out_w);
+    let ow_hi = if in_w + g.pad_left >= pw {
+        ((in_w + g.pad_left - pw) / sw + 1).min(g.out_w)
+    } else {
+        0
+    }
+    .max(ow_lo);
+    for (oh, orow) in out.chunks_exact_mut(g.out_w).enumerate() {
+        let (h0, h1) = window(oh, g.stride_h, g.pad_top, g.pool_h, g.in_h);
+        let rows = h1 - h0;
+        acc.copy_from_slice(&src[h0 * in_w..(h0 + 1) * in_w]);
+        for ih in h0 + 1..h1 {
+            let row = &src[ih * in_w..(ih + 1) * in_w];
+            match reduce {
+                Reduce::Max => acc.iter_mut().zip(row).for_each(|(a, &v)| *a = a.max(v)),
+                Reduce::Avg => acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v),
+            }
+        }
+        let cell = |w0: usize, w1: usize| -> f32 {
+            let cells = &acc[w0..w1];
+            match reduce {
+                Reduce::Max => cells.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)),
+                // At least one real cell per window (checked by resolve).
+                Reduce::Avg => cells.iter().sum::<f32>() / (rows * (w1 - w0)).max(1) as f32,
+            }
+        };
+        for ow in (0..ow_lo).chain(ow_hi..g.out_w) {
+            let (w0, w1) = window(ow, sw, g.pad_left, pw, in_w);
+            orow[ow] = cell(w0, w1);
+        }
+        let inner = &mut orow[ow_lo..ow_hi];
+        let start = ow_lo * sw - g.pad_left;
+        if pw == 2 && sw == 2 {
+            let pairs = acc[start..start + 2 * inner.len()].chunks_exact(2);
+            match reduce {
+                Reduce::Max => inner
+                    .iter_mut()
+                    .zip(pairs)
+                    .for_each(|(o, p)| *o = p[0].max(p[1])),
+                Reduce::Avg => {
+                    let scale = 1.0 / (rows * 2) as f32;
+                    inner
+                        .iter_mut()
+                        .zip(pairs)
+                        .for_each(|(o, p)| *o = (p[0] + p[1]) * scale)
                 }
             }
-        });
-    Ok(())
+        } else {
+            for (i, o) in inner.iter_mut().enumerate() {
+                let w0 = start + i * sw;
+                *o = cell(w0, w0 + pw);
+            }
+        }
+    }
 }
 
 /// The input range `[lo, hi)` covered by output `o`'s window along one axis, clipped to the
