@@ -192,7 +192,7 @@ fn execute(cli: Cli) -> Result<String, String> {
                 )
             } else if no_alloc {
                 summary::Allocation::Skipped
-            } else if m.plan.weight_bytes() > max_bytes {
+            } else if cnn::model::weights::check_ceiling(&m.plan, max_bytes).is_err() {
                 summary::Allocation::OverCeiling {
                     bytes: m.plan.weight_bytes(),
                     ceiling: max_bytes,

@@ -64,12 +64,6 @@ pub struct Ranking<'a> {
 }
 
 impl Ranking<'_> {
-    fn label(&self, class: usize) -> String {
-        self.labels
-            .and_then(|l| l.get(class).cloned())
-            .unwrap_or_else(|| class.to_string())
-    }
-
     /// The top `k` entries of `values`, highest first (ties keep the lower class first).
     pub fn top(&self, values: &[f32]) -> Vec<TopJson> {
         let mut idx: Vec<usize> = (0..values.len()).collect();
@@ -78,7 +72,7 @@ impl Ranking<'_> {
             .take(self.k.max(1))
             .map(|c| TopJson {
                 class: c,
-                label: self.label(c),
+                label: cnn_model::spec::class_label(self.labels, c),
                 probability: self.probabilities.then_some(values[c]),
                 score: (!self.probabilities).then_some(values[c]),
             })

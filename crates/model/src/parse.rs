@@ -199,16 +199,19 @@ pub fn parse_model(text: &str, path: &str) -> Result<ModelSpec, ModelError> {
     })
 }
 
+/// True when `line` assigns `key` (`key = …`, any indentation).
+fn assigns(line: &str, key: &str) -> bool {
+    line.trim_start()
+        .strip_prefix(key)
+        .is_some_and(|rest| rest.trim_start().starts_with('='))
+}
+
 /// A syntax-level error at the first line where `key = ` appears.
 fn syntax_at(text: &str, path: &str, key: &str, message: String) -> ModelError {
     let mut offset = 0;
     let mut pos = 0;
     for line in text.split_inclusive('\n') {
-        let is_key = line
-            .trim_start()
-            .strip_prefix(key)
-            .is_some_and(|r| r.trim_start().starts_with('='));
-        if is_key {
+        if assigns(line, key) {
             offset = pos;
             break;
         }
@@ -311,15 +314,9 @@ impl LayerCtx<'_> {
         let header = line_col(self.text, self.start).0;
         let Some(key) = key else { return header };
         let body = &self.text[self.start..self.end.min(self.text.len())];
-        for (i, line) in body.lines().enumerate() {
-            let trimmed = line.trim_start();
-            if let Some(rest) = trimmed.strip_prefix(key) {
-                if rest.trim_start().starts_with('=') {
-                    return header + i;
-                }
-            }
-        }
-        header
+        body.lines()
+            .position(|line| assigns(line, key))
+            .map_or(header, |i| header + i)
     }
 
     fn err(&self, key: Option<&str>, message: String) -> ModelError {

@@ -225,7 +225,7 @@ pub fn plan(spec: &ModelSpec) -> Result<ModelPlan, ModelError> {
         let planned = plan_layer(spec, layer, input_shapes)?;
         layers.push(planned);
     }
-    let _ = counts_total(spec, &layers)?;
+    check_totals(spec, &layers)?;
     check_labels(spec, &layers)?;
     Ok(ModelPlan {
         spec: spec.clone(),
@@ -254,7 +254,7 @@ fn check_labels(spec: &ModelSpec, layers: &[LayerPlan]) -> Result<(), ModelError
 }
 
 /// Checks that the model-wide totals (parameters, MACs) fit in `u64`.
-fn counts_total(spec: &ModelSpec, layers: &[LayerPlan]) -> Result<u64, ModelError> {
+fn check_totals(spec: &ModelSpec, layers: &[LayerPlan]) -> Result<(), ModelError> {
     let mut params = 0u64;
     let mut macs = 0u64;
     for l in layers {
@@ -278,7 +278,7 @@ fn counts_total(spec: &ModelSpec, layers: &[LayerPlan]) -> Result<u64, ModelErro
         params = p;
         macs = m;
     }
-    Ok(params)
+    Ok(())
 }
 
 /// Builds a shape error for `layer`.

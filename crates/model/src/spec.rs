@@ -248,11 +248,15 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// The label of output class `class` (its index when the file gives no labels).
     pub fn label(&self, class: usize) -> String {
-        self.labels
-            .as_ref()
-            .and_then(|l| l.get(class).cloned())
-            .unwrap_or_else(|| class.to_string())
+        class_label(self.labels.as_deref(), class)
     }
+}
+
+/// The name of output class `class`: `labels[class]`, or the index as text.
+pub fn class_label(labels: Option<&[String]>, class: usize) -> String {
+    labels
+        .and_then(|l| l.get(class).cloned())
+        .unwrap_or_else(|| class.to_string())
 }
 
 impl fmt::Display for Source {
