@@ -67,29 +67,48 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Times `model` (weights already allocated or loaded).
-pub fn bench(model: &Model, opts: BenchOptions) -> Result<BenchReport, String> {
+/// What the report says about one timed layer.
+#[derive(Debug, Clone)]
+pub struct LayerInfo {
+    pub name: String,
+    pub type_name: String,
+    /// Multiply-accumulates of one image.
+    pub macs: u64,
+}
+
+/// The static facts of a timed network.
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub name: String,
+    pub layers: Vec<LayerInfo>,
+    /// Multiply-accumulates of one image.
+    pub total_macs: u64,
+    pub largest_column_buffer_bytes: u64,
+}
+
+/// Runs `forward` (which adds each layer's time to its slot) `opts.warmup` times untimed and
+/// `opts.iters` times timed on a pool of `opts.threads`, and reports medians.
+pub fn measure<F>(net: &Network, opts: BenchOptions, mut forward: F) -> Result<BenchReport, String>
+where
+    F: FnMut(&mut [Duration]) -> Result<(), String> + Send,
+{
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads.max(1))
         .build()
         .map_err(|e| format!("cannot start {} threads: {e}", opts.threads))?;
-    let weights = model.weights.as_ref().ok_or("the model has no weights")?;
-    let plan = &model.plan;
-    let x = random_input(plan, opts.batch.max(1), opts.seed)?;
-    let layers = plan.layers.len();
+    let layers = net.layers.len();
     let iters = opts.iters.max(1);
     let mut totals = Vec::with_capacity(iters);
     let mut per_layer: Vec<Vec<f64>> = vec![Vec::with_capacity(iters); layers];
     pool.install(|| -> Result<(), String> {
-        for _ in 0..opts.warmup {
-            model.forward(&x).map_err(|e| e.to_string())?;
-        }
         let mut times = vec![Duration::ZERO; layers];
+        for _ in 0..opts.warmup {
+            forward(&mut times)?;
+        }
         for _ in 0..iters {
             times.iter_mut().for_each(|t| *t = Duration::ZERO);
             let start = Instant::now();
-            cnn_model::forward_profiled(plan, weights, &x, &mut times)
-                .map_err(|e| e.to_string())?;
+            forward(&mut times)?;
             totals.push(ms(start.elapsed()));
             for (acc, t) in per_layer.iter_mut().zip(&times) {
                 acc.push(ms(*t));
@@ -116,7 +135,7 @@ pub fn bench(model: &Model, opts: BenchOptions) -> Result<BenchReport, String> {
         }
     };
     Ok(BenchReport {
-        model: plan.name().to_string(),
+        model: net.name.clone(),
         threads: opts.threads.max(1),
         batch: opts.batch.max(1),
         iters,
@@ -128,25 +147,51 @@ pub fn bench(model: &Model, opts: BenchOptions) -> Result<BenchReport, String> {
         } else {
             0.0
         },
-        gflops: gflops(plan.total_macs(), median),
+        gflops: gflops(net.total_macs, median),
         peak_rss_bytes: peak_rss_bytes(),
-        largest_column_buffer_bytes: cnn_model::explain(plan)
-            .iter()
-            .map(|e| e.column_bytes_allocated)
-            .max()
-            .unwrap_or(0),
-        layers: plan
+        largest_column_buffer_bytes: net.largest_column_buffer_bytes,
+        layers: net
             .layers
             .iter()
             .zip(&medians)
             .map(|(l, &t)| LayerBench {
                 name: l.name.clone(),
-                type_name: l.type_name.to_string(),
+                type_name: l.type_name.clone(),
                 median_ms: t,
                 gflops: gflops(l.macs, t),
                 share: if layer_sum > 0.0 { t / layer_sum } else { 0.0 },
             })
             .collect(),
+    })
+}
+
+/// Times `model` (weights already allocated or loaded).
+pub fn bench(model: &Model, opts: BenchOptions) -> Result<BenchReport, String> {
+    let weights = model.weights.as_ref().ok_or("the model has no weights")?;
+    let plan = &model.plan;
+    let x = random_input(plan, opts.batch.max(1), opts.seed)?;
+    let net = Network {
+        name: plan.name().to_string(),
+        layers: plan
+            .layers
+            .iter()
+            .map(|l| LayerInfo {
+                name: l.name.clone(),
+                type_name: l.type_name.to_string(),
+                macs: l.macs,
+            })
+            .collect(),
+        total_macs: plan.total_macs(),
+        largest_column_buffer_bytes: cnn_model::explain(plan)
+            .iter()
+            .map(|e| e.column_bytes_allocated)
+            .max()
+            .unwrap_or(0),
+    };
+    measure(&net, opts, |times| {
+        cnn_model::forward_profiled(plan, weights, &x, times)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     })
 }
 

@@ -7,6 +7,7 @@
 
 pub use cnn_conv as conv;
 pub use cnn_model as model;
+pub use cnn_onnx as onnx_import;
 pub use cnn_tensor as tensor;
 
 pub use cnn_model::{Model, ModelError, ModelPlan, DEFAULT_MAX_WEIGHT_BYTES};
@@ -16,6 +17,7 @@ pub mod bench;
 pub mod classify;
 pub mod demo;
 pub mod npy;
+pub mod onnx;
 pub mod pictures;
 pub mod report;
 

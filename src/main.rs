@@ -51,7 +51,7 @@ enum Format {
 enum Command {
     /// Write seeded random (Glorot-uniform, Keras defaults) weights for a model
     Init {
-        /// Model file (.toml)
+        /// Model file (.toml) or ONNX file (.onnx)
         model: PathBuf,
         /// Where to write the weights (.safetensors)
         #[arg(long, value_name = "FILE")]
@@ -59,7 +59,7 @@ enum Command {
     },
     /// Per layer: output shape, parameters, the formula behind them, MACs; then totals
     Summary {
-        /// Model file (.toml)
+        /// Model file (.toml) or ONNX file (.onnx)
         model: PathBuf,
         /// Check this weight file (.safetensors) against the formulas instead of allocating
         #[arg(long, value_name = "FILE", conflicts_with = "no_alloc")]
@@ -72,7 +72,7 @@ enum Command {
     },
     /// Time the forward pass: per layer median, GFLOP/s and share; latency and images/s
     Bench {
-        /// Model file (.toml)
+        /// Model file (.toml) or ONNX file (.onnx)
         model: PathBuf,
         /// Trained weights (.safetensors); without it, seeded random weights
         #[arg(long, value_name = "FILE")]
@@ -94,7 +94,7 @@ enum Command {
     },
     /// Per conv-like layer: the im2col matrix, the GEMM's M x K x N, the column-buffer bytes
     Explain {
-        /// Model file (.toml)
+        /// Model file (.toml) or ONNX file (.onnx)
         model: PathBuf,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
@@ -110,7 +110,7 @@ enum Command {
     },
     /// Classify pictures (PNG/JPEG files or folders of them) or run on a float32 .npy array
     Run {
-        /// Model file (.toml)
+        /// Model file (.toml) or ONNX file (.onnx)
         model: PathBuf,
         /// Pictures, folders of pictures, or .npy arrays (CxHxW or NxCxHxW float32)
         inputs: Vec<PathBuf>,
@@ -152,6 +152,17 @@ fn plan(path: &Path) -> Result<Model, String> {
     Model::plan_file(path).map_err(|e| e.to_string())
 }
 
+/// `--weights` is for model files: an ONNX file holds its own.
+fn no_weight_file(weights: &Option<PathBuf>) -> Result<(), String> {
+    match weights {
+        Some(w) => Err(format!(
+            "{}: --weights applies to model files (.toml); an ONNX file carries its own weights",
+            w.display()
+        )),
+        None => Ok(()),
+    }
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, String> {
     serde_json::to_string_pretty(value)
         .map(|s| s + "\n")
@@ -164,6 +175,10 @@ fn execute(cli: Cli) -> Result<String, String> {
         return cnn::demo::run(cli.seed, max_bytes);
     };
     match command {
+        Command::Init { model, .. } if cnn::onnx::is_onnx(&model) => Err(format!(
+            "{}: an ONNX file carries its own weights; `cnn init` writes weights for model files (.toml)",
+            model.display()
+        )),
         Command::Init { model, save } => {
             let mut m = plan(&model)?;
             m.allocate(cli.seed, max_bytes).map_err(|e| e.to_string())?;
@@ -176,6 +191,22 @@ fn execute(cli: Cli) -> Result<String, String> {
                 cli.seed,
                 save.display()
             ))
+        }
+        Command::Summary {
+            model,
+            weights,
+            format,
+            ..
+        } if cnn::onnx::is_onnx(&model) => {
+            no_weight_file(&weights)?;
+            let m = cnn::onnx::load(&model, max_bytes)?;
+            let p = cnn::onnx::plan_declared(&m, 1)?;
+            let (doc, alloc, layout) = cnn::onnx::summary(&m, &p)?;
+            Ok(match format {
+                SummaryFormat::Table => summary::render_doc_table(&doc, &alloc, &layout),
+                SummaryFormat::Markdown => summary::render_doc_markdown(&doc, &alloc, &layout),
+                SummaryFormat::Json => to_json(&doc)?,
+            })
         }
         Command::Summary {
             model,
@@ -216,12 +247,6 @@ fn execute(cli: Cli) -> Result<String, String> {
             batch,
             format,
         } => {
-            let mut m = plan(&model)?;
-            match &weights {
-                Some(file) => m.load_weights(file, max_bytes),
-                None => m.allocate(cli.seed, max_bytes),
-            }
-            .map_err(|e| e.to_string())?;
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             let to_usize = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
             let opts = cnn::bench::BenchOptions {
@@ -231,10 +256,32 @@ fn execute(cli: Cli) -> Result<String, String> {
                 batch: to_usize(batch),
                 seed: cli.seed,
             };
-            let report = cnn::bench::bench(&m, opts)?;
+            let report = if cnn::onnx::is_onnx(&model) {
+                no_weight_file(&weights)?;
+                cnn::onnx::bench(&cnn::onnx::load(&model, max_bytes)?, opts)?
+            } else {
+                let mut m = plan(&model)?;
+                match &weights {
+                    Some(file) => m.load_weights(file, max_bytes),
+                    None => m.allocate(cli.seed, max_bytes),
+                }
+                .map_err(|e| e.to_string())?;
+                cnn::bench::bench(&m, opts)?
+            };
             Ok(match format {
                 Format::Table => cnn::bench::render(&report),
                 Format::Json => to_json(&report)?,
+            })
+        }
+        Command::Explain { model, format } if cnn::onnx::is_onnx(&model) => {
+            let m = cnn::onnx::load(&model, max_bytes)?;
+            let items = cnn::onnx::explanations(&cnn::onnx::plan_declared(&m, 1)?);
+            Ok(match format {
+                Format::Table => explain::render_named(&m.name, &items),
+                Format::Json => to_json(&explain::ExplainDoc {
+                    model: m.name.clone(),
+                    layers: &items,
+                })?,
             })
         }
         Command::Explain { model, format } => {
@@ -250,6 +297,39 @@ fn execute(cli: Cli) -> Result<String, String> {
             Ok(match format {
                 Format::Table => compare::render(&a.plan, &b.plan),
                 Format::Json => to_json(&compare::to_json(&a.plan, &b.plan))?,
+            })
+        }
+        Command::Run {
+            model,
+            inputs,
+            weights,
+            input,
+            save_output,
+            top,
+            format,
+        } if cnn::onnx::is_onnx(&model) => {
+            no_weight_file(&weights)?;
+            let mut arrays: Vec<PathBuf> = input.into_iter().collect();
+            arrays.extend(inputs);
+            let [array] = arrays.as_slice() else {
+                return Err(format!(
+                    "an ONNX model runs on exactly one float32 .npy array (--input x.npy); {} given",
+                    arrays.len()
+                ));
+            };
+            if !array.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+                return Err(format!(
+                    "{}: an ONNX model runs on a float32 .npy array of its input shape; pictures \
+                     need the model's own preprocessing",
+                    array.display()
+                ));
+            }
+            let m = cnn::onnx::load(&model, max_bytes)?;
+            let k = usize::try_from(top).unwrap_or(usize::MAX);
+            let doc = cnn::onnx::run(&m, array, save_output.as_deref(), k)?;
+            Ok(match format {
+                Format::Table => run::render(&doc, k),
+                Format::Json => to_json(&doc)?,
             })
         }
         Command::Run {

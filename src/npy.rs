@@ -11,8 +11,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::Path;
 
-/// Reads `path` as an input batch for a model whose single image is `expected` (`[C, H, W]`).
-pub fn read_input(path: &Path, expected: &[usize]) -> Result<Tensor, String> {
+/// Reads `path` as a float32 array of any shape.
+pub fn read_array(path: &Path) -> Result<ArrayD<f32>, String> {
     let shown = path.display();
     let file = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("{shown}: no such file"),
@@ -31,6 +31,13 @@ pub fn read_input(path: &Path, expected: &[usize]) -> Result<Tensor, String> {
         };
         format!("{shown}: {why}")
     })?;
+    Ok(array)
+}
+
+/// Reads `path` as an input batch for a model whose single image is `expected` (`[C, H, W]`).
+pub fn read_input(path: &Path, expected: &[usize]) -> Result<Tensor, String> {
+    let shown = path.display();
+    let array = read_array(path)?;
     let shape = array.shape().to_vec();
     let wanted = format_shape(expected);
     let batched = match shape.len() {

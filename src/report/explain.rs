@@ -113,10 +113,13 @@ fn block(e: &ConvExplanation) -> String {
 
 /// The terminal report.
 pub fn render(plan: &ModelPlan, items: &[ConvExplanation]) -> String {
-    let mut out = format!(
-        "Model \"{}\": every convolution as a matrix product (im2col, then GEMM)\n\n",
-        plan.name()
-    );
+    render_named(plan.name(), items)
+}
+
+/// The terminal report for the model called `name`.
+pub fn render_named(name: &str, items: &[ConvExplanation]) -> String {
+    let mut out =
+        format!("Model \"{name}\": every convolution as a matrix product (im2col, then GEMM)\n\n");
     if items.is_empty() {
         out.push_str("No layer of this model multiplies matrices.\n");
     }

@@ -99,8 +99,7 @@ pub fn to_json(plan: &ModelPlan, alloc: &Allocation) -> SummaryJson {
     }
 }
 
-fn layer_table(plan: &ModelPlan) -> Table {
-    let graph = !is_sequential(plan);
+fn layer_table(doc: &SummaryJson, connected: bool) -> Table {
     let mut headers = vec![
         ("Layer (type)", Align::Left),
         ("Output Shape", Align::Left),
@@ -108,20 +107,20 @@ fn layer_table(plan: &ModelPlan) -> Table {
         ("Formula", Align::Left),
         ("MACs", Align::Right),
     ];
-    if graph {
+    if connected {
         headers.push(("Connected to", Align::Left));
     }
     let mut t = Table::new(&headers);
-    for l in &plan.layers {
+    for l in &doc.layers {
         let mut row = vec![
             format!("{} ({})", l.name, l.type_name),
             paren_shape(&l.output_shape),
-            group_digits(l.param_count as u128),
-            l.formula_text(),
+            group_digits(l.params as u128),
+            l.formula.clone(),
             group_digits(l.macs as u128),
         ];
-        if graph {
-            row.push(input_names(plan, &l.inputs).join(", "));
+        if connected {
+            row.push(l.inputs.join(", "));
         }
         t.row(row);
     }
@@ -136,11 +135,11 @@ fn param_line(label: &str, n: u64) -> String {
     )
 }
 
-fn totals(plan: &ModelPlan, alloc: &Allocation) -> Vec<String> {
+fn totals(doc: &SummaryJson, alloc: &Allocation, macs_label: &str) -> Vec<String> {
     let mut lines = vec![
-        param_line("Total params", plan.total_params()),
-        param_line("Trainable params", plan.trainable_params()),
-        param_line("Non-trainable params", plan.non_trainable_params()),
+        param_line("Total params", doc.total_params),
+        param_line("Trainable params", doc.trainable_params),
+        param_line("Non-trainable params", doc.non_trainable_params),
     ];
     lines.push(match alloc {
         Allocation::Held(n) => format!(
@@ -160,8 +159,8 @@ fn totals(plan: &ModelPlan, alloc: &Allocation) -> Vec<String> {
         ),
     });
     lines.push(format!(
-        "MACs per image: {} (bias additions not counted)",
-        group_digits(plan.total_macs() as u128)
+        "{macs_label}: {} (bias additions not counted)",
+        group_digits(doc.total_macs as u128)
     ));
     lines
 }
@@ -178,29 +177,58 @@ fn header(plan: &ModelPlan) -> Vec<String> {
     lines
 }
 
-/// The terminal table.
-pub fn render_table(plan: &ModelPlan, alloc: &Allocation) -> String {
-    let mut out = header(plan).join("\n");
+/// How a summary document is laid out: its header lines, whether layers list their inputs,
+/// and what the MACs total counts.
+pub struct Layout {
+    pub header: Vec<String>,
+    pub connected: bool,
+    pub macs_label: &'static str,
+}
+
+impl Layout {
+    /// The layout of a model-file plan.
+    pub fn of_plan(plan: &ModelPlan) -> Self {
+        Self {
+            header: header(plan),
+            connected: !is_sequential(plan),
+            macs_label: "MACs per image",
+        }
+    }
+}
+
+/// The terminal table of a summary document.
+pub fn render_doc_table(doc: &SummaryJson, alloc: &Allocation, layout: &Layout) -> String {
+    let mut out = layout.header.join("\n");
     out.push_str("\n\n");
-    out.push_str(&layer_table(plan).render());
-    out.push_str(&totals(plan, alloc).join("\n"));
+    out.push_str(&layer_table(doc, layout.connected).render());
+    out.push_str(&totals(doc, alloc, layout.macs_label).join("\n"));
     out.push('\n');
     out
 }
 
-/// Markdown: a heading, the table, the totals as a list.
-pub fn render_markdown(plan: &ModelPlan, alloc: &Allocation) -> String {
-    let h = header(plan);
+/// Markdown of a summary document: a heading, the table, the totals as a list.
+pub fn render_doc_markdown(doc: &SummaryJson, alloc: &Allocation, layout: &Layout) -> String {
+    let h = &layout.header;
     let mut out = format!("### {}\n\n", h[0]);
     for line in &h[1..] {
         out.push_str(line);
         out.push_str("  \n");
     }
     out.push('\n');
-    out.push_str(&layer_table(plan).render_markdown());
+    out.push_str(&layer_table(doc, layout.connected).render_markdown());
     out.push('\n');
-    for line in totals(plan, alloc) {
+    for line in totals(doc, alloc, layout.macs_label) {
         out.push_str(&format!("- {line}\n"));
     }
     out
+}
+
+/// The terminal table.
+pub fn render_table(plan: &ModelPlan, alloc: &Allocation) -> String {
+    render_doc_table(&to_json(plan, alloc), alloc, &Layout::of_plan(plan))
+}
+
+/// Markdown: a heading, the table, the totals as a list.
+pub fn render_markdown(plan: &ModelPlan, alloc: &Allocation) -> String {
+    render_doc_markdown(&to_json(plan, alloc), alloc, &Layout::of_plan(plan))
 }

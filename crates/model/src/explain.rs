@@ -120,6 +120,12 @@ fn conv_path(g: &Conv2dGeometry) -> KernelPath {
     }
 }
 
+/// The explanation of one convolution with geometry `g`, computed the way the engine runs it
+/// (importers call this for their convolution nodes).
+pub fn explain_conv(layer: &str, type_name: &'static str, g: &Conv2dGeometry) -> ConvExplanation {
+    from_geometry(layer, type_name, conv_path(g), g)
+}
+
 fn explain_layer(layer: &LayerPlan) -> Vec<ConvExplanation> {
     match &layer.op {
         Op::Conv { geom, .. } => vec![from_geometry(

@@ -1,0 +1,366 @@
+//! Running a planned ONNX graph. Values live in a map from name to tensor; each is dropped
+//! after its last reader (or moved into it, for ops that only change the shape), so memory
+//! holds the live frontier of the graph, not every activation. Convolutions, dense-shaped Gemm,
+//! pooling, global pooling, activations and softmax run on the `cnn-conv` kernels the
+//! model-file engine uses; the rest on [`crate::kernels`].
+
+use crate::error::OnnxError;
+use crate::kernels;
+use crate::load::OnnxModel;
+use crate::plan::{Kernel, NodePlan, OnnxPlan, Scalar, Shape, UnaryOp};
+use cnn_conv::{Activation, Padding, Pool2dGeometry, Pool2dSpec};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// A computed tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Value {
+    pub shape: Shape,
+    pub data: Vec<f32>,
+}
+
+struct Env<'a> {
+    model: &'a OnnxModel,
+    values: HashMap<&'a str, Value>,
+    /// Index of the last node reading each value (graph outputs: never dropped).
+    last_use: HashMap<&'a str, usize>,
+}
+
+impl<'a> Env<'a> {
+    fn get(&self, name: &str) -> Result<(&[usize], &[f32]), OnnxError> {
+        if let Some(v) = self.values.get(name) {
+            return Ok((&v.shape, &v.data));
+        }
+        match self.model.constant(name) {
+            Some(c) => match c.as_f32() {
+                Some(d) => Ok((&c.shape, d)),
+                None => Err(OnnxError::graph(format!("value '{name}' is not FLOAT"))),
+            },
+            None => Err(OnnxError::graph(format!(
+                "value '{name}' has not been computed"
+            ))),
+        }
+    }
+
+    /// Takes `name`'s tensor out if `node` is its last reader, else copies it.
+    fn take(&mut self, name: &'a str, node: usize) -> Result<Value, OnnxError> {
+        if self.last_use.get(name) == Some(&node) {
+            if let Some(v) = self.values.remove(name) {
+                return Ok(v);
+            }
+        }
+        let (shape, data) = self.get(name)?;
+        Ok(Value {
+            shape: shape.to_vec(),
+            data: data.to_vec(),
+        })
+    }
+
+    fn scalar(&self, node: &crate::load::Node, s: Scalar, default: f32) -> Result<f32, OnnxError> {
+        Ok(match s {
+            Scalar::Absent => default,
+            Scalar::Const(v) => v,
+            Scalar::Input(i) => {
+                let name = node.input(i).unwrap_or("");
+                *self
+                    .get(name)?
+                    .1
+                    .first()
+                    .ok_or_else(|| node.error(format!("'{name}' is empty")))?
+            }
+        })
+    }
+}
+
+/// Runs `plan` on `inputs` (one flat tensor per graph input, in order, with the planned
+/// shapes) and returns the graph outputs.
+pub fn run(
+    model: &OnnxModel,
+    plan: &OnnxPlan,
+    inputs: Vec<Vec<f32>>,
+) -> Result<Vec<Value>, OnnxError> {
+    run_timed(model, plan, inputs, None)
+}
+
+/// [`run`], adding each node's time to `times[node]`.
+pub fn run_timed(
+    model: &OnnxModel,
+    plan: &OnnxPlan,
+    inputs: Vec<Vec<f32>>,
+    mut times: Option<&mut [Duration]>,
+) -> Result<Vec<Value>, OnnxError> {
+    if inputs.len() != plan.inputs.len() {
+        return Err(OnnxError::graph(format!(
+            "the model has {} input(s), {} given",
+            plan.inputs.len(),
+            inputs.len()
+        )));
+    }
+    let mut env = Env {
+        model,
+        values: HashMap::new(),
+        last_use: HashMap::new(),
+    };
+    for (i, n) in model.nodes.iter().enumerate() {
+        for input in n.inputs.iter().flatten() {
+            env.last_use.insert(input.as_str(), i);
+        }
+    }
+    for o in &model.outputs {
+        env.last_use.insert(o.as_str(), usize::MAX);
+    }
+    for ((name, shape), data) in plan.inputs.iter().zip(inputs) {
+        let want: usize = shape.iter().product();
+        if data.len() != want {
+            return Err(OnnxError::input(
+                name,
+                format!(
+                    "{} values given, the shape {shape:?} needs {want}",
+                    data.len()
+                ),
+            ));
+        }
+        env.values.insert(
+            name.as_str(),
+            Value {
+                shape: shape.clone(),
+                data,
+            },
+        );
+    }
+    for np in &plan.nodes {
+        let start = Instant::now();
+        let node = &model.nodes[np.node];
+        let out = run_node(&mut env, np).map_err(|e| match e {
+            OnnxError::Graph { message } => node.error(message),
+            other => other,
+        })?;
+        debug_assert_eq!(out.shape, np.output_shape);
+        for input in node.inputs.iter().flatten() {
+            if env.last_use.get(input.as_str()) == Some(&np.node) {
+                env.values.remove(input.as_str());
+            }
+        }
+        env.values.insert(node.output(), out);
+        if let Some(t) = times.as_deref_mut() {
+            t[np.node] += start.elapsed();
+        }
+    }
+    model
+        .outputs
+        .iter()
+        .map(|o| {
+            let (shape, data) = env.get(o)?;
+            Ok(Value {
+                shape: shape.to_vec(),
+                data: data.to_vec(),
+            })
+        })
+        .collect()
+}
+
+fn kernel_error(node: &crate::load::Node, e: impl std::fmt::Display) -> OnnxError {
+    node.error(e.to_string())
+}
+
+fn run_node<'a>(env: &mut Env<'a>, np: &NodePlan) -> Result<Value, OnnxError> {
+    let model = env.model;
+    let node = &model.nodes[np.node];
+    let out_shape = np.output_shape.clone();
+    let out_len: usize = out_shape.iter().product();
+    let input = |i: usize| node.input(i).unwrap_or("");
+    let data = match &np.kernel {
+        Kernel::Conv { geom, batch, act } => {
+            let (_, x) = env.get(input(0))?;
+            let (_, w) = env.get(input(1))?;
+            let bias = match node.input(2) {
+                Some(b) => Some(env.get(b)?.1),
+                None => None,
+            };
+            let mut out = vec![0.0f32; out_len];
+            cnn_conv::conv2d(geom, x, *batch, w, bias, *act, &mut out)
+                .map_err(|e| kernel_error(node, e))?;
+            out
+        }
+        Kernel::Gemm {
+            m,
+            k,
+            n,
+            alpha,
+            beta,
+            trans_a,
+            trans_b,
+            c_shape,
+            dense,
+        } => {
+            let (_, a) = env.get(input(0))?;
+            let (_, b) = env.get(input(1))?;
+            let c = match node.input(2) {
+                Some(name) => Some(env.get(name)?.1),
+                None => None,
+            };
+            if *dense {
+                let mut out = vec![0.0f32; out_len];
+                cnn_conv::dense(a, *m, *k, b, c, Activation::Linear, &mut out)
+                    .map_err(|e| kernel_error(node, e))?;
+                out
+            } else {
+                let (mut out, beta) = match (c, c_shape) {
+                    (Some(c), Some(cs)) if *beta != 0.0 => {
+                        (kernels::broadcast_to(cs, c, &[*m, *n], *beta), 1.0)
+                    }
+                    _ => (vec![0.0f32; out_len], 0.0),
+                };
+                kernels::sgemm(*m, *k, *n, *alpha, a, *trans_a, b, *trans_b, beta, &mut out);
+                out
+            }
+        }
+        Kernel::MatMul {
+            a_shape,
+            b_shape,
+            batch_shape,
+            ..
+        } => {
+            let (_, a) = env.get(input(0))?;
+            let (_, b) = env.get(input(1))?;
+            kernels::matmul(a_shape, a, b_shape, b, batch_shape)
+        }
+        Kernel::Binary(op) => {
+            let (sa, a) = env.get(input(0))?;
+            let (sb, b) = env.get(input(1))?;
+            kernels::binary(*op, sa, a, sb, b, &out_shape)
+        }
+        Kernel::Unary(u) => {
+            let mut v = env.take(input(0), np.node)?.data;
+            match u {
+                UnaryOp::Relu => Activation::Relu.apply(&mut v),
+                UnaryOp::Sigmoid => Activation::Sigmoid.apply(&mut v),
+                UnaryOp::Tanh => Activation::Tanh.apply(&mut v),
+                UnaryOp::LeakyRelu(alpha) => v.iter_mut().for_each(|x| {
+                    if *x < 0.0 {
+                        *x *= alpha
+                    }
+                }),
+            }
+            v
+        }
+        Kernel::Clip { min, max } => {
+            let lo = env.scalar(node, *min, f32::NEG_INFINITY)?;
+            let hi = env.scalar(node, *max, f32::INFINITY)?;
+            let mut v = env.take(input(0), np.node)?.data;
+            // ONNX: min is applied first, then max (so min > max gives max everywhere).
+            v.iter_mut().for_each(|x| *x = x.max(lo).min(hi));
+            v
+        }
+        Kernel::Softmax {
+            outer,
+            axis_len,
+            inner,
+        } => {
+            let mut v = env.take(input(0), np.node)?.data;
+            cnn_conv::softmax_channels(&mut v, *outer, *axis_len, *inner);
+            v
+        }
+        Kernel::Alias => env.take(input(0), np.node)?.data,
+        Kernel::Pool(g) => {
+            let (_, x) = env.get(input(0))?;
+            match fast_pool(g) {
+                Some(geom) => {
+                    let mut out = vec![0.0f32; out_len];
+                    let r = if g.max {
+                        cnn_conv::max_pool2d(&geom, x, 1, &mut out)
+                    } else {
+                        cnn_conv::avg_pool2d(&geom, x, 1, &mut out)
+                    };
+                    r.map_err(|e| kernel_error(node, e))?;
+                    out
+                }
+                None => kernels::pool(g, x),
+            }
+        }
+        Kernel::GlobalPool {
+            max,
+            planes,
+            spatial,
+        } => {
+            let (_, x) = env.get(input(0))?;
+            let mut out = vec![0.0f32; out_len];
+            let r = if *max {
+                cnn_conv::global_max_pool2d(x, 1, *planes, *spatial, &mut out)
+            } else {
+                cnn_conv::global_avg_pool2d(x, 1, *planes, *spatial, &mut out)
+            };
+            r.map_err(|e| kernel_error(node, e))?;
+            out
+        }
+        Kernel::BatchNorm {
+            channels,
+            inner,
+            epsilon,
+        } => {
+            let gamma = env.get(input(1))?.1.to_vec();
+            let beta = env.get(input(2))?.1.to_vec();
+            let mean = env.get(input(3))?.1.to_vec();
+            let var = env.get(input(4))?.1.to_vec();
+            let mut v = env.take(input(0), np.node)?.data;
+            let scale: Vec<f32> = (0..*channels)
+                .map(|c| gamma[c] / (var[c] + epsilon).sqrt())
+                .collect();
+            let shift: Vec<f32> = (0..*channels)
+                .map(|c| beta[c] - mean[c] * scale[c])
+                .collect();
+            for (i, plane) in v.chunks_exact_mut((*inner).max(1)).enumerate() {
+                let c = i % channels;
+                plane.iter_mut().for_each(|x| *x = *x * scale[c] + shift[c]);
+            }
+            v
+        }
+        Kernel::Concat { axis } => {
+            let mut parts = Vec::new();
+            for name in node.inputs.iter().flatten() {
+                parts.push(env.get(name)?);
+            }
+            kernels::concat(&parts, *axis, out_len)
+        }
+        Kernel::Pad { begin, end, value } => {
+            let v = env.scalar(node, *value, 0.0)?;
+            let (s, x) = env.get(input(0))?;
+            kernels::pad(s, x, begin, end, v).1
+        }
+    };
+    if data.len() != out_len {
+        return Err(node.error(format!(
+            "produced {} values for the planned shape {out_shape:?}",
+            data.len()
+        )));
+    }
+    Ok(Value {
+        shape: out_shape,
+        data,
+    })
+}
+
+/// The engine's vectorised 2-D pooling kernel, when it computes exactly what ONNX asks: no
+/// dilation, and padding that only ever excludes cells (max, or average without
+/// `count_include_pad`). Ceil mode becomes extra padding at the end.
+fn fast_pool(g: &crate::plan::PoolGeometry) -> Option<Pool2dGeometry> {
+    if g.dilation != [1, 1] || (!g.max && g.count_include_pad) {
+        return None;
+    }
+    let extra = |i: usize| {
+        ((g.out_hw[i] - 1) * g.stride[i] + g.kernel[i])
+            .saturating_sub(g.in_hw[i] + g.pad_begin[i] + g.pad_end[i])
+    };
+    let spec = Pool2dSpec {
+        pool: g.kernel,
+        stride: g.stride,
+        padding: Padding::Asymmetric {
+            top: g.pad_begin[0],
+            bottom: g.pad_end[0] + extra(0),
+            left: g.pad_begin[1],
+            right: g.pad_end[1] + extra(1),
+        },
+    };
+    let geom = Pool2dGeometry::resolve(g.planes, g.in_hw[0], g.in_hw[1], &spec).ok()?;
+    (geom.out_h == g.out_hw[0] && geom.out_w == g.out_hw[1]).then_some(geom)
+}

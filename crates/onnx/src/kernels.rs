@@ -1,0 +1,424 @@
+//! The ONNX ops that the model-file engine has no kernel for, written over flat f32 slices:
+//! numpy-broadcast element-wise ops, batched matrix products (on `matrixmultiply`'s sgemm, the
+//! same GEMM the convolutions use), pooling with every ONNX attribute (dilations, ceil mode,
+//! `count_include_pad`), constant padding (negative pads crop) and concatenation.
+
+use crate::plan::{BinaryOp, PoolGeometry, Shape};
+
+/// Row-major strides of `shape`, aligned right to `rank` dims, 0 on broadcast dims.
+fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let rank = out.len();
+    let mut strides = vec![0; rank];
+    let mut step = 1;
+    for i in (0..shape.len()).rev() {
+        let o = i + rank - shape.len();
+        strides[o] = if shape[i] == 1 && out[o] != 1 {
+            0
+        } else {
+            step
+        };
+        step *= shape[i];
+    }
+    strides
+}
+
+/// Walks every index of `out` (all dims but the last), calling `f(offset_a, offset_b,
+/// offset_out)` for the start of each innermost row.
+fn for_rows(out: &[usize], sa: &[usize], sb: &[usize], mut f: impl FnMut(usize, usize, usize)) {
+    let rank = out.len();
+    if rank == 0 {
+        f(0, 0, 0);
+        return;
+    }
+    let outer: usize = out[..rank - 1].iter().product();
+    let inner = out[rank - 1];
+    let mut idx = vec![0usize; rank - 1];
+    let (mut oa, mut ob) = (0usize, 0usize);
+    for row in 0..outer {
+        f(oa, ob, row * inner);
+        // Advance the odometer over the leading dims.
+        for d in (0..rank - 1).rev() {
+            idx[d] += 1;
+            oa += sa[d];
+            ob += sb[d];
+            if idx[d] < out[d] {
+                break;
+            }
+            oa -= sa[d] * out[d];
+            ob -= sb[d] * out[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/// `a op b` with numpy broadcasting into a tensor of shape `out`.
+pub fn binary(
+    op: BinaryOp,
+    a_shape: &[usize],
+    a: &[f32],
+    b_shape: &[usize],
+    b: &[f32],
+    out: &[usize],
+) -> Vec<f32> {
+    let f = match op {
+        BinaryOp::Add => |x: f32, y: f32| x + y,
+        BinaryOp::Mul => |x: f32, y: f32| x * y,
+    };
+    let len: usize = out.iter().product();
+    if a_shape == out && b_shape == out {
+        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+    }
+    if a_shape == out && b.len() == 1 {
+        return a.iter().map(|&x| f(x, b[0])).collect();
+    }
+    let mut result = vec![0.0f32; len];
+    let sa = broadcast_strides(a_shape, out);
+    let sb = broadcast_strides(b_shape, out);
+    let inner = out.last().copied().unwrap_or(1);
+    let (ia, ib) = (
+        sa.last().copied().unwrap_or(0),
+        sb.last().copied().unwrap_or(0),
+    );
+    for_rows(out, &sa, &sb, |oa, ob, oo| {
+        let row = &mut result[oo..oo + inner];
+        match (ia, ib) {
+            (1, 1) => row
+                .iter_mut()
+                .zip(&a[oa..oa + inner])
+                .zip(&b[ob..ob + inner])
+                .for_each(|((r, &x), &y)| *r = f(x, y)),
+            (1, 0) => row
+                .iter_mut()
+                .zip(&a[oa..oa + inner])
+                .for_each(|(r, &x)| *r = f(x, b[ob])),
+            (0, 1) => row
+                .iter_mut()
+                .zip(&b[ob..ob + inner])
+                .for_each(|(r, &y)| *r = f(a[oa], y)),
+            _ => row
+                .iter_mut()
+                .enumerate()
+                .for_each(|(j, r)| *r = f(a[oa + j * ia], b[ob + j * ib])),
+        }
+    });
+    result
+}
+
+/// Broadcasts `c` (shape `c_shape`) to `out`, scaled by `scale`.
+pub fn broadcast_to(c_shape: &[usize], c: &[f32], out: &[usize], scale: f32) -> Vec<f32> {
+    let ones = vec![1usize; out.len()];
+    let one = [scale];
+    binary(BinaryOp::Mul, c_shape, c, &ones, &one, out)
+}
+
+/// One row-major matrix product `out[m, n] = alpha * op(a) * op(b) + beta * out`, where
+/// `op(a)` is `a[m, k]` (or `a[k, m]` transposed) and `op(b)` is `b[k, n]` (or `b[n, k]`).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    beta: f32,
+    out: &mut [f32],
+) {
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && out.len() >= m * n,
+        "sgemm operand lengths"
+    );
+    let (rsa, csa) = if trans_a { (1, m) } else { (k, 1) };
+    let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
+    // SAFETY: the assertion above guarantees every index the strides reach is inside its slice.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            out.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// numpy `matmul` of operands already promoted to rank >= 2, with broadcast batch dims.
+pub fn matmul(
+    a_shape: &[usize],
+    a: &[f32],
+    b_shape: &[usize],
+    b: &[f32],
+    batch: &[usize],
+) -> Vec<f32> {
+    let (m, k) = (a_shape[a_shape.len() - 2], a_shape[a_shape.len() - 1]);
+    let n = b_shape[b_shape.len() - 1];
+    let count: usize = batch.iter().product();
+    let mut out = vec![0.0f32; count * m * n];
+    let sa = broadcast_strides(&a_shape[..a_shape.len() - 2], batch);
+    let sb = broadcast_strides(&b_shape[..b_shape.len() - 2], batch);
+    let mut idx = vec![0usize; batch.len()];
+    for i in 0..count {
+        let (mut oa, mut ob) = (0, 0);
+        for d in 0..batch.len() {
+            oa += idx[d] * sa[d];
+            ob += idx[d] * sb[d];
+        }
+        let (oa, ob) = (oa * m * k, ob * k * n);
+        sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            &a[oa..oa + m * k],
+            false,
+            &b[ob..ob + k * n],
+            false,
+            0.0,
+            &mut out[i * m * n..(i + 1) * m * n],
+        );
+        for d in (0..batch.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < batch[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    out
+}
+
+/// Real cells of one window axis: `(first tap, last tap + 1)` indices `t` with
+/// `0 <= start + t*dilation < size`, and the taps inside the declared padding.
+fn taps(
+    start: isize,
+    kernel: usize,
+    dilation: usize,
+    size: usize,
+    pad_end: usize,
+) -> (usize, usize, usize) {
+    let (mut lo, mut hi, mut padded) = (kernel, 0, 0);
+    for t in 0..kernel {
+        let p = start + (t * dilation) as isize;
+        if p >= 0 && (p as usize) < size {
+            lo = lo.min(t);
+            hi = hi.max(t + 1);
+        }
+        if p < (size + pad_end) as isize {
+            padded += 1;
+        }
+    }
+    (lo, hi.max(lo), padded)
+}
+
+/// Max or average pooling over `planes` planes of `in_hw`, every ONNX attribute honoured:
+/// padded cells never win a max; an average divides by the real cells, or with
+/// `count_include_pad` by the cells inside the declared padding (not the ceil-mode overhang).
+pub fn pool(g: &PoolGeometry, input: &[f32]) -> Vec<f32> {
+    let [ih, iw] = g.in_hw;
+    let [oh, ow] = g.out_hw;
+    let mut out = vec![0.0f32; g.planes * oh * ow];
+    let rows: Vec<_> = (0..oh)
+        .map(|y| {
+            taps(
+                y as isize * g.stride[0] as isize - g.pad_begin[0] as isize,
+                g.kernel[0],
+                g.dilation[0],
+                ih,
+                g.pad_end[0],
+            )
+        })
+        .collect();
+    let cols: Vec<_> = (0..ow)
+        .map(|x| {
+            taps(
+                x as isize * g.stride[1] as isize - g.pad_begin[1] as isize,
+                g.kernel[1],
+                g.dilation[1],
+                iw,
+                g.pad_end[1],
+            )
+        })
+        .collect();
+    for (plane, dst) in input
+        .chunks_exact(ih * iw)
+        .zip(out.chunks_exact_mut(oh * ow))
+    {
+        for y in 0..oh {
+            let (r0, r1, rp) = rows[y];
+            let y0 = y as isize * g.stride[0] as isize - g.pad_begin[0] as isize;
+            for x in 0..ow {
+                let (c0, c1, cp) = cols[x];
+                let x0 = x as isize * g.stride[1] as isize - g.pad_begin[1] as isize;
+                let mut acc = if g.max { f32::NEG_INFINITY } else { 0.0 };
+                for r in r0..r1 {
+                    let row = (y0 + (r * g.dilation[0]) as isize) as usize * iw;
+                    for c in c0..c1 {
+                        let v = plane[row + (x0 + (c * g.dilation[1]) as isize) as usize];
+                        acc = if g.max { acc.max(v) } else { acc + v };
+                    }
+                }
+                if !g.max {
+                    let count = if g.count_include_pad {
+                        rp * cp
+                    } else {
+                        (r1 - r0) * (c1 - c0)
+                    };
+                    acc = if count == 0 { 0.0 } else { acc / count as f32 };
+                }
+                dst[y * ow + x] = acc;
+            }
+        }
+    }
+    out
+}
+
+/// Constant padding of `x` (shape `shape`) by `begin`/`end` per axis; negative values crop.
+pub fn pad(
+    shape: &[usize],
+    x: &[f32],
+    begin: &[i64],
+    end: &[i64],
+    value: f32,
+) -> (Shape, Vec<f32>) {
+    let out_shape: Shape = (0..shape.len())
+        .map(|d| (shape[d] as i64 + begin[d] + end[d]) as usize)
+        .collect();
+    let len: usize = out_shape.iter().product();
+    let mut out = vec![value; len];
+    if len == 0 || x.is_empty() {
+        return (out_shape, out);
+    }
+    let rank = shape.len();
+    let in_strides: Vec<usize> = (0..rank).map(|d| shape[d + 1..].iter().product()).collect();
+    let out_strides: Vec<usize> = (0..rank)
+        .map(|d| out_shape[d + 1..].iter().product())
+        .collect();
+    // Copy every innermost row of the input that survives, clipped to the output.
+    let last = rank - 1;
+    let src_lo = (-begin[last]).max(0) as usize;
+    let src_hi = (shape[last] as i64)
+        .min(out_shape[last] as i64 - begin[last])
+        .max(0) as usize;
+    if src_hi <= src_lo {
+        return (out_shape, out);
+    }
+    let dst_lo = (src_lo as i64 + begin[last]) as usize;
+    let outer: usize = shape[..last].iter().product();
+    let mut idx = vec![0usize; last];
+    'rows: for _ in 0..outer {
+        let mut src = 0;
+        let mut dst = dst_lo;
+        for d in 0..last {
+            let o = idx[d] as i64 + begin[d];
+            if o < 0 || o >= out_shape[d] as i64 {
+                // This row is cropped away.
+                advance(&mut idx, &shape[..last]);
+                continue 'rows;
+            }
+            src += idx[d] * in_strides[d];
+            dst += o as usize * out_strides[d];
+        }
+        out[dst..dst + (src_hi - src_lo)].copy_from_slice(&x[src + src_lo..src + src_hi]);
+        advance(&mut idx, &shape[..last]);
+    }
+    (out_shape, out)
+}
+
+fn advance(idx: &mut [usize], dims: &[usize]) {
+    for d in (0..idx.len()).rev() {
+        idx[d] += 1;
+        if idx[d] < dims[d] {
+            return;
+        }
+        idx[d] = 0;
+    }
+}
+
+/// Concatenation along `axis` of tensors with equal shapes elsewhere.
+pub fn concat(parts: &[(&[usize], &[f32])], axis: usize, out_len: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(out_len);
+    let outer: usize = parts
+        .first()
+        .map(|(s, _)| s[..axis].iter().product())
+        .unwrap_or(0);
+    let blocks: Vec<usize> = parts
+        .iter()
+        .map(|(s, _)| s[axis..].iter().product())
+        .collect();
+    for o in 0..outer {
+        for ((_, data), &block) in parts.iter().zip(&blocks) {
+            out.extend_from_slice(&data[o * block..(o + 1) * block]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_matches_numpy_rules() {
+        // [2, 3] + [3]
+        let r = binary(
+            BinaryOp::Add,
+            &[2, 3],
+            &[1., 2., 3., 4., 5., 6.],
+            &[3],
+            &[10., 20., 30.],
+            &[2, 3],
+        );
+        assert_eq!(r, vec![11., 22., 33., 14., 25., 36.]);
+        // [2, 1] * [1, 3]
+        let r = binary(
+            BinaryOp::Mul,
+            &[2, 1],
+            &[1., 2.],
+            &[1, 3],
+            &[1., 2., 3.],
+            &[2, 3],
+        );
+        assert_eq!(r, vec![1., 2., 3., 2., 4., 6.]);
+        // [3, 1] + [] scalar into [3, 1]
+        let r = binary(BinaryOp::Add, &[3, 1], &[1., 2., 3.], &[], &[1.], &[3, 1]);
+        assert_eq!(r, vec![2., 3., 4.]);
+    }
+
+    #[test]
+    fn pad_pads_and_crops() {
+        // [2, 2] padded by 1 before on axis 1, cropped by 1 at the end of axis 0.
+        let (s, v) = pad(&[2, 2], &[1., 2., 3., 4.], &[0, 1], &[-1, 0], 9.);
+        assert_eq!(s, vec![1, 3]);
+        assert_eq!(v, vec![9., 1., 2.]);
+    }
+
+    #[test]
+    fn transposed_gemm_uses_strides() {
+        // a^T with a = [[1, 2], [3, 4]] stored [k=2, m=2]; b = identity.
+        let mut out = vec![0.0; 4];
+        sgemm(
+            2,
+            2,
+            2,
+            1.0,
+            &[1., 2., 3., 4.],
+            true,
+            &[1., 0., 0., 1.],
+            false,
+            0.0,
+            &mut out,
+        );
+        assert_eq!(out, vec![1., 3., 2., 4.]);
+    }
+}

@@ -1,0 +1,463 @@
+//! The supported ONNX operators with their attributes resolved (defaults applied, unknown or
+//! unsupported attributes refused), in the inference semantics of the ONNX operator
+//! specification. One [`Op`] per node; shapes come later (`plan`).
+
+use crate::constant::decode_tensor;
+use crate::constant::Constant;
+use crate::proto::{attribute_type, AttributeProto, NodeProto};
+
+/// How a window op derives its padding (`auto_pad`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoPad {
+    /// Explicit `pads` (zeros when absent).
+    NotSet,
+    /// No padding.
+    Valid,
+    /// Output `ceil(in / stride)`; an odd padding remainder goes at the end.
+    SameUpper,
+    /// As `SameUpper`, with the odd remainder at the beginning.
+    SameLower,
+}
+
+/// The window attributes shared by Conv, MaxPool and AveragePool. Empty vectors mean "the
+/// default for every spatial axis" (strides and dilations 1, pads 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub kernel_shape: Option<Vec<usize>>,
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    /// `[x1_begin, x2_begin, …, x1_end, x2_end, …]`.
+    pub pads: Vec<usize>,
+    pub auto_pad: AutoPad,
+}
+
+/// A supported operator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Conv {
+        window: Window,
+        group: usize,
+    },
+    Gemm {
+        alpha: f32,
+        beta: f32,
+        trans_a: bool,
+        trans_b: bool,
+    },
+    MatMul,
+    Add,
+    Mul,
+    Relu,
+    Sigmoid,
+    Tanh,
+    LeakyRelu {
+        alpha: f32,
+    },
+    /// Bounds from attributes (opset < 11); from the optional inputs 1 and 2 otherwise.
+    Clip {
+        min: Option<f32>,
+        max: Option<f32>,
+    },
+    /// `legacy`: opset < 13, where softmax runs over the input flattened to 2-D at `axis`.
+    Softmax {
+        axis: i64,
+        legacy: bool,
+    },
+    Flatten {
+        axis: i64,
+    },
+    /// The shape comes from input 1, which must be a constant (or, opset < 5, the attribute).
+    Reshape {
+        allowzero: bool,
+        shape_attr: Option<Vec<i64>>,
+    },
+    MaxPool {
+        window: Window,
+        ceil_mode: bool,
+    },
+    AveragePool {
+        window: Window,
+        ceil_mode: bool,
+        count_include_pad: bool,
+    },
+    GlobalAveragePool,
+    GlobalMaxPool,
+    BatchNormalization {
+        epsilon: f32,
+    },
+    Concat {
+        axis: i64,
+    },
+    /// Identity, and Dropout in inference mode.
+    Identity,
+    /// Constant mode only. Pads and value from attributes (opset < 11) or inputs.
+    Pad {
+        pads_attr: Option<Vec<i64>>,
+        value_attr: f32,
+    },
+    /// A `Constant` node: folded at import.
+    Constant(Constant),
+}
+
+/// The operators this importer reads (for messages).
+pub const SUPPORTED: &str = "Conv, Gemm, MatMul, Add, Mul, Relu, LeakyRelu, Clip, Sigmoid, Tanh, \
+    Softmax, Flatten, Reshape, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, \
+    BatchNormalization, Concat, Dropout, Identity, Constant, Pad";
+
+/// A node's attributes, read with the names the op declares; anything else is refused.
+struct Attrs<'a> {
+    list: &'a [AttributeProto],
+}
+
+impl<'a> Attrs<'a> {
+    fn check_known(&self, known: &[&str]) -> Result<(), String> {
+        for a in self.list {
+            if !known.contains(&a.name.as_str()) {
+                return Err(format!(
+                    "attribute '{}' is not supported (known: {})",
+                    a.name,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+            }
+            if !a.ref_attr_name.is_empty() {
+                return Err(format!(
+                    "attribute '{}' refers to a function attribute, which is not supported",
+                    a.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Option<&'a AttributeProto> {
+        self.list.iter().find(|a| a.name == name)
+    }
+
+    fn int(&self, name: &str, default: i64) -> Result<i64, String> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(a) if a.r#type == attribute_type::INT || a.r#type == 0 => Ok(a.i),
+            Some(_) => Err(format!("attribute '{name}' must be an int")),
+        }
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, String> {
+        match self.int(name, 0)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(format!("attribute '{name}' must be 0 or 1, not {v}")),
+        }
+    }
+
+    fn float(&self, name: &str, default: f32) -> Result<f32, String> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(a) if a.r#type == attribute_type::FLOAT || a.r#type == 0 => Ok(a.f),
+            Some(_) => Err(format!("attribute '{name}' must be a float")),
+        }
+    }
+
+    fn ints(&self, name: &str) -> Result<Option<Vec<i64>>, String> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(a) if a.r#type == attribute_type::INTS || a.r#type == 0 => {
+                Ok(Some(a.ints.clone()))
+            }
+            Some(_) => Err(format!("attribute '{name}' must be a list of ints")),
+        }
+    }
+
+    fn sizes(&self, name: &str, min: usize) -> Result<Vec<usize>, String> {
+        let Some(v) = self.ints(name)? else {
+            return Ok(Vec::new());
+        };
+        v.iter()
+            .map(|&x| {
+                usize::try_from(x)
+                    .ok()
+                    .filter(|&u| u >= min)
+                    .ok_or_else(|| {
+                        format!("attribute '{name}' = {v:?}: every value must be >= {min}")
+                    })
+            })
+            .collect()
+    }
+
+    fn string(&self, name: &str, default: &str) -> Result<String, String> {
+        match self.get(name) {
+            None => Ok(default.to_string()),
+            Some(a) if a.r#type == attribute_type::STRING || a.r#type == 0 => {
+                Ok(String::from_utf8_lossy(&a.s).into_owned())
+            }
+            Some(_) => Err(format!("attribute '{name}' must be a string")),
+        }
+    }
+
+    fn window(&self) -> Result<Window, String> {
+        let auto_pad = match self.string("auto_pad", "NOTSET")?.as_str() {
+            "NOTSET" | "" => AutoPad::NotSet,
+            "VALID" => AutoPad::Valid,
+            "SAME_UPPER" => AutoPad::SameUpper,
+            "SAME_LOWER" => AutoPad::SameLower,
+            other => {
+                return Err(format!(
+                    "auto_pad '{other}' is not one of NOTSET, VALID, SAME_UPPER, SAME_LOWER"
+                ))
+            }
+        };
+        Ok(Window {
+            kernel_shape: self
+                .ints("kernel_shape")?
+                .map(|_| self.sizes("kernel_shape", 1))
+                .transpose()?,
+            strides: self.sizes("strides", 1)?,
+            dilations: self.sizes("dilations", 1)?,
+            pads: self.sizes("pads", 0)?,
+            auto_pad,
+        })
+    }
+}
+
+/// Resolves `node` (of operator-set version `opset`) into an [`Op`], or says why it cannot be.
+pub fn parse_op(node: &NodeProto, opset: i64) -> Result<Op, String> {
+    let a = Attrs {
+        list: &node.attribute,
+    };
+    if !node.domain.is_empty() && node.domain != "ai.onnx" {
+        return Err(format!(
+            "operator domain '{}' is not supported (only the default ONNX domain)",
+            node.domain
+        ));
+    }
+    let op = match node.op_type.as_str() {
+        "Conv" => {
+            a.check_known(&[
+                "auto_pad",
+                "dilations",
+                "group",
+                "kernel_shape",
+                "pads",
+                "strides",
+            ])?;
+            let group = a.int("group", 1)?;
+            Op::Conv {
+                window: a.window()?,
+                group: usize::try_from(group)
+                    .ok()
+                    .filter(|&g| g >= 1)
+                    .ok_or_else(|| format!("group = {group} must be at least 1"))?,
+            }
+        }
+        "Gemm" => {
+            a.check_known(&["alpha", "beta", "transA", "transB", "broadcast"])?;
+            Op::Gemm {
+                alpha: a.float("alpha", 1.0)?,
+                beta: a.float("beta", 1.0)?,
+                trans_a: a.flag("transA")?,
+                trans_b: a.flag("transB")?,
+            }
+        }
+        "MatMul" => {
+            a.check_known(&[])?;
+            Op::MatMul
+        }
+        "Add" | "Mul" => {
+            // `broadcast`/`axis` belong to opset < 7, whose broadcasting differs from numpy's.
+            a.check_known(&[])?;
+            if node.op_type == "Add" {
+                Op::Add
+            } else {
+                Op::Mul
+            }
+        }
+        "Relu" | "Sigmoid" | "Tanh" | "Identity" => {
+            a.check_known(&[])?;
+            match node.op_type.as_str() {
+                "Relu" => Op::Relu,
+                "Sigmoid" => Op::Sigmoid,
+                "Tanh" => Op::Tanh,
+                _ => Op::Identity,
+            }
+        }
+        "LeakyRelu" => {
+            a.check_known(&["alpha"])?;
+            Op::LeakyRelu {
+                alpha: a.float("alpha", 0.01)?,
+            }
+        }
+        "Clip" => {
+            a.check_known(&["min", "max"])?;
+            if opset >= 11 && (a.get("min").is_some() || a.get("max").is_some()) {
+                return Err(
+                    "from opset 11 on, Clip takes min and max as inputs, not attributes".into(),
+                );
+            }
+            Op::Clip {
+                min: a.get("min").map(|x| x.f),
+                max: a.get("max").map(|x| x.f),
+            }
+        }
+        "Softmax" => {
+            a.check_known(&["axis"])?;
+            let legacy = opset < 13;
+            Op::Softmax {
+                axis: a.int("axis", if legacy { 1 } else { -1 })?,
+                legacy,
+            }
+        }
+        "Flatten" => {
+            a.check_known(&["axis"])?;
+            Op::Flatten {
+                axis: a.int("axis", 1)?,
+            }
+        }
+        "Reshape" => {
+            a.check_known(&["allowzero", "shape"])?;
+            Op::Reshape {
+                allowzero: a.flag("allowzero")?,
+                shape_attr: a.ints("shape")?,
+            }
+        }
+        "MaxPool" => {
+            a.check_known(&[
+                "auto_pad",
+                "ceil_mode",
+                "dilations",
+                "kernel_shape",
+                "pads",
+                "storage_order",
+                "strides",
+            ])?;
+            Op::MaxPool {
+                window: a.window()?,
+                ceil_mode: a.flag("ceil_mode")?,
+            }
+        }
+        "AveragePool" => {
+            a.check_known(&[
+                "auto_pad",
+                "ceil_mode",
+                "count_include_pad",
+                "dilations",
+                "kernel_shape",
+                "pads",
+                "strides",
+            ])?;
+            Op::AveragePool {
+                window: a.window()?,
+                ceil_mode: a.flag("ceil_mode")?,
+                count_include_pad: a.flag("count_include_pad")?,
+            }
+        }
+        "GlobalAveragePool" | "GlobalMaxPool" => {
+            a.check_known(&[])?;
+            if node.op_type == "GlobalAveragePool" {
+                Op::GlobalAveragePool
+            } else {
+                Op::GlobalMaxPool
+            }
+        }
+        "BatchNormalization" => {
+            a.check_known(&[
+                "epsilon",
+                "momentum",
+                "training_mode",
+                "spatial",
+                "is_test",
+                "consumed_inputs",
+            ])?;
+            if a.flag("training_mode")? {
+                return Err("training_mode = 1 (batch statistics) is not supported: the engine runs inference".into());
+            }
+            if a.int("spatial", 1)? != 1 {
+                return Err("spatial = 0 (per-activation statistics) is not supported".into());
+            }
+            if node.output.iter().skip(1).any(|o| !o.is_empty()) {
+                return Err("the running-statistics outputs exist only in training mode".into());
+            }
+            Op::BatchNormalization {
+                epsilon: a.float("epsilon", 1e-5)?,
+            }
+        }
+        "Concat" => {
+            a.check_known(&["axis"])?;
+            Op::Concat {
+                axis: a.int("axis", if opset < 4 { 1 } else { i64::MIN })?,
+            }
+        }
+        "Dropout" => {
+            a.check_known(&["ratio", "seed", "is_test"])?;
+            if node.output.iter().skip(1).any(|o| !o.is_empty()) {
+                return Err(
+                    "the mask output is not supported (inference runs without a mask)".into(),
+                );
+            }
+            Op::Identity
+        }
+        "Pad" => {
+            a.check_known(&["mode", "pads", "paddings", "value"])?;
+            let mode = a.string("mode", "constant")?;
+            if mode != "constant" {
+                return Err(format!("mode '{mode}' is not supported (only 'constant')"));
+            }
+            Op::Pad {
+                pads_attr: match a.ints("pads")? {
+                    Some(p) => Some(p),
+                    None => a.ints("paddings")?,
+                },
+                value_attr: a.float("value", 0.0)?,
+            }
+        }
+        "Constant" => Op::Constant(constant_value(&a, &node.op_type)?),
+        other => {
+            return Err(format!(
+                "operator '{other}' is not supported (supported: {SUPPORTED})"
+            ))
+        }
+    };
+    if let Op::Concat { axis: i64::MIN } = op {
+        return Err("attribute 'axis' is required".into());
+    }
+    Ok(op)
+}
+
+/// The value of a `Constant` node, from whichever attribute holds it.
+fn constant_value(a: &Attrs<'_>, op: &str) -> Result<Constant, String> {
+    a.check_known(&[
+        "value",
+        "value_float",
+        "value_floats",
+        "value_int",
+        "value_ints",
+        "sparse_value",
+        "value_string",
+        "value_strings",
+    ])?;
+    let Some(attr) = a.list.first() else {
+        return Err(format!("{op} has no value attribute"));
+    };
+    if a.list.len() > 1 {
+        return Err("exactly one value attribute is allowed".into());
+    }
+    Ok(match attr.name.as_str() {
+        "value" => {
+            let t = attr.t.as_ref().ok_or("attribute 'value' holds no tensor")?;
+            decode_tensor("value", t).map_err(|e| e.to_string())?
+        }
+        "value_float" => Constant::f32(vec![], vec![attr.f]),
+        "value_floats" => Constant::f32(vec![attr.floats.len()], attr.floats.clone()),
+        "value_int" => Constant {
+            shape: vec![],
+            data: crate::constant::ConstData::I64(vec![attr.i]),
+        },
+        "value_ints" => Constant {
+            shape: vec![attr.ints.len()],
+            data: crate::constant::ConstData::I64(attr.ints.clone()),
+        },
+        other => return Err(format!("a constant given as '{other}' is not supported")),
+    })
+}
