@@ -6,9 +6,14 @@ CPUExecutionProvider, ORT_ENABLE_ALL, sequential execution, inter_op_num_threads
 intra_op_num_threads 1 then 2: 5 warmup runs, then N timed runs (time.perf_counter).
 Prints a markdown table (median, p10, p90 in ms) and optionally writes JSON.
 
+With --cnn PATH (the built `cnn` binary), each onnxruntime measurement is followed at once by
+`cnn bench MODEL --threads T` with the same warmup and run count, so both engines are timed in
+the same run under the same machine load, and the table gains the engine's median and the
+ratio engine / onnxruntime.
+
 Usage (from the repository root):
     /work/venv/bin/python scripts/onnx_timing.py tests/onnx/networks/* /work/onnx-extra/resnet18 \
-        [--runs 30] [--threads 1 2] [--json timings.json]
+        [--runs 30] [--threads 1 2] [--json timings.json] [--cnn target/release/cnn]
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -68,28 +74,54 @@ def time_model(model_dir: str, threads: int, runs: int) -> dict:
     }
 
 
+def time_engine(cnn: str, model_dir: str, threads: int, runs: int) -> dict:
+    out = subprocess.run(
+        [cnn, "bench", os.path.join(model_dir, "model.onnx"), "--threads", str(threads),
+         "--iters", str(runs), "--warmup", str(WARMUP), "--format", "json"],
+        check=True, capture_output=True, text=True).stdout
+    r = json.loads(out)
+    return {"median_ms": r["median_ms"], "p10_ms": r["p10_ms"], "p90_ms": r["p90_ms"]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model_dirs", nargs="+")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--json", help="write results to this JSON file")
+    ap.add_argument("--cnn", help="the cnn binary: time `cnn bench` right after each ORT run")
     args = ap.parse_args()
 
     info = {"onnxruntime": ort.__version__, "cpu": cpu_model(), "nproc": os.cpu_count(),
             "warmup": WARMUP, "runs": args.runs,
             "graph_optimization": "ORT_ENABLE_ALL", "execution_mode": "sequential",
             "inter_op_threads": 1}
-    results = [time_model(d, th, args.runs) for d in args.model_dirs for th in args.threads]
+    results = []
+    for d in args.model_dirs:
+        for th in args.threads:
+            r = time_model(d, th, args.runs)
+            if args.cnn:
+                r["engine"] = time_engine(args.cnn, d, th, args.runs)
+            results.append(r)
 
     print(f"onnxruntime {info['onnxruntime']}, CPUExecutionProvider, ORT_ENABLE_ALL, "
           f"sequential, inter_op 1; CPU: {info['cpu']} ({info['nproc']} logical CPUs); "
           f"warmup {WARMUP}, {args.runs} timed runs\n")
-    print("| model | intra-op threads | median ms | p10 ms | p90 ms |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for r in results:
-        print(f"| {r['model']} | {r['intra_op_threads']} | {r['median_ms']:.2f} | "
-              f"{r['p10_ms']:.2f} | {r['p90_ms']:.2f} |")
+    if args.cnn:
+        print("| model | threads | onnxruntime median ms (p10-p90) | cnn median ms (p10-p90) "
+              "| cnn / onnxruntime |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for r in results:
+            e = r["engine"]
+            print(f"| {r['model']} | {r['intra_op_threads']} | {r['median_ms']:.2f} "
+                  f"({r['p10_ms']:.2f}-{r['p90_ms']:.2f}) | {e['median_ms']:.2f} "
+                  f"({e['p10_ms']:.2f}-{e['p90_ms']:.2f}) | {e['median_ms'] / r['median_ms']:.2f} |")
+    else:
+        print("| model | intra-op threads | median ms | p10 ms | p90 ms |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for r in results:
+            print(f"| {r['model']} | {r['intra_op_threads']} | {r['median_ms']:.2f} | "
+                  f"{r['p10_ms']:.2f} | {r['p90_ms']:.2f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"info": info, "results": results}, f, indent=2)

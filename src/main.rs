@@ -292,6 +292,13 @@ fn execute(cli: Cli) -> Result<String, String> {
                 Format::Json => to_json(&explain::to_json(&m.plan, &items))?,
             })
         }
+        Command::Compare { a, b, .. } if cnn::onnx::is_onnx(&a) || cnn::onnx::is_onnx(&b) => {
+            let onnx = if cnn::onnx::is_onnx(&a) { a } else { b };
+            Err(format!(
+                "{}: `cnn compare` reads model files (.toml); for an ONNX file use `cnn summary`",
+                onnx.display()
+            ))
+        }
         Command::Compare { a, b, format } => {
             let (a, b) = (plan(&a)?, plan(&b)?);
             Ok(match format {

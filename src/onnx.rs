@@ -260,6 +260,18 @@ pub fn run(
 pub fn bench(model: &OnnxModel, opts: BenchOptions) -> Result<BenchReport, String> {
     use rand::{Rng, SeedableRng};
     let p = plan_declared(model, opts.batch.max(1))?;
+    if let Some((name, shape)) = p
+        .inputs
+        .iter()
+        .find(|(_, s)| s.first() != Some(&opts.batch.max(1)))
+    {
+        return Err(format!(
+            "{}: input '{}' has a fixed batch dimension ({shape:?}); --batch {} cannot apply",
+            cnn_onnx::error::one_line(&model.path),
+            cnn_onnx::error::one_line(name),
+            opts.batch
+        ));
+    }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
     let inputs: Vec<Vec<f32>> = p
         .inputs

@@ -3,22 +3,19 @@
 //!
 //! Output channel `o` (of `in_c * depth_multiplier`) convolves input channel
 //! `o / depth_multiplier` with its own `k_h x k_w` filter (weights `[out_c, 1, k_h, k_w]`).
-//! Each output row is computed tap by tap: for a tap `(kh, kw)` the output columns whose input
-//! is inside the image form one contiguous range, computed once per call, so the inner loop is
-//! a branch-free `out[ow] += w * in[ow*stride + offset]` over that range (a unit-stride,
-//! vectorisable loop when `stride_w == 1`) and the padded border is simply skipped, never
-//! tested per pixel. The common 3x3 kernel with unit stride along the row and unit dilation
-//! has a fused path: on output rows whose three input rows are inside the image, the interior
-//! columns sum all nine taps in one pass (`out[ow] += sum w * in`, nine unit-stride reads, no
-//! bounds tests), and the one or two border columns are computed pixel by pixel. On x86-64 CPUs
-//! with AVX2 and FMA the plane kernel is compiled a second time with those features enabled
-//! (8-wide vectors) and picked at run time. Each output row starts from the bias and gets its
-//! activation while it is still in L1. Output planes are spread over rayon tasks. Accumulation
-//! is in f32. This module does not handle grouped convolutions with more than one channel per
-//! group (that is the im2col path of [`crate::conv2d`]).
+//! Each plane is first copied into a zero-padded, stride-phase-split scratch block (one pass
+//! over the input plane; stride 2 rows are de-interleaved pair by pair), after which every
+//! tap's input is one unit-stride run over the whole plane flattened with a fixed row pitch:
+//! the taps are summed in one long branch-free loop (all nine at once for a 3x3 kernel), with
+//! no border cases and no strided reads at any stride, padding or dilation, and no per-row
+//! overhead on small planes. Rows are then copied out with the bias and activation. On x86-64
+//! CPUs with AVX2 and FMA the plane kernel is compiled a second time with those features
+//! enabled (8-wide vectors) and picked at run time. Planes are spread over rayon tasks, each
+//! with its own scratch. Accumulation is in f32. This module does not handle grouped
+//! convolutions with more than one channel per group (that is the im2col path of
+//! [`crate::conv2d`]).
 
 use crate::conv::check_conv_args;
-use crate::im2col::valid_range;
 use crate::{Activation, Conv2dGeometry, KernelError};
 use rayon::prelude::*;
 
@@ -72,15 +69,13 @@ pub fn depthwise_conv2d_tuned(
     let plane_in = geom.in_h * geom.in_w;
     let plane_out = geom.out_h * geom.out_w;
     let dm = geom.out_c_per_group();
-    // One entry per kernel column; k_w is bounded by the weights the caller already holds.
-    let cols: Vec<TapCols> = (0..geom.k_w).map(|kw| TapCols::new(geom, kw)).collect();
     let min_planes = TASK_MIN_MACS.div_ceil((plane_out * taps).max(1));
     let simd = !portable && has_avx2_fma();
     output
         .par_chunks_mut(plane_out)
         .enumerate()
         .with_min_len(min_planes)
-        .for_each(|(i, out)| {
+        .for_each_init(Vec::new, |scratch, (i, out)| {
             let (n, o) = (i / geom.out_c, i % geom.out_c);
             let c = o / dm;
             let src = &input[(n * geom.in_c + c) * plane_in..][..plane_in];
@@ -90,35 +85,148 @@ pub fn depthwise_conv2d_tuned(
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `simd` is only set when the CPU has AVX2 and FMA.
                 unsafe {
-                    plane_avx2(geom, &cols, src, w, b, act, out)
+                    plane_phased_avx2(geom, src, w, b, act, out, scratch)
                 };
             } else {
-                plane(geom, &cols, src, w, b, act, out);
+                plane_phased(geom, src, w, b, act, out, scratch);
             }
         });
     Ok(())
 }
 
-/// For kernel column `kw`: the output columns `[lo, hi)` whose input column is inside the
-/// image, and the input column `start` read by output column `lo`.
-#[derive(Debug, Clone, Copy)]
-struct TapCols {
-    lo: usize,
-    hi: usize,
-    start: usize,
+/// [`plane_phased`] compiled with AVX2 and FMA enabled.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn plane_phased_avx2(
+    geom: &Conv2dGeometry,
+    src: &[f32],
+    w: &[f32],
+    bias: f32,
+    act: Activation,
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    plane_phased(geom, src, w, bias, act, out, scratch)
 }
 
-impl TapCols {
-    fn new(geom: &Conv2dGeometry, kw: usize) -> Self {
-        let offset = kw * geom.dil_w;
-        let (lo, hi) = valid_range(geom.out_w, geom.stride_w, geom.pad_left, offset, geom.in_w);
-        // lo*stride + offset >= pad_left whenever the range is not empty.
-        let start = (lo * geom.stride_w + offset).saturating_sub(geom.pad_left);
-        Self { lo, hi, start }
+/// One plane through a zero-padded, phase-split copy of its input: padded row `r` and column
+/// `c` go to phase `(r % stride_h, c % stride_w)`, at row `r / stride_h`, column
+/// `c / stride_w` of a `height x width` block. Then the input of tap `(kh, kw)` for output
+/// `(oh, ow)` sits at `(oh + kh*dil_h/stride_h) * width + ow + kw*dil_w/stride_w` of one phase:
+/// over the whole plane, flattened with row pitch `width`, every tap is a single unit-stride
+/// run. The kernel sums all taps over that flat run — one long vectorisable loop whatever the
+/// stride, padding, dilation or plane size (the `width - out_w` columns between rows are
+/// computed and dropped) — and copies the rows out with bias and activation. The copy costs one
+/// pass over the input plane.
+#[inline(always)]
+fn plane_phased(
+    g: &Conv2dGeometry,
+    src: &[f32],
+    w: &[f32],
+    bias: f32,
+    act: Activation,
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    let (sh, sw) = (g.stride_h, g.stride_w);
+    // Padded rows and columns any tap reads.
+    let rows = (g.out_h - 1) * sh + (g.k_h - 1) * g.dil_h + 1;
+    let span = (g.out_w - 1) * sw + (g.k_w - 1) * g.dil_w + 1;
+    let (height, width) = (rows.div_ceil(sh), span.div_ceil(sw));
+    let phase_len = height * width;
+    let len = (g.out_h - 1) * width + g.out_w;
+    scratch.clear();
+    scratch.resize(sh * sw * phase_len + len, 0.0);
+    let (phases, acc) = scratch.split_at_mut(sh * sw * phase_len);
+    // Input columns that land inside the span.
+    let n = g.in_w.min(span.saturating_sub(g.pad_left));
+    for r in 0..rows {
+        let Some(ih) = r.checked_sub(g.pad_top).filter(|&ih| ih < g.in_h) else {
+            continue; // a padding row stays zero
+        };
+        let irow = &src[ih * g.in_w..(ih + 1) * g.in_w];
+        let block = &mut phases[(r % sh) * sw * phase_len..][..sw * phase_len];
+        let at = (r / sh) * width;
+        if sw == 1 {
+            block[at + g.pad_left..][..n].copy_from_slice(&irow[..n]);
+        } else if sw == 2 {
+            deinterleave2(irow, n, g.pad_left, at, block.split_at_mut(phase_len));
+        } else {
+            for (iw, &v) in irow[..n].iter().enumerate() {
+                let c = iw + g.pad_left;
+                block[(c % sw) * phase_len + at + c / sw] = v;
+            }
+        }
+    }
+    let tap = |kh: usize, kw: usize| {
+        let (r, c) = (kh * g.dil_h, kw * g.dil_w);
+        let start = ((r % sh) * sw + c % sw) * phase_len + (r / sh) * width + c / sw;
+        &phases[start..start + len]
+    };
+    if g.k_h == 3 && g.k_w == 3 {
+        let (a0, a1, a2) = (tap(0, 0), tap(0, 1), tap(0, 2));
+        let (b0, b1, b2) = (tap(1, 0), tap(1, 1), tap(1, 2));
+        let (c0, c1, c2) = (tap(2, 0), tap(2, 1), tap(2, 2));
+        let w: &[f32; 9] = w.try_into().expect("3x3 taps");
+        for (t, a) in acc.iter_mut().enumerate() {
+            let s0 = w[0] * a0[t] + w[1] * a1[t] + w[2] * a2[t];
+            let s1 = w[3] * b0[t] + w[4] * b1[t] + w[5] * b2[t];
+            let s2 = w[6] * c0[t] + w[7] * c1[t] + w[8] * c2[t];
+            *a = s0 + s1 + s2;
+        }
+    } else {
+        for (kh, wrow) in w.chunks_exact(g.k_w).enumerate() {
+            for (kw, &wv) in wrow.iter().enumerate() {
+                acc.iter_mut()
+                    .zip(tap(kh, kw))
+                    .for_each(|(a, &x)| *a += wv * x);
+            }
+        }
+    }
+    for (oh, orow) in out.chunks_exact_mut(g.out_w).enumerate() {
+        for (o, &a) in orow.iter_mut().zip(&acc[oh * width..]) {
+            *o = a + bias;
+        }
+        act.apply(orow);
     }
 }
 
-/// Whether the CPU runs [`plane_avx2`] (detected once).
+/// Stride 2: splits the first `n` values of `row` (padded column of value `iw` is
+/// `iw + pad`) into the even and odd phase rows starting at `at`, in one pass over pairs.
+#[inline(always)]
+fn deinterleave2(
+    row: &[f32],
+    n: usize,
+    pad: usize,
+    at: usize,
+    (even, odd): (&mut [f32], &mut [f32]),
+) {
+    let mut iw = 0;
+    if pad % 2 == 1 && n > 0 {
+        odd[at + pad / 2] = row[0];
+        iw = 1;
+    }
+    // From here the padded column iw + pad is even.
+    let j0 = at + (iw + pad) / 2;
+    let pairs = (n - iw) / 2;
+    let src = row[iw..iw + 2 * pairs].chunks_exact(2);
+    for ((e, o), pair) in even[j0..j0 + pairs]
+        .iter_mut()
+        .zip(&mut odd[j0..j0 + pairs])
+        .zip(src)
+    {
+        *e = pair[0];
+        *o = pair[1];
+    }
+    if (n - iw) % 2 == 1 {
+        even[j0 + pairs] = row[n - 1];
+    }
+}
+
+/// Whether the CPU runs [`plane_phased_avx2`] (detected once).
 fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -131,147 +239,6 @@ fn has_avx2_fma() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     {
         false
-    }
-}
-
-/// [`plane`] compiled with AVX2 and FMA enabled (8-wide vectors).
-///
-/// # Safety
-/// The CPU supports AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn plane_avx2(
-    geom: &Conv2dGeometry,
-    cols: &[TapCols],
-    src: &[f32],
-    w: &[f32],
-    bias: f32,
-    act: Activation,
-    out: &mut [f32],
-) {
-    plane(geom, cols, src, w, bias, act, out)
-}
-
-/// Writes `act(bias + src[in_h, in_w] convolved with w[k_h, k_w])` into `out[out_h, out_w]`,
-/// row by row. For a 3x3 kernel with unit stride and
-/// dilation, the output rows whose three input rows are all inside the image take a fused
-/// path over their interior columns (all nine taps in one pass, no bounds tests); everything
-/// else goes tap by tap.
-#[inline(always)]
-fn plane(
-    geom: &Conv2dGeometry,
-    cols: &[TapCols],
-    src: &[f32],
-    w: &[f32],
-    bias: f32,
-    act: Activation,
-    out: &mut [f32],
-) {
-    let g = geom;
-    let fused_shape = g.k_h == 3
-        && g.k_w == 3
-        && g.stride_w == 1
-        && g.dil_w == 1
-        && g.dil_h == 1
-        && g.in_w + g.pad_left >= 2;
-    // Interior columns: every tap's input column ow - pad_left + kw is inside the row.
-    let ow_lo = g.pad_left.min(g.out_w);
-    let ow_hi = if fused_shape {
-        (g.in_w + g.pad_left - 2).min(g.out_w).max(ow_lo)
-    } else {
-        ow_lo
-    };
-    for (oh, orow) in out.chunks_exact_mut(g.out_w).enumerate() {
-        let top = (oh * g.stride_h).checked_sub(g.pad_top);
-        let fused = match top {
-            Some(ih) if fused_shape && ow_hi > ow_lo && ih + 2 < g.in_h => Some(ih),
-            _ => None,
-        };
-        // Each row starts from the bias and gets its activation while it is in L1.
-        orow.fill(bias);
-        let Some(ih) = fused else {
-            row_taps(g, cols, src, w, oh, orow, 0, g.out_w);
-            act.apply(orow);
-            continue;
-        };
-        // The few border columns, pixel by pixel (a tap-by-tap pass costs more per column).
-        for ow in (0..ow_lo).chain(ow_hi..g.out_w) {
-            orow[ow] += pixel3x3(g, src, w, ih, ow);
-        }
-        let n = ow_hi - ow_lo;
-        let base = ow_lo - g.pad_left;
-        let row = |r: usize, kw: usize| &src[(ih + r) * g.in_w + base + kw..][..n];
-        let (a0, a1, a2) = (row(0, 0), row(0, 1), row(0, 2));
-        let (b0, b1, b2) = (row(1, 0), row(1, 1), row(1, 2));
-        let (c0, c1, c2) = (row(2, 0), row(2, 1), row(2, 2));
-        let dst = &mut orow[ow_lo..ow_hi];
-        let w: &[f32; 9] = w.try_into().expect("3x3 taps");
-        for j in 0..n {
-            let s0 = w[0] * a0[j] + w[1] * a1[j] + w[2] * a2[j];
-            let s1 = w[3] * b0[j] + w[4] * b1[j] + w[5] * b2[j];
-            let s2 = w[6] * c0[j] + w[7] * c1[j] + w[8] * c2[j];
-            dst[j] += s0 + s1 + s2;
-        }
-        act.apply(orow);
-    }
-}
-
-/// The 3x3 sum of one output pixel whose input rows `ih .. ih + 3` are inside the image, for
-/// any column `ow` (unit stride and dilation; padded columns contribute nothing).
-#[inline(always)]
-fn pixel3x3(g: &Conv2dGeometry, src: &[f32], w: &[f32], ih: usize, ow: usize) -> f32 {
-    let mut sum = 0.0;
-    for kw in 0..3 {
-        let Some(iw) = (ow + kw).checked_sub(g.pad_left).filter(|&iw| iw < g.in_w) else {
-            continue;
-        };
-        for kh in 0..3 {
-            sum += w[kh * 3 + kw] * src[(ih + kh) * g.in_w + iw];
-        }
-    }
-    sum
-}
-
-/// Accumulates all taps into output columns `[c0, c1)` of output row `oh`, tap by tap: for a
-/// tap the valid columns form one range, so the inner loop is branch-free.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn row_taps(
-    geom: &Conv2dGeometry,
-    cols: &[TapCols],
-    src: &[f32],
-    w: &[f32],
-    oh: usize,
-    orow: &mut [f32],
-    c0: usize,
-    c1: usize,
-) {
-    let (sw, in_w) = (geom.stride_w, geom.in_w);
-    for (kh, wrow) in w.chunks_exact(geom.k_w).enumerate() {
-        let ih = (oh * geom.stride_h + kh * geom.dil_h)
-            .checked_sub(geom.pad_top)
-            .filter(|&ih| ih < geom.in_h);
-        let Some(ih) = ih else { continue };
-        let irow = &src[ih * in_w..(ih + 1) * in_w];
-        for (tap, &wv) in cols.iter().zip(wrow) {
-            let (lo, hi) = (tap.lo.max(c0), tap.hi.min(c1));
-            if lo >= hi {
-                continue;
-            }
-            let dst = &mut orow[lo..hi];
-            // Input column read by output column lo.
-            let start = tap.start + (lo - tap.lo) * sw;
-            if sw == 1 {
-                let s = &irow[start..start + dst.len()];
-                for (d, x) in dst.iter_mut().zip(s) {
-                    *d += wv * x;
-                }
-            } else {
-                for (d, x) in dst.iter_mut().zip(irow[start..].iter().step_by(sw)) {
-                    *d += wv * x;
-                }
-            }
-        }
     }
 }
 

@@ -269,8 +269,8 @@ proptest! {
         check_conv(c)?;
     }
 
-    /// Depthwise 3x3 with unit dilation (the fused interior path), stride 1 or 2, larger
-    /// planes so that rows have interior columns.
+    /// Depthwise 3x3 with unit dilation (the nine-tap fused loop), stride 1 or 2 (the pairwise
+    /// de-interleaving copy), planes up to 40x40.
     #[test]
     fn depthwise_3x3_matches_direct(c in case(
         1..=2usize, 1..=6usize, all_channels, 1..=2usize, 1..=40, 3..=3, 1..=2,

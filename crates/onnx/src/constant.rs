@@ -91,13 +91,14 @@ fn from_raw<T>(
     width: usize,
     convert: impl Fn(&[u8]) -> T,
 ) -> Result<Vec<T>, OnnxError> {
-    if raw.len() != count * width {
+    let need = count.checked_mul(width);
+    if need != Some(raw.len()) {
         return Err(OnnxError::tensor(
             name,
             format!(
                 "raw_data holds {} bytes, but {count} elements of {width} bytes need {}",
                 raw.len(),
-                count * width
+                need.map_or_else(|| "more than fit in memory".to_string(), |n| n.to_string())
             ),
         ));
     }

@@ -2,37 +2,55 @@
 //! the node (its name, or its index and first output when unnamed) and its op, the tensor or
 //! the input — so the command line can print it as one line.
 
-/// Why an ONNX model cannot be read, planned or run.
+/// Why an ONNX model cannot be read, planned or run. Names in a message come from the file
+/// (node, tensor and input names, op types, attribute strings): their control characters are
+/// escaped when the error is displayed, so that it stays one line whatever the file holds.
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", one_line(.path))]
     Io {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: not a valid ONNX model: {message}")]
+    #[error("{}: not a valid ONNX model: {}", one_line(.path), one_line(.message))]
     Decode { path: String, message: String },
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", one_line(.path))]
     InFile {
         path: String,
         source: Box<OnnxError>,
     },
-    #[error("{message}")]
+    #[error("{}", one_line(.message))]
     Graph { message: String },
-    #[error("node {node} ({op}): {message}")]
+    #[error("node {} ({}): {}", one_line(.node), one_line(.op), one_line(.message))]
     Node {
         node: String,
         op: String,
         message: String,
     },
-    #[error("tensor '{tensor}': {message}")]
+    #[error("tensor '{}': {}", one_line(.tensor), one_line(.message))]
     Tensor { tensor: String, message: String },
-    #[error("input '{input}': {message}")]
+    #[error("input '{}': {}", one_line(.input), one_line(.message))]
     Input { input: String, message: String },
     #[error(
         "the weights need {bytes} bytes, over the {ceiling} byte ceiling (--max-weight-bytes)"
     )]
     OverCeiling { bytes: u128, ceiling: u128 },
+}
+
+/// `text` with control characters (newlines, tabs, escapes) written as Rust escapes (`\n`).
+pub fn one_line(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 impl OnnxError {

@@ -163,21 +163,67 @@ fn kernel_error(node: &crate::load::Node, e: impl std::fmt::Display) -> OnnxErro
     node.error(e.to_string())
 }
 
+/// A zero-filled output buffer, or an error (not an abort) when memory cannot be had.
+fn zeroed(node: &crate::load::Node, len: usize) -> Result<Vec<f32>, OnnxError> {
+    cnn_tensor::try_zeroed(len, "the output").map_err(|e| node.error(e.to_string()))
+}
+
+/// An empty buffer with room for `len` values, or an error when memory cannot be had.
+fn zeroed_capacity(node: &crate::load::Node, len: usize) -> Result<Vec<f32>, OnnxError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        node.error(format!(
+            "cannot allocate {} bytes for the output",
+            len as u128 * 4
+        ))
+    })?;
+    Ok(v)
+}
+
 fn run_node<'a>(env: &mut Env<'a>, np: &NodePlan) -> Result<Value, OnnxError> {
     let model = env.model;
     let node = &model.nodes[np.node];
     let out_shape = np.output_shape.clone();
     let out_len: usize = out_shape.iter().product();
     let input = |i: usize| node.input(i).unwrap_or("");
+    if out_len == 0 {
+        // An empty result (a zero dimension somewhere): nothing to compute, and the kernels'
+        // per-row tables are never built for dimensions that only an empty tensor can have.
+        return Ok(Value {
+            shape: out_shape,
+            data: Vec::new(),
+        });
+    }
+    if matches!(
+        np.kernel,
+        Kernel::MatMul { .. }
+            | Kernel::Binary(_)
+            | Kernel::Pool(_)
+            | Kernel::Concat { .. }
+            | Kernel::Pad { .. }
+    ) {
+        // These kernels allocate their result themselves: make sure it can be had first.
+        drop(zeroed_capacity(node, out_len)?);
+    }
     let data = match &np.kernel {
-        Kernel::Conv { geom, batch, act } => {
+        Kernel::Conv {
+            geom,
+            batch,
+            act,
+            folded,
+        } => {
             let (_, x) = env.get(input(0))?;
-            let (_, w) = env.get(input(1))?;
-            let bias = match node.input(2) {
-                Some(b) => Some(env.get(b)?.1),
-                None => None,
+            let (w, bias) = match folded {
+                Some(f) => (f.weights.as_slice(), Some(f.bias.as_slice())),
+                None => (
+                    env.get(input(1))?.1,
+                    match node.input(2) {
+                        Some(b) => Some(env.get(b)?.1),
+                        None => None,
+                    },
+                ),
             };
-            let mut out = vec![0.0f32; out_len];
+            let mut out = zeroed(node, out_len)?;
             cnn_conv::conv2d(geom, x, *batch, w, bias, *act, &mut out)
                 .map_err(|e| kernel_error(node, e))?;
             out
@@ -200,7 +246,7 @@ fn run_node<'a>(env: &mut Env<'a>, np: &NodePlan) -> Result<Value, OnnxError> {
                 None => None,
             };
             if *dense {
-                let mut out = vec![0.0f32; out_len];
+                let mut out = zeroed(node, out_len)?;
                 cnn_conv::dense(a, *m, *k, b, c, Activation::Linear, &mut out)
                     .map_err(|e| kernel_error(node, e))?;
                 out
@@ -209,7 +255,7 @@ fn run_node<'a>(env: &mut Env<'a>, np: &NodePlan) -> Result<Value, OnnxError> {
                     (Some(c), Some(cs)) if *beta != 0.0 => {
                         (kernels::broadcast_to(cs, c, &[*m, *n], *beta), 1.0)
                     }
-                    _ => (vec![0.0f32; out_len], 0.0),
+                    _ => (zeroed(node, out_len)?, 0.0),
                 };
                 kernels::sgemm(*m, *k, *n, *alpha, a, *trans_a, b, *trans_b, beta, &mut out);
                 out
@@ -266,7 +312,7 @@ fn run_node<'a>(env: &mut Env<'a>, np: &NodePlan) -> Result<Value, OnnxError> {
             let (_, x) = env.get(input(0))?;
             match fast_pool(g) {
                 Some(geom) => {
-                    let mut out = vec![0.0f32; out_len];
+                    let mut out = zeroed(node, out_len)?;
                     let r = if g.max {
                         cnn_conv::max_pool2d(&geom, x, 1, &mut out)
                     } else {
@@ -284,7 +330,7 @@ fn run_node<'a>(env: &mut Env<'a>, np: &NodePlan) -> Result<Value, OnnxError> {
             spatial,
         } => {
             let (_, x) = env.get(input(0))?;
-            let mut out = vec![0.0f32; out_len];
+            let mut out = zeroed(node, out_len)?;
             let r = if *max {
                 cnn_conv::global_max_pool2d(x, 1, *planes, *spatial, &mut out)
             } else {

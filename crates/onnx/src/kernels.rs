@@ -294,12 +294,16 @@ pub fn pad(
     let out_shape: Shape = (0..shape.len())
         .map(|d| (shape[d] as i64 + begin[d] + end[d]) as usize)
         .collect();
+    let rank = shape.len();
+    if rank == 0 {
+        // A scalar has no axis to pad.
+        return (out_shape, x.to_vec());
+    }
     let len: usize = out_shape.iter().product();
     let mut out = vec![value; len];
     if len == 0 || x.is_empty() {
         return (out_shape, out);
     }
-    let rank = shape.len();
     let in_strides: Vec<usize> = (0..rank).map(|d| shape[d + 1..].iter().product()).collect();
     let out_strides: Vec<usize> = (0..rank)
         .map(|d| out_shape[d + 1..].iter().product())

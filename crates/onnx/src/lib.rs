@@ -6,11 +6,13 @@
 //! concrete input shapes, resolves convolutions to the same `Conv2dGeometry` model files use,
 //! and counts each node's parameters from its geometry; [`exec`] runs the graph on the
 //! `cnn-conv` kernels (im2col + GEMM for every convolution) plus [`kernels`] for the ops model
-//! files do not have.
+//! files do not have, after [`fuse`] has folded BatchNormalization and activations into the
+//! convolutions before them.
 
 pub mod constant;
 pub mod error;
 pub mod exec;
+pub mod fuse;
 pub mod kernels;
 pub mod load;
 pub mod ops;

@@ -144,11 +144,12 @@ impl OnnxModel {
     }
 }
 
+/// The node's name for reports (control characters escaped: one row per node in tables).
 fn node_label(node: &NodeProto, index: usize) -> String {
     if node.name.is_empty() {
         format!("#{index}")
     } else {
-        node.name.clone()
+        crate::error::one_line(&node.name)
     }
 }
 
@@ -293,14 +294,16 @@ fn import(proto: ModelProto, path: &str, default_name: &str) -> Result<OnnxModel
         name: if graph.name.is_empty() {
             default_name.to_string()
         } else {
-            graph.name.clone()
+            crate::error::one_line(&graph.name)
         },
-        producer: [proto.producer_name, proto.producer_version]
-            .iter()
-            .filter(|s| !s.is_empty())
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(" "),
+        producer: crate::error::one_line(
+            &[proto.producer_name, proto.producer_version]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
         opset,
         inputs,
         outputs,

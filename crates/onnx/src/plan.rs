@@ -74,6 +74,15 @@ pub struct PoolGeometry {
     pub out_hw: [usize; 2],
 }
 
+/// A convolution's weights and bias with the BatchNormalization after it folded in:
+/// `w' = w * s`, `b' = (b - mean) * s + beta`, with `s = gamma / sqrt(var + epsilon)` per
+/// output channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldedConv {
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
 /// How a node is computed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kernel {
@@ -82,6 +91,8 @@ pub enum Kernel {
         geom: Conv2dGeometry,
         batch: usize,
         act: Activation,
+        /// Weights and bias with a following BatchNormalization folded in (see `fuse`).
+        folded: Option<std::sync::Arc<FoldedConv>>,
     },
     Gemm {
         m: usize,
@@ -254,6 +265,19 @@ fn product(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// The element count of `shape`, `None` when it does not fit in `usize`.
+fn checked_product(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+/// A multiply-accumulate count, or an error when it overflows.
+fn macs_of(node: &Node, factors: &[u64]) -> Result<u64, OnnxError> {
+    factors
+        .iter()
+        .try_fold(1u64, |acc, &f| acc.checked_mul(f))
+        .ok_or_else(|| node.error("the multiply-accumulate count overflows"))
+}
+
 fn normalize_axis(
     axis: i64,
     rank: usize,
@@ -330,7 +354,10 @@ fn resolve_axes(
     for i in 0..rank {
         let stride = window.strides.get(i).copied().unwrap_or(1);
         let dilation = window.dilations.get(i).copied().unwrap_or(1);
-        let effective = dilation * (kernel[i] - 1) + 1;
+        // Saturating: a zero kernel or a huge dilation is refused by the geometry, not here.
+        let effective = dilation
+            .saturating_mul(kernel[i].saturating_sub(1))
+            .saturating_add(1);
         let (begin, end) = match window.auto_pad {
             AutoPad::NotSet => (
                 window.pads.get(i).copied().unwrap_or(0),
@@ -339,7 +366,9 @@ fn resolve_axes(
             AutoPad::Valid => (0, 0),
             AutoPad::SameUpper | AutoPad::SameLower => {
                 let out = spatial[i].div_ceil(stride);
-                let total = ((out.max(1) - 1) * stride + effective).saturating_sub(spatial[i]);
+                let total = ((out.max(1) - 1).saturating_mul(stride))
+                    .saturating_add(effective)
+                    .saturating_sub(spatial[i]);
                 if window.auto_pad == AutoPad::SameUpper {
                     (total / 2, total - total / 2)
                 } else {
@@ -568,7 +597,7 @@ impl<'a> Planner<'a> {
                 if !terms.is_empty() {
                     formula = Some(Expr::sum(terms));
                 }
-                macs = geom.macs() * n as u64;
+                macs = macs_of(node, &[geom.macs(), n as u64])?;
                 let mut out = vec![n, out_c];
                 if spatial == 2 {
                     out.push(geom.out_h);
@@ -580,6 +609,7 @@ impl<'a> Planner<'a> {
                         geom,
                         batch: n,
                         act: Activation::Linear,
+                        folded: None,
                     },
                 )
             }
@@ -639,7 +669,7 @@ impl<'a> Planner<'a> {
                 if !terms.is_empty() {
                     formula = Some(Expr::sum(terms));
                 }
-                macs = (m * k * n) as u64;
+                macs = macs_of(node, &[m as u64, k as u64, n as u64])?;
                 (
                     vec![m, n],
                     Kernel::Gemm {
@@ -690,7 +720,10 @@ impl<'a> Planner<'a> {
                     out.push(n);
                 }
                 params = self.claim(node, &[0, 1], &[]);
-                macs = (product(&batch_shape) * m * k * n) as u64;
+                macs = macs_of(
+                    node,
+                    &[product(&batch_shape) as u64, m as u64, k as u64, n as u64],
+                )?;
                 (
                     out,
                     Kernel::MatMul {
@@ -789,6 +822,11 @@ impl<'a> Planner<'a> {
             } => {
                 let x = self.data_shape(node, 0)?;
                 let (n, c, hw) = nc_hw(node, &x, "input")?;
+                if hw.contains(&0) {
+                    return Err(node.error(format!(
+                        "input {x:?} has an empty spatial axis: there is nothing to pool"
+                    )));
+                }
                 let spatial = x.len() - 2;
                 let kernel = window
                     .kernel_shape
@@ -802,8 +840,8 @@ impl<'a> Planner<'a> {
                 let [ah, aw] = two_axes(resolve_axes(node, window, &x[2..], &kernel)?);
                 let mut out_hw = [0; 2];
                 for (i, a) in [&ah, &aw].into_iter().enumerate() {
-                    let padded = hw[i] + a.begin + a.end;
-                    let eff = a.dilation * (a.kernel - 1) + 1;
+                    let padded = hw[i].saturating_add(a.begin).saturating_add(a.end);
+                    let eff = a.dilation.saturating_mul(a.kernel - 1).saturating_add(1);
                     if eff > padded {
                         return Err(node.error(format!(
                             "the window ({eff} cells with dilation) is larger than the padded \
@@ -817,7 +855,7 @@ impl<'a> Planner<'a> {
                         span / a.stride
                     } + 1;
                     // The last window must start inside the input or the leading padding.
-                    if *ceil_mode && (out - 1) * a.stride >= hw[i] + a.begin {
+                    if *ceil_mode && (out - 1) * a.stride >= hw[i].saturating_add(a.begin) {
                         out -= 1;
                     }
                     out_hw[i] = out;
@@ -852,6 +890,11 @@ impl<'a> Planner<'a> {
                 let x = self.data_shape(node, 0)?;
                 if x.len() < 3 {
                     return Err(node.error(format!("input {x:?} must be [N, C, spatial…]")));
+                }
+                if x[2..].contains(&0) {
+                    return Err(node.error(format!(
+                        "input {x:?} has an empty spatial axis: there is nothing to pool"
+                    )));
                 }
                 let mut out = x.clone();
                 out[2..].iter_mut().for_each(|d| *d = 1);
@@ -957,13 +1000,21 @@ impl<'a> Planner<'a> {
                 }
                 let mut out = Vec::with_capacity(rank);
                 for d in 0..rank {
-                    let size = x[d] as i64 + begin[d] + end[d];
+                    let size = i64::try_from(x[d])
+                        .ok()
+                        .and_then(|v| v.checked_add(begin[d]))
+                        .and_then(|v| v.checked_add(end[d]))
+                        .ok_or_else(|| {
+                            node.error(format!("pads {pads:?} overflow axis {d} of {x:?}"))
+                        })?;
                     if size < 0 {
                         return Err(
                             node.error(format!("pads {pads:?} crop axis {d} of {x:?} below zero"))
                         );
                     }
-                    out.push(size as usize);
+                    out.push(usize::try_from(size).map_err(|_| {
+                        node.error(format!("pads {pads:?} overflow axis {d} of {x:?}"))
+                    })?);
                 }
                 params = self.claim(node, &[2], &[]);
                 (out, Kernel::Pad { begin, end, value })
@@ -977,6 +1028,11 @@ impl<'a> Planner<'a> {
                     .map(|p| Expr::product(p.shape.iter().map(|&d| Expr::n(d)).collect()))
                     .collect(),
             ));
+        }
+        if checked_product(&output_shape).is_none() {
+            return Err(node.error(format!(
+                "the output shape {output_shape:?} has more elements than fit in memory"
+            )));
         }
         let param_count = match &formula {
             None => 0,
@@ -1042,8 +1098,13 @@ fn reshape_target(
             }
         }
     }
+    let too_many = || {
+        node.error(format!(
+            "cannot reshape {x:?} ({total} values) to {target:?}: the target's size overflows"
+        ))
+    };
     if let Some(i) = infer {
-        let known = product(&out);
+        let known = checked_product(&out).ok_or_else(too_many)?;
         if known == 0 || total % known != 0 {
             return Err(node.error(format!(
                 "cannot reshape {x:?} ({total} values) to {target:?}"
@@ -1051,10 +1112,10 @@ fn reshape_target(
         }
         out[i] = total / known;
     }
-    if product(&out) != total {
+    let size = checked_product(&out).ok_or_else(too_many)?;
+    if size != total {
         return Err(node.error(format!(
-            "cannot reshape {x:?} ({total} values) to {target:?} ({} values)",
-            product(&out)
+            "cannot reshape {x:?} ({total} values) to {target:?} ({size} values)"
         )));
     }
     Ok(out)
@@ -1090,6 +1151,13 @@ pub fn plan(model: &OnnxModel, input_shapes: &[Shape]) -> Result<OnnxPlan, OnnxE
     }
     let mut inputs = Vec::new();
     for (input, shape) in model.inputs.iter().zip(input_shapes) {
+        if input.elem_type == crate::proto::data_type::INT64 {
+            return Err(OnnxError::input(
+                &input.name,
+                "an INT64 graph input (a shape operand) must be a constant: store it in the \
+                 file as an initializer; the engine's inputs are FLOAT",
+            ));
+        }
         if input.elem_type != crate::proto::data_type::FLOAT {
             return Err(OnnxError::input(
                 &input.name,
@@ -1097,6 +1165,12 @@ pub fn plan(model: &OnnxModel, input_shapes: &[Shape]) -> Result<OnnxPlan, OnnxE
                     "element type {} is not supported: the engine's inputs are FLOAT",
                     crate::proto::data_type::name(input.elem_type)
                 ),
+            ));
+        }
+        if checked_product(shape).is_none() {
+            return Err(OnnxError::input(
+                &input.name,
+                format!("shape {shape:?} has more elements than fit in memory"),
             ));
         }
         if let Some(dims) = &input.dims {
@@ -1143,54 +1217,11 @@ pub fn plan(model: &OnnxModel, input_shapes: &[Shape]) -> Result<OnnxPlan, OnnxE
         .filter(|(n, c)| c.as_f32().is_some() && !p.counted.contains(n.as_str()))
         .map(|(n, c)| (n.clone(), c.len() as u64))
         .collect();
-    fuse_activations(model, &mut nodes);
+    crate::fuse::fuse(model, &mut nodes);
     Ok(OnnxPlan {
         inputs,
         nodes,
         outputs,
         unused_initializers,
     })
-}
-
-/// Folds a Relu/Sigmoid/Tanh that is the only reader of a convolution's output (and not itself
-/// reading a graph output) into the convolution's kernel, as model files do: one pass over
-/// the output instead of two.
-fn fuse_activations(model: &OnnxModel, nodes: &mut [NodePlan]) {
-    let mut readers: HashMap<&str, usize> = HashMap::new();
-    for n in &model.nodes {
-        for i in n.inputs.iter().flatten() {
-            *readers.entry(i.as_str()).or_default() += 1;
-        }
-    }
-    let outputs: HashSet<&str> = model.outputs.iter().map(|s| s.as_str()).collect();
-    let producer: HashMap<&str, usize> = model
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.output(), i))
-        .collect();
-    for i in 0..nodes.len() {
-        let node = &model.nodes[nodes[i].node];
-        let act = match nodes[i].kernel {
-            Kernel::Unary(UnaryOp::Relu) => Activation::Relu,
-            Kernel::Unary(UnaryOp::Sigmoid) => Activation::Sigmoid,
-            Kernel::Unary(UnaryOp::Tanh) => Activation::Tanh,
-            _ => continue,
-        };
-        let Some(src) = node.input(0) else { continue };
-        if readers.get(src) != Some(&1) || outputs.contains(src) {
-            continue;
-        }
-        let Some(&j) = producer.get(src) else {
-            continue;
-        };
-        if let Kernel::Conv {
-            act: a @ Activation::Linear,
-            ..
-        } = &mut nodes[j].kernel
-        {
-            *a = act;
-            nodes[i].kernel = Kernel::Alias;
-        }
-    }
 }

@@ -123,7 +123,7 @@ fn every_onnx_node_test_of_a_supported_op_passes() {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         match run_case(dir) {
             Ok(err) => {
-                if err > worst.0 {
+                if err > worst.0 && !ROUNDED_REFERENCE.contains(&name.as_str()) {
                     worst = (err, name);
                 }
             }
@@ -131,7 +131,7 @@ fn every_onnx_node_test_of_a_supported_op_passes() {
         }
     }
     println!(
-        "{} ONNX node tests run, {} failed; largest error {:e} ({})",
+        "{} ONNX node tests run, {} failed; largest error {:e} ({}; rounded references aside)",
         dirs.len(),
         failures.len(),
         worst.0,
