@@ -5,7 +5,7 @@
 //! separate function the model runs on a finished tensor. Nothing here allocates.
 
 /// An element-wise activation a kernel can apply to its output in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Activation {
     /// Identity.
     #[default]
@@ -16,6 +16,8 @@ pub enum Activation {
     Sigmoid,
     /// `tanh(x)`.
     Tanh,
+    /// `min(max(x, min), max)` (ONNX Clip; ReLU6 is `Clip { min: 0, max: 6 }`).
+    Clip { min: f32, max: f32 },
 }
 
 impl Activation {
@@ -26,6 +28,7 @@ impl Activation {
             Activation::Relu => data.iter_mut().for_each(|v| *v = v.max(0.0)),
             Activation::Sigmoid => data.iter_mut().for_each(|v| *v = sigmoid(*v)),
             Activation::Tanh => data.iter_mut().for_each(|v| *v = v.tanh()),
+            Activation::Clip { min, max } => data.iter_mut().for_each(|v| *v = v.max(min).min(max)),
         }
     }
 
@@ -36,6 +39,9 @@ impl Activation {
             Activation::Relu => data.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
             Activation::Sigmoid => data.iter_mut().for_each(|v| *v = sigmoid(*v + bias)),
             Activation::Tanh => data.iter_mut().for_each(|v| *v = (*v + bias).tanh()),
+            Activation::Clip { min, max } => data
+                .iter_mut()
+                .for_each(|v| *v = (*v + bias).max(min).min(max)),
         }
     }
 }

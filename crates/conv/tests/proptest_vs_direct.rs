@@ -71,6 +71,10 @@ fn activation() -> impl Strategy<Value = Activation> {
         Just(Activation::Relu),
         Just(Activation::Sigmoid),
         Just(Activation::Tanh),
+        Just(Activation::Clip {
+            min: -0.25,
+            max: 0.5
+        }),
     ]
 }
 

@@ -1,13 +1,14 @@
 //! Execution-only rewrites of a planned graph, as inference engines do: a BatchNormalization
 //! whose input is a convolution's output (read by nothing else) is folded into that
-//! convolution's weights and bias, and a Relu/Sigmoid/Tanh that is the only reader of a
+//! convolution's weights and bias, and a Relu/Sigmoid/Tanh — or a Clip with constant bounds,
+//! such as MobileNet's ReLU6 — that is the only reader of a
 //! convolution's output — directly or through a folded BatchNormalization — is fused into the
 //! convolution's output pass. The folded-away nodes become [`Kernel::Alias`] (their value is
 //! the convolution's output, moved, not copied). Shapes, parameter counts and the summary are
 //! those of the graph as written; only the work changes.
 
 use crate::load::OnnxModel;
-use crate::plan::{FoldedConv, Kernel, NodePlan, UnaryOp};
+use crate::plan::{FoldedConv, Kernel, NodePlan, Scalar, UnaryOp};
 use cnn_conv::Activation;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -53,6 +54,16 @@ impl<'a> Graph<'a> {
     fn floats(&self, i: usize, k: usize) -> Option<&'a [f32]> {
         let name = self.model.nodes[i].input(k)?;
         self.model.constant(name)?.as_f32()
+    }
+}
+
+/// A Clip bound known when planning: `Some(None)` when absent, `Some(Some(v))` for a
+/// constant, `None` when it is computed at run time.
+fn bound(s: Scalar) -> Option<Option<f32>> {
+    match s {
+        Scalar::Absent => Some(None),
+        Scalar::Const(v) => Some(Some(v)),
+        Scalar::Input(_) => None,
     }
 }
 
@@ -118,6 +129,14 @@ pub fn fuse(model: &OnnxModel, nodes: &mut [NodePlan]) {
             Kernel::Unary(UnaryOp::Relu) => Activation::Relu,
             Kernel::Unary(UnaryOp::Sigmoid) => Activation::Sigmoid,
             Kernel::Unary(UnaryOp::Tanh) => Activation::Tanh,
+            // Bounds known when planning (attributes or constants): ReLU6 and friends.
+            Kernel::Clip { min, max } => match (bound(min), bound(max)) {
+                (Some(lo), Some(hi)) => Activation::Clip {
+                    min: lo.unwrap_or(f32::NEG_INFINITY),
+                    max: hi.unwrap_or(f32::INFINITY),
+                },
+                _ => continue,
+            },
             _ => continue,
         };
         let Some(p) = g.sole_producer(i) else {
