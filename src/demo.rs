@@ -1,8 +1,9 @@
 //! `cnn` with no arguments: the trained digits model's summary (weights read from
 //! `models/digits.safetensors` and counted against the formulas), the shipped sample pictures
 //! classified, then every seed model — planned, allocated with seeded weights where it fits
-//! under the ceiling, checked against the formulas, run on a random image — and the comparison
-//! that answers the first seed question.
+//! under the ceiling, checked against the formulas, run on a random image — the comparison
+//! that answers the first seed question, and the shipped ONNX networks checked against
+//! onnxruntime.
 
 use crate::report::{compare, run, summary};
 use crate::{random_input, Model};
@@ -183,9 +184,95 @@ pub fn run(seed: u64, max_bytes: u128) -> Result<String, String> {
         out.push_str("\nWhy is the deeper vgg2 smaller than vgg1? (cnn compare models/vgg1.toml models/vgg2.toml)\n\n");
         out.push_str(&compare::render(&a.plan, &b.plan));
     }
+    out.push_str(&onnx_networks(max_bytes)?);
     out.push_str(
         "\nMore: cnn summary MODEL | cnn explain MODEL | cnn compare A B | \
-         cnn run MODEL [--weights FILE] PICTURES... | cnn init MODEL --save FILE (cnn --help)\n",
+         cnn run MODEL [--weights FILE] PICTURES... | cnn init MODEL --save FILE | \
+         MODEL may be .onnx for summary, explain, run, bench (cnn --help)\n",
     );
     Ok(out)
+}
+
+/// The shipped ONNX networks (`tests/onnx/networks/`): counted, their initializers checked
+/// against the formulas, run on the saved input and compared with onnxruntime's saved output.
+fn onnx_networks(max_bytes: u128) -> Result<String, String> {
+    use crate::report::table::{Align, Table};
+    let local = PathBuf::from("tests/onnx/networks");
+    let dir = if local.is_dir() {
+        local
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx/networks")
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(String::new());
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("model.onnx").is_file())
+        .collect();
+    dirs.sort();
+    let mut t = Table::new(&[
+        ("network", Align::Left),
+        ("nodes", Align::Right),
+        ("params (formulas)", Align::Right),
+        ("in the file", Align::Right),
+        ("non-trainable", Align::Right),
+        ("MACs", Align::Right),
+        ("forward ms", Align::Right),
+        ("max |cnn - onnxruntime|", Align::Right),
+    ]);
+    for d in &dirs {
+        let name = d
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let file = d.join("model.onnx");
+        let size = std::fs::metadata(&file).map_or(0, |m| m.len() as u128);
+        if size > max_bytes {
+            let why = format!(
+                "not loaded: {} file over the {} ceiling",
+                human_bytes(size),
+                human_bytes(max_bytes)
+            );
+            t.row(vec![name, String::new(), String::new(), why]);
+            continue;
+        }
+        let m = cnn_onnx::OnnxModel::load(&file).map_err(|e| e.to_string())?;
+        let data = d.join("test_data_set_0");
+        let (_, x) =
+            cnn_onnx::read_tensor_file(&data.join("input_0.pb")).map_err(|e| e.to_string())?;
+        let (_, want) =
+            cnn_onnx::read_tensor_file(&data.join("output_0.pb")).map_err(|e| e.to_string())?;
+        let p = cnn_onnx::plan(&m, std::slice::from_ref(&x.shape)).map_err(|e| e.to_string())?;
+        let input = x.as_f32().ok_or("the saved input is not FLOAT")?.to_vec();
+        let start = Instant::now();
+        let y = cnn_onnx::run(&m, &p, vec![input]).map_err(|e| e.to_string())?;
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        let want = want.as_f32().ok_or("the saved output is not FLOAT")?;
+        let diff = y[0]
+            .data
+            .iter()
+            .zip(want)
+            .fold(0.0f32, |acc, (a, b)| acc.max((a - b).abs()));
+        t.row(vec![
+            name,
+            m.nodes.len().to_string(),
+            group_digits(p.total_params() as u128),
+            group_digits(m.initializer_float_elements() as u128),
+            group_digits(p.non_trainable_params() as u128),
+            group_digits(p.total_macs() as u128),
+            format!("{ms:.1}"),
+            format!("{diff:.1e}"),
+        ]);
+    }
+    if dirs.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(format!(
+        "\nONNX networks exported from torchvision ({}): parameters counted per node from the \
+         geometry and checked against the initializers in the file, one forward pass on the \
+         saved input, compared with onnxruntime's saved output (docs/onnx.md).\n\n{}",
+        dir.display(),
+        t.render()
+    ))
 }

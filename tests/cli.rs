@@ -399,10 +399,19 @@ fn demo_runs_and_respects_a_tiny_ceiling() {
     let t = stdout(&o);
     assert!(t.contains("604,035") && t.contains("336,387"), "{t}");
     assert!(t.contains("not allocated (3.64 TiB)"), "{t}");
+    // The shipped ONNX networks, counted and checked against onnxruntime.
+    assert!(
+        t.contains("max |cnn - onnxruntime|") && t.contains("3,538,984"),
+        "{t}"
+    );
     let o = cnn(&["--max-weight-bytes", "1K"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let t = stdout(&o);
     assert!(t.contains("Allocated params: not allocated"), "{t}");
+    assert!(
+        t.contains("not loaded: 4.78 MiB file over the 1.00 KiB ceiling"),
+        "{t}"
+    );
 }
 
 #[test]
