@@ -246,7 +246,7 @@ fn onnx_networks(max_bytes: u128) -> Result<String, String> {
         let p = cnn_onnx::plan(&m, std::slice::from_ref(&x.shape)).map_err(|e| e.to_string())?;
         let input = x.as_f32().ok_or("the saved input is not FLOAT")?.to_vec();
         let start = Instant::now();
-        let y = cnn_onnx::run(&m, &p, vec![input]).map_err(|e| e.to_string())?;
+        let y = cnn_onnx::run(&m, &p, &[input]).map_err(|e| e.to_string())?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let want = want.as_f32().ok_or("the saved output is not FLOAT")?;
         let diff = y[0]

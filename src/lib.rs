@@ -21,6 +21,15 @@ pub mod onnx;
 pub mod pictures;
 pub mod report;
 
+/// The one-line message for a file that cannot be opened or read: `PATH: no such file`, or
+/// `PATH: cannot VERB: why`.
+pub fn file_error(path: &std::path::Path, verb: &str, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{}: no such file", path.display()),
+        _ => format!("{}: cannot {verb}: {e}", path.display()),
+    }
+}
+
 /// A seeded batch of uniform values in `[0, 1)` shaped `[n, C, H, W]` for `plan`'s input.
 pub fn random_input(plan: &ModelPlan, n: usize, seed: u64) -> Result<Tensor, String> {
     use rand::{Rng, SeedableRng};

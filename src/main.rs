@@ -152,6 +152,42 @@ fn plan(path: &Path) -> Result<Model, String> {
     Model::plan_file(path).map_err(|e| e.to_string())
 }
 
+/// `cnn run` on an ONNX file: exactly one float32 `.npy` array.
+fn run_onnx(
+    model: &Path,
+    weights: &Option<PathBuf>,
+    arrays: &[PathBuf],
+    save_output: Option<&Path>,
+    top: u64,
+    format: Format,
+    max_bytes: u128,
+) -> Result<String, String> {
+    no_weight_file(weights)?;
+    let [array] = arrays else {
+        return Err(format!(
+            "an ONNX model runs on exactly one float32 .npy array (--input x.npy); {} given",
+            arrays.len()
+        ));
+    };
+    if !array
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+    {
+        return Err(format!(
+            "{}: an ONNX model runs on a float32 .npy array of its input shape; pictures \
+             need the model's own preprocessing",
+            array.display()
+        ));
+    }
+    let m = cnn::onnx::load(model, max_bytes)?;
+    let k = usize::try_from(top).unwrap_or(usize::MAX);
+    let doc = cnn::onnx::run(&m, array, save_output, k)?;
+    Ok(match format {
+        Format::Table => run::render(&doc, k),
+        Format::Json => to_json(&doc)?,
+    })
+}
+
 /// `--weights` is for model files: an ONNX file holds its own.
 fn no_weight_file(weights: &Option<PathBuf>) -> Result<(), String> {
     match weights {
@@ -196,46 +232,38 @@ fn execute(cli: Cli) -> Result<String, String> {
             model,
             weights,
             format,
-            ..
-        } if cnn::onnx::is_onnx(&model) => {
-            no_weight_file(&weights)?;
-            let m = cnn::onnx::load(&model, max_bytes)?;
-            let p = cnn::onnx::plan_declared(&m, 1)?;
-            let (doc, alloc, layout) = cnn::onnx::summary(&m, &p)?;
+            no_alloc,
+        } => {
+            let (doc, alloc, layout) = if cnn::onnx::is_onnx(&model) {
+                no_weight_file(&weights)?;
+                let m = cnn::onnx::load(&model, max_bytes)?;
+                cnn::onnx::summary(&m, &cnn::onnx::plan_declared(&m, 1)?)?
+            } else {
+                let mut m = plan(&model)?;
+                let alloc = if let Some(file) = &weights {
+                    m.load_weights(file, max_bytes).map_err(|e| e.to_string())?;
+                    summary::Allocation::Loaded(
+                        m.allocated_params().unwrap_or(0),
+                        file.display().to_string(),
+                    )
+                } else if no_alloc {
+                    summary::Allocation::Skipped
+                } else if cnn::model::weights::check_ceiling(&m.plan, max_bytes).is_err() {
+                    summary::Allocation::OverCeiling {
+                        bytes: m.plan.weight_bytes(),
+                        ceiling: max_bytes,
+                    }
+                } else {
+                    m.allocate(cli.seed, max_bytes).map_err(|e| e.to_string())?;
+                    summary::Allocation::Held(m.allocated_params().unwrap_or(0))
+                };
+                let doc = summary::to_json(&m.plan, &alloc);
+                (doc, alloc, summary::Layout::of_plan(&m.plan))
+            };
             Ok(match format {
                 SummaryFormat::Table => summary::render_doc_table(&doc, &alloc, &layout),
                 SummaryFormat::Markdown => summary::render_doc_markdown(&doc, &alloc, &layout),
                 SummaryFormat::Json => to_json(&doc)?,
-            })
-        }
-        Command::Summary {
-            model,
-            weights,
-            format,
-            no_alloc,
-        } => {
-            let mut m = plan(&model)?;
-            let alloc = if let Some(file) = &weights {
-                m.load_weights(file, max_bytes).map_err(|e| e.to_string())?;
-                summary::Allocation::Loaded(
-                    m.allocated_params().unwrap_or(0),
-                    file.display().to_string(),
-                )
-            } else if no_alloc {
-                summary::Allocation::Skipped
-            } else if cnn::model::weights::check_ceiling(&m.plan, max_bytes).is_err() {
-                summary::Allocation::OverCeiling {
-                    bytes: m.plan.weight_bytes(),
-                    ceiling: max_bytes,
-                }
-            } else {
-                m.allocate(cli.seed, max_bytes).map_err(|e| e.to_string())?;
-                summary::Allocation::Held(m.allocated_params().unwrap_or(0))
-            };
-            Ok(match format {
-                SummaryFormat::Table => summary::render_table(&m.plan, &alloc),
-                SummaryFormat::Markdown => summary::render_markdown(&m.plan, &alloc),
-                SummaryFormat::Json => to_json(&summary::to_json(&m.plan, &alloc))?,
             })
         }
         Command::Bench {
@@ -314,40 +342,12 @@ fn execute(cli: Cli) -> Result<String, String> {
             save_output,
             top,
             format,
-        } if cnn::onnx::is_onnx(&model) => {
-            no_weight_file(&weights)?;
-            let mut arrays: Vec<PathBuf> = input.into_iter().collect();
-            arrays.extend(inputs);
-            let [array] = arrays.as_slice() else {
-                return Err(format!(
-                    "an ONNX model runs on exactly one float32 .npy array (--input x.npy); {} given",
-                    arrays.len()
-                ));
-            };
-            if !array.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
-                return Err(format!(
-                    "{}: an ONNX model runs on a float32 .npy array of its input shape; pictures \
-                     need the model's own preprocessing",
-                    array.display()
-                ));
-            }
-            let m = cnn::onnx::load(&model, max_bytes)?;
-            let k = usize::try_from(top).unwrap_or(usize::MAX);
-            let doc = cnn::onnx::run(&m, array, save_output.as_deref(), k)?;
-            Ok(match format {
-                Format::Table => run::render(&doc, k),
-                Format::Json => to_json(&doc)?,
-            })
-        }
-        Command::Run {
-            model,
-            inputs,
-            weights,
-            input,
-            save_output,
-            top,
-            format,
         } => {
+            if cnn::onnx::is_onnx(&model) {
+                let mut arrays: Vec<PathBuf> = input.into_iter().collect();
+                arrays.extend(inputs);
+                return run_onnx(&model, &weights, &arrays, save_output.as_deref(), top, format, max_bytes);
+            }
             let mut m = plan(&model)?;
             // Every input in command-line order (--input first); arrays and pictures are read
             // and decoded before the (possibly large) weights, so a bad input fails fast.

@@ -14,10 +14,7 @@ use std::path::Path;
 /// Reads `path` as a float32 array of any shape.
 pub fn read_array(path: &Path) -> Result<ArrayD<f32>, String> {
     let shown = path.display();
-    let file = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("{shown}: no such file"),
-        _ => format!("{shown}: cannot open: {e}"),
-    })?;
+    let file = File::open(path).map_err(|e| crate::file_error(path, "open", &e))?;
     let array = ArrayD::<f32>::read_npy(BufReader::new(file)).map_err(|e| {
         let why = match e {
             ReadNpyError::WrongDescriptor(d) => {

@@ -25,10 +25,7 @@ pub fn is_onnx(path: &Path) -> bool {
 pub fn load(path: &Path, max_bytes: u128) -> Result<OnnxModel, String> {
     let shown = path.display();
     let size = std::fs::metadata(path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!("{shown}: no such file"),
-            _ => format!("{shown}: cannot open: {e}"),
-        })?
+        .map_err(|e| crate::file_error(path, "open", &e))?
         .len() as u128;
     if size > max_bytes {
         return Err(format!(
@@ -174,24 +171,9 @@ pub fn explanations(p: &OnnxPlan) -> Vec<ConvExplanation> {
         .iter()
         .filter_map(|n| match &n.kernel {
             Kernel::Conv { geom, .. } => Some(cnn_model::explain_conv(&n.name, "Conv", geom)),
-            Kernel::Gemm { m, k, n: units, .. } => Some(ConvExplanation {
-                layer: n.name.clone(),
-                type_name: "Gemm",
-                path: cnn_model::KernelPath::Dense,
-                input_shape: vec![*k],
-                output_shape: vec![*units],
-                kernel: [1, 1],
-                stride: [1, 1],
-                padding: [0; 4],
-                dilation: [1, 1],
-                groups: 1,
-                im2col: [*k, *m],
-                gemm: [*units, *k, *m],
-                gemm_calls: 1,
-                column_bytes_full: 0,
-                column_bytes_allocated: 0,
-                macs: n.macs,
-            }),
+            Kernel::Gemm { m, k, n: units, .. } => Some(cnn_model::explain_dense(
+                &n.name, "Gemm", *k, *units, *m, n.macs,
+            )),
             _ => None,
         })
         .collect()
@@ -222,7 +204,7 @@ pub fn run(
     let p = plan(model, std::slice::from_ref(&shape))
         .map_err(|e| format!("{}: {}", array_path.display(), e.in_file(&model.path)))?;
     let outputs =
-        cnn_onnx::run(model, &p, vec![data]).map_err(|e| e.in_file(&model.path).to_string())?;
+        cnn_onnx::run(model, &p, &[data]).map_err(|e| e.in_file(&model.path).to_string())?;
     let y = outputs.first().ok_or("the model has no output")?;
     if let Some(out) = save_output {
         let t =
@@ -302,7 +284,7 @@ pub fn bench(model: &OnnxModel, opts: BenchOptions) -> Result<BenchReport, Strin
             .unwrap_or(0),
     };
     bench::measure(&net, opts, |times| {
-        cnn_onnx::run_timed(model, &p, inputs.clone(), Some(times))
+        cnn_onnx::run_timed(model, &p, &inputs, Some(times))
             .map(|_| ())
             .map_err(|e| e.to_string())
     })

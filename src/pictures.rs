@@ -95,10 +95,7 @@ pub fn area_resize(src: &[f32], sw: usize, sh: usize, dw: usize, dh: usize) -> V
 /// `pre` (flat, row-major).
 pub fn load_picture(path: &Path, input: &InputSpec, pre: &Preprocess) -> Result<Vec<f32>, String> {
     let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("{shown}: no such file"),
-        _ => format!("{shown}: cannot read: {e}"),
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| crate::file_error(path, "read", &e))?;
     // The content decides the format, whatever the file is called.
     let format = match image::guess_format(&bytes) {
         Ok(f @ (image::ImageFormat::Png | image::ImageFormat::Jpeg)) => f,

@@ -6,42 +6,8 @@ use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::WriteNpyExt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn cnn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cnn"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the cnn binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts a clean failure: non-zero exit, one stderr line containing every needle, no panic.
-fn fails_with(o: &Output, needles: &[&str]) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success: {err}");
-    assert_eq!(
-        err.lines().count(),
-        1,
-        "exactly one line on stderr: {err:?}"
-    );
-    assert!(err.starts_with("cnn: error: "), "{err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("internal error"),
-        "{err}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "missing `{n}` in: {err}");
-    }
-}
+mod common;
+use common::{cnn, fails_with, stderr, stdout};
 
 fn write_model(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);

@@ -8,7 +8,9 @@ use ndarray::{ArrayD, Axis};
 use ndarray_npy::ReadNpyExt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod common;
+use common::{cnn, fails_with};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,14 +35,6 @@ fn argmax(row: &[f32]) -> usize {
     (0..row.len())
         .max_by(|&a, &b| row[a].total_cmp(&row[b]))
         .unwrap_or(0)
-}
-
-fn cnn(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cnn"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -189,20 +183,6 @@ fn a_jpeg_photo_of_a_digit_runs() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["results"][0]["label"], "3");
-}
-
-/// A clean failure: non-zero exit, one line on stderr with every needle.
-fn fails_with(o: &std::process::Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure: {err}");
-    assert_eq!(err.lines().count(), 1, "{err:?}");
-    assert!(
-        err.starts_with("cnn: error: ") && !err.contains("panicked"),
-        "{err}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "missing `{n}` in {err}");
-    }
 }
 
 #[test]

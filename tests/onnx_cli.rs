@@ -7,7 +7,10 @@ use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::{cnn, stderr};
 
 const SQUEEZENET: &str = "tests/onnx/networks/squeezenet1_0/model.onnx";
 
@@ -15,42 +18,22 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn cnn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cnn"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the cnn binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn json(o: &Output) -> serde_json::Value {
     assert!(o.status.success(), "{}", stderr(o));
     serde_json::from_slice(&o.stdout).expect("valid JSON on stdout")
 }
 
-/// Asserts a clean failure: exit status 1, one stderr line starting `cnn: error:` that holds
-/// every needle, nothing on stdout, no panic.
+/// Asserts a clean failure (see `common::fails_with`) with exit status 1 and nothing on
+/// stdout.
 fn fails_with(o: &Output, needles: &[&str]) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(1), "exit status 1 expected: {err}");
+    common::fails_with(o, needles);
     assert_eq!(
-        err.lines().count(),
-        1,
-        "exactly one line on stderr: {err:?}"
-    );
-    assert!(err.starts_with("cnn: error: "), "{err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("internal error"),
-        "{err}"
+        o.status.code(),
+        Some(1),
+        "exit status 1 expected: {}",
+        stderr(o)
     );
     assert!(o.stdout.is_empty(), "nothing on stdout: {:?}", o.stdout);
-    for n in needles {
-        assert!(err.contains(n), "missing `{n}` in: {err}");
-    }
 }
 
 fn s(p: &Path) -> &str {

@@ -126,6 +126,37 @@ pub fn explain_conv(layer: &str, type_name: &'static str, g: &Conv2dGeometry) ->
     from_geometry(layer, type_name, conv_path(g), g)
 }
 
+/// The explanation of a dense layer (or an importer's matrix product with constant weights):
+/// `W[units x in_features] x x[in_features x columns]`, `columns` input vectors at once (1 per
+/// image for model files; the batch for an ONNX Gemm), no column buffer.
+pub fn explain_dense(
+    layer: &str,
+    type_name: &'static str,
+    in_features: usize,
+    units: usize,
+    columns: usize,
+    macs: u64,
+) -> ConvExplanation {
+    ConvExplanation {
+        layer: layer.to_string(),
+        type_name,
+        path: KernelPath::Dense,
+        input_shape: vec![in_features],
+        output_shape: vec![units],
+        kernel: [1, 1],
+        stride: [1, 1],
+        padding: [0; 4],
+        dilation: [1, 1],
+        groups: 1,
+        im2col: [in_features, columns],
+        gemm: [units, in_features, columns],
+        gemm_calls: 1,
+        column_bytes_full: 0,
+        column_bytes_allocated: 0,
+        macs,
+    }
+}
+
 fn explain_layer(layer: &LayerPlan) -> Vec<ConvExplanation> {
     match &layer.op {
         Op::Conv { geom, .. } => vec![from_geometry(
@@ -160,24 +191,14 @@ fn explain_layer(layer: &LayerPlan) -> Vec<ConvExplanation> {
         )],
         Op::Dense {
             in_features, units, ..
-        } => vec![ConvExplanation {
-            layer: layer.name.clone(),
-            type_name: layer.type_name,
-            path: KernelPath::Dense,
-            input_shape: vec![*in_features],
-            output_shape: vec![*units],
-            kernel: [1, 1],
-            stride: [1, 1],
-            padding: [0; 4],
-            dilation: [1, 1],
-            groups: 1,
-            im2col: [*in_features, 1],
-            gemm: [*units, *in_features, 1],
-            gemm_calls: 1,
-            column_bytes_full: 0,
-            column_bytes_allocated: 0,
-            macs: layer.macs,
-        }],
+        } => vec![explain_dense(
+            &layer.name,
+            layer.type_name,
+            *in_features,
+            *units,
+            1,
+            layer.macs,
+        )],
         _ => Vec::new(),
     }
 }

@@ -20,7 +20,7 @@ pub mod weights;
 pub mod weights_file;
 
 pub use error::ModelError;
-pub use explain::{explain, explain_conv, ConvExplanation, KernelPath};
+pub use explain::{explain, explain_conv, explain_dense, ConvExplanation, KernelPath};
 pub use forward::{forward, forward_profiled};
 pub use parse::{load_model_file, parse_model};
 pub use plan::{plan, LayerPlan, ModelPlan, Op, ParamTensor, Shape};

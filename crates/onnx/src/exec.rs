@@ -22,6 +22,8 @@ pub struct Value {
 struct Env<'a> {
     model: &'a OnnxModel,
     values: HashMap<&'a str, Value>,
+    /// The caller's input tensors, borrowed (never moved or freed here).
+    inputs: HashMap<&'a str, (&'a [usize], &'a [f32])>,
     /// Index of the last node reading each value (graph outputs: never dropped).
     last_use: HashMap<&'a str, usize>,
 }
@@ -30,6 +32,9 @@ impl<'a> Env<'a> {
     fn get(&self, name: &str) -> Result<(&[usize], &[f32]), OnnxError> {
         if let Some(v) = self.values.get(name) {
             return Ok((&v.shape, &v.data));
+        }
+        if let Some(&(shape, data)) = self.inputs.get(name) {
+            return Ok((shape, data));
         }
         match self.model.constant(name) {
             Some(c) => match c.as_f32() {
@@ -73,20 +78,20 @@ impl<'a> Env<'a> {
 }
 
 /// Runs `plan` on `inputs` (one flat tensor per graph input, in order, with the planned
-/// shapes) and returns the graph outputs.
-pub fn run(
+/// shapes; borrowed, not copied) and returns the graph outputs.
+pub fn run<I: AsRef<[f32]>>(
     model: &OnnxModel,
     plan: &OnnxPlan,
-    inputs: Vec<Vec<f32>>,
+    inputs: &[I],
 ) -> Result<Vec<Value>, OnnxError> {
     run_timed(model, plan, inputs, None)
 }
 
 /// [`run`], adding each node's time to `times[node]`.
-pub fn run_timed(
-    model: &OnnxModel,
-    plan: &OnnxPlan,
-    inputs: Vec<Vec<f32>>,
+pub fn run_timed<'a, I: AsRef<[f32]>>(
+    model: &'a OnnxModel,
+    plan: &'a OnnxPlan,
+    inputs: &'a [I],
     mut times: Option<&mut [Duration]>,
 ) -> Result<Vec<Value>, OnnxError> {
     if inputs.len() != plan.inputs.len() {
@@ -99,6 +104,7 @@ pub fn run_timed(
     let mut env = Env {
         model,
         values: HashMap::new(),
+        inputs: HashMap::new(),
         last_use: HashMap::new(),
     };
     for (i, n) in model.nodes.iter().enumerate() {
@@ -110,6 +116,7 @@ pub fn run_timed(
         env.last_use.insert(o.as_str(), usize::MAX);
     }
     for ((name, shape), data) in plan.inputs.iter().zip(inputs) {
+        let data = data.as_ref();
         let want: usize = shape.iter().product();
         if data.len() != want {
             return Err(OnnxError::input(
@@ -120,13 +127,7 @@ pub fn run_timed(
                 ),
             ));
         }
-        env.values.insert(
-            name.as_str(),
-            Value {
-                shape: shape.clone(),
-                data,
-            },
-        );
+        env.inputs.insert(name.as_str(), (shape, data));
     }
     for np in &plan.nodes {
         let start = Instant::now();
@@ -344,17 +345,18 @@ fn run_node<'a>(env: &mut Env<'a>, np: &NodePlan) -> Result<Value, OnnxError> {
             inner,
             epsilon,
         } => {
-            let gamma = env.get(input(1))?.1.to_vec();
-            let beta = env.get(input(2))?.1.to_vec();
-            let mean = env.get(input(3))?.1.to_vec();
-            let var = env.get(input(4))?.1.to_vec();
+            // Per channel `y = x * scale + shift`, from the statistics as they are held.
+            let (scale, shift): (Vec<f32>, Vec<f32>) = {
+                let stat = |k: usize| env.get(input(k)).map(|(_, d)| d);
+                let (gamma, beta, mean, var) = (stat(1)?, stat(2)?, stat(3)?, stat(4)?);
+                (0..*channels)
+                    .map(|c| {
+                        let s = gamma[c] / (var[c] + epsilon).sqrt();
+                        (s, beta[c] - mean[c] * s)
+                    })
+                    .unzip()
+            };
             let mut v = env.take(input(0), np.node)?.data;
-            let scale: Vec<f32> = (0..*channels)
-                .map(|c| gamma[c] / (var[c] + epsilon).sqrt())
-                .collect();
-            let shift: Vec<f32> = (0..*channels)
-                .map(|c| beta[c] - mean[c] * scale[c])
-                .collect();
             for (i, plane) in v.chunks_exact_mut((*inner).max(1)).enumerate() {
                 let c = i % channels;
                 plane.iter_mut().for_each(|x| *x = *x * scale[c] + shift[c]);

@@ -228,28 +228,23 @@ pub fn pool(g: &PoolGeometry, input: &[f32]) -> Vec<f32> {
     let [ih, iw] = g.in_hw;
     let [oh, ow] = g.out_hw;
     let mut out = vec![0.0f32; g.planes * oh * ow];
-    let rows: Vec<_> = (0..oh)
-        .map(|y| {
-            taps(
-                y as isize * g.stride[0] as isize - g.pad_begin[0] as isize,
-                g.kernel[0],
-                g.dilation[0],
-                ih,
-                g.pad_end[0],
-            )
-        })
-        .collect();
-    let cols: Vec<_> = (0..ow)
-        .map(|x| {
-            taps(
-                x as isize * g.stride[1] as isize - g.pad_begin[1] as isize,
-                g.kernel[1],
-                g.dilation[1],
-                iw,
-                g.pad_end[1],
-            )
-        })
-        .collect();
+    // Per output row (axis 0) and column (axis 1): the window's real taps.
+    let axis_taps = |axis: usize, outs: usize, size: usize| -> Vec<_> {
+        (0..outs)
+            .map(|o| {
+                let start = o as isize * g.stride[axis] as isize - g.pad_begin[axis] as isize;
+                taps(
+                    start,
+                    g.kernel[axis],
+                    g.dilation[axis],
+                    size,
+                    g.pad_end[axis],
+                )
+            })
+            .collect()
+    };
+    let rows = axis_taps(0, oh, ih);
+    let cols = axis_taps(1, ow, iw);
     for (plane, dst) in input
         .chunks_exact(ih * iw)
         .zip(out.chunks_exact_mut(oh * ow))

@@ -835,18 +835,18 @@ fn shapes_that_do_not_fit_the_declared_input_are_refused() {
 fn run_refuses_the_wrong_number_of_inputs_or_values() {
     let m = single(node("r", "Relu", &["x"], &["y"]), vec![], &[1, 2, 2]);
     let (model, p) = plan_declared(&m).unwrap();
-    let e = run(&model, &p, vec![vec![0.0; 4], vec![0.0; 4]])
+    let e = run(&model, &p, &[vec![0.0; 4], vec![0.0; 4]])
         .unwrap_err()
         .to_string();
     assert_message(&e, &["the model has 1 input(s), 2 given"]);
-    let e = run(&model, &p, vec![]).unwrap_err().to_string();
+    let e = run(&model, &p, &[] as &[Vec<f32>]).unwrap_err().to_string();
     assert_message(&e, &["the model has 1 input(s), 0 given"]);
-    let e = run(&model, &p, vec![vec![0.0; 5]]).unwrap_err().to_string();
+    let e = run(&model, &p, &[vec![0.0; 5]]).unwrap_err().to_string();
     assert_message(
         &e,
         &["input 'x'", "5 values given, the shape [1, 2, 2] needs 4"],
     );
-    let y = run(&model, &p, vec![vec![-1.0, 2.0, -3.0, 4.0]]).unwrap();
+    let y = run(&model, &p, &[vec![-1.0, 2.0, -3.0, 4.0]]).unwrap();
     assert_eq!(y[0].data, vec![0.0, 2.0, 0.0, 4.0]);
 }
 
@@ -1425,7 +1425,7 @@ fn dropout_with_a_mask_output_is_refused() {
     let m = single(node("drop", "Dropout", &["x"], &["y"]), vec![], &[1, 4]);
     let (model, p) = plan_declared(&m).unwrap();
     assert_eq!(p.nodes[0].kernel, Kernel::Alias);
-    let y = run(&model, &p, vec![vec![1.0, -2.0, 3.0, -4.0]]).unwrap();
+    let y = run(&model, &p, &[vec![1.0, -2.0, 3.0, -4.0]]).unwrap();
     assert_eq!(y[0].data, vec![1.0, -2.0, 3.0, -4.0]);
 }
 
@@ -1514,7 +1514,7 @@ fn zero_sized_inputs_do_not_panic() {
         let result = std::panic::catch_unwind(|| {
             let (model, p) = plan_declared(&m)?;
             let len: usize = p.inputs[0].1.iter().product();
-            run(&model, &p, vec![vec![0.5; len]]).map_err(|e| e.to_string())?;
+            run(&model, &p, &[vec![0.5; len]]).map_err(|e| e.to_string())?;
             Ok::<(), String>(())
         });
         match result {
@@ -1584,7 +1584,7 @@ fn scalar_inputs_do_not_panic() {
         let m = model(vec![n], inits, scalar(), &["y"]);
         let result = std::panic::catch_unwind(|| {
             let (model, p) = plan_declared(&m)?;
-            let y = run(&model, &p, vec![vec![2.5]]).map_err(|e| e.to_string())?;
+            let y = run(&model, &p, &[vec![2.5]]).map_err(|e| e.to_string())?;
             Ok::<Vec<f32>, String>(y[0].data.clone())
         });
         match result {
@@ -1615,11 +1615,11 @@ fn load_plan_run(bytes: &[u8]) -> Result<(), String> {
     if !p.nodes.iter().all(|n| small(&n.output_shape)) {
         return Ok(());
     }
-    let inputs = shapes
+    let inputs: Vec<Vec<f32>> = shapes
         .iter()
         .map(|s| vec![0.25f32; s.iter().product()])
         .collect();
-    run(&model, &p, inputs).map_err(|e| e.to_string())?;
+    run(&model, &p, &inputs).map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -2003,7 +2003,7 @@ fn a_tiny_network_plans_counts_and_runs_as_computed_by_hand() {
     let total: f32 = exp.iter().sum();
     let want: Vec<f32> = exp.iter().map(|e| e / total).collect();
 
-    let y = run(&model, &p, vec![x.clone()]).unwrap();
+    let y = run(&model, &p, std::slice::from_ref(&x)).unwrap();
     assert_eq!(y.len(), 1);
     assert_eq!(y[0].shape, vec![1, 3]);
     for (g, w) in y[0].data.iter().zip(&want) {
@@ -2015,7 +2015,7 @@ fn a_tiny_network_plans_counts_and_runs_as_computed_by_hand() {
     assert_eq!(p2.total_params(), 91);
     let mut x2 = x.clone();
     x2.extend_from_slice(&x);
-    let y2 = run(&model, &p2, vec![x2]).unwrap();
+    let y2 = run(&model, &p2, &[x2]).unwrap();
     assert_eq!(y2[0].shape, vec![2, 3]);
     for (g, w) in y2[0].data.iter().zip(want.iter().chain(&want)) {
         assert!((g - w).abs() < 1e-5, "{:?}", y2[0].data);
@@ -2045,7 +2045,7 @@ fn a_relu_reading_a_graph_output_is_not_fused() {
         }
     ));
     assert!(matches!(p.nodes[1].kernel, Kernel::Unary(_)));
-    let y = run(&model, &p, vec![x.clone()]).unwrap();
+    let y = run(&model, &p, std::slice::from_ref(&x)).unwrap();
     let conv = direct_conv(&x, 2, 5, 5, &w1, &b1);
     assert_eq!(y[1].shape, vec![1, 4, 5, 5]);
     for (g, w) in y[1].data.iter().zip(&conv) {
@@ -2100,7 +2100,7 @@ fn a_weight_shared_by_two_convolutions_is_counted_once() {
         out
     };
     let want = one(&one(&x, true), false);
-    let y = run(&model, &p, vec![x]).unwrap();
+    let y = run(&model, &p, &[x]).unwrap();
     assert_eq!(y[0].shape, vec![1, 2, 4, 4]);
     for (g, w) in y[0].data.iter().zip(&want) {
         assert!((g - w).abs() < 1e-5, "got {:?}, want {want:?}", y[0].data);

@@ -35,7 +35,7 @@ fn check(dir: &Path) -> Checked {
         dir.display()
     );
     assert!(p.unused_initializers.is_empty());
-    let out = run(&model, &p, vec![input.as_f32().unwrap().to_vec()]).unwrap();
+    let out = run(&model, &p, &[input.as_f32().unwrap().to_vec()]).unwrap();
     assert_eq!(out[0].shape, want.shape);
     let want = want.as_f32().unwrap();
     let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));

@@ -73,7 +73,7 @@ fn run_case(dir: &Path) -> Result<f32, String> {
             }
         }
         let p = plan(&m, &shapes).map_err(|e| e.to_string())?;
-        let outputs = run(&m, &p, data).map_err(|e| e.to_string())?;
+        let outputs = run(&m, &p, &data).map_err(|e| e.to_string())?;
         let expected = numbered(&set, "output_");
         if expected.len() != outputs.len() {
             return Err(format!(

@@ -211,7 +211,7 @@ proptest! {
         let model = one_node(node, &[n, c, h, w], inits);
         let p = plan(&model, &[vec![n, c, h, w]]).unwrap();
         prop_assert_eq!(&p.nodes[0].output_shape, &vec![n, m, oh, ow]);
-        let got = run(&model, &p, vec![x.clone()]).unwrap().remove(0).data;
+        let got = run(&model, &p, std::slice::from_ref(&x)).unwrap().remove(0).data;
         for (i, &g) in got.iter().enumerate() {
             let (b0, rest) = (i / (m * oh * ow), i % (m * oh * ow));
             let (oc, y, xx) = (rest / (oh * ow), rest % (oh * ow) / ow, rest % ow);
@@ -260,7 +260,7 @@ proptest! {
         let model = one_node(node, &[1, planes, h, w], vec![]);
         let p = plan(&model, &[vec![1, planes, h, w]]).unwrap();
         prop_assert_eq!(&p.nodes[0].output_shape, &vec![1, planes, oh, ow]);
-        let got = run(&model, &p, vec![x.clone()]).unwrap().remove(0).data;
+        let got = run(&model, &p, std::slice::from_ref(&x)).unwrap().remove(0).data;
         for (i, &g) in got.iter().enumerate() {
             let (pl_i, y, xx) = (i / (oh * ow), i % (oh * ow) / ow, i % ow);
             let (mut acc, mut real, mut inside) = (if max { f64::NEG_INFINITY } else { 0.0 }, 0usize, 0usize);
@@ -324,7 +324,7 @@ proptest! {
             && matches!(pf.nodes[2].kernel, cnn_onnx::Kernel::Alias);
         prop_assert!(aliased);
         prop_assert_eq!(pf.nodes[1].param_count, 4 * m as u64);
-        let got = run(&folded, &pf, vec![x.clone()]).unwrap().remove(0).data;
+        let got = run(&folded, &pf, std::slice::from_ref(&x)).unwrap().remove(0).data;
         let mut inputs = vec![value_info("x", &shape)];
         inputs.extend(names.iter().map(|n| value_info(n, &[m])));
         let plain = graph(nodes, inputs, inits);
@@ -333,7 +333,7 @@ proptest! {
         let pp = plan(&plain, &shapes).unwrap();
         let mut data = vec![x];
         data.extend(stats.iter().cloned());
-        let want = run(&plain, &pp, data).unwrap().remove(0).data;
+        let want = run(&plain, &pp, &data).unwrap().remove(0).data;
         for (g, w) in got.iter().zip(&want) {
             prop_assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{} vs {}", g, w);
         }
