@@ -167,7 +167,7 @@ where
 
 /// Times `model` (weights already allocated or loaded).
 pub fn bench(model: &Model, opts: BenchOptions) -> Result<BenchReport, String> {
-    let weights = model.weights.as_ref().ok_or("the model has no weights")?;
+    model.weights().ok_or("the model has no weights")?;
     let plan = &model.plan;
     let x = random_input(plan, opts.batch.max(1), opts.seed)?;
     let net = Network {
@@ -189,7 +189,8 @@ pub fn bench(model: &Model, opts: BenchOptions) -> Result<BenchReport, String> {
             .unwrap_or(0),
     };
     measure(&net, opts, |times| {
-        cnn_model::forward_profiled(plan, weights, &x, times)
+        model
+            .forward_profiled(&x, times)
             .map(|_| ())
             .map_err(|e| e.to_string())
     })

@@ -218,7 +218,7 @@ fn execute(cli: Cli) -> Result<String, String> {
         Command::Init { model, save } => {
             let mut m = plan(&model)?;
             m.allocate(cli.seed, max_bytes).map_err(|e| e.to_string())?;
-            let weights = m.weights.as_ref().ok_or("no weights were allocated")?;
+            let weights = m.weights().ok_or("no weights were allocated")?;
             cnn::model::save_weights(&m.plan, weights, &save).map_err(|e| e.to_string())?;
             Ok(format!(
                 "wrote {} parameters of model `{}` (seed {}) to {}\n",

@@ -3,7 +3,7 @@
 //! `train_test_split(test_size=0.2, random_state=0, stratify=y)`, seed 0; PyTorch's held-out
 //! accuracy 98.06 %, 353/360 — see `tests/fixtures/digits/README.md`).
 
-use cnn::model::{parse_model, plan, Model};
+use cnn::model::{parse_model, Model};
 use ndarray::{ArrayD, Axis};
 use ndarray_npy::ReadNpyExt;
 use std::fs::File;
@@ -43,10 +43,7 @@ fn logits_match_pytorch_within_1e_4() {
     let text = std::fs::read_to_string(root().join("models/digits.toml")).unwrap();
     let mut spec = parse_model(&text, "models/digits.toml").unwrap();
     assert_eq!(spec.layers.pop().unwrap().name, "activation_1");
-    let mut m = Model {
-        plan: plan(&spec).unwrap(),
-        weights: None,
-    };
+    let mut m = Model::plan_spec(&spec).unwrap();
     m.load_weights(
         &root().join("models/digits.safetensors"),
         cnn::DEFAULT_MAX_WEIGHT_BYTES,

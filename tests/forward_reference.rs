@@ -265,7 +265,7 @@ fn pool(x: &A, p: [usize; 2], st: [usize; 2], rule: &cnn::conv::Padding, max: bo
 
 fn reference(m: &Model, image: &[f32]) -> Vec<f64> {
     let spec = &m.plan.spec;
-    let weights = m.weights.as_ref().unwrap();
+    let weights = m.weights().unwrap();
     let input = A {
         shape: spec.input.shape(),
         v: image.iter().map(|&x| x as f64).collect(),
@@ -523,7 +523,7 @@ fn every_layer_type_matches_an_independent_interpreter() {
     // Replace every buffer with random values (positive variances) so biases and statistics
     // take part.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
-    for layer in &mut m.weights.as_mut().unwrap().layers {
+    for layer in &mut m.weights_mut().unwrap().layers {
         for t in &mut layer.tensors {
             for v in &mut t.data {
                 *v = if t.name == "moving_variance" {

@@ -66,10 +66,15 @@ fn block(e: &ConvExplanation) -> String {
                 e.gemm_calls
             ));
             let buffer = if e.path == KernelPath::Pointwise {
-                "none".to_string()
+                format!(
+                    "no unfolding; the input is copied into GEMM panels, {} allocated (tiled \
+                     over output pixels)",
+                    human_bytes(e.column_bytes_allocated as u128)
+                )
             } else {
                 format!(
-                    "{} for the whole matrix, {} allocated (tiled over output rows)",
+                    "{} for the whole matrix, {} allocated (tiled over output pixels, \
+                     unfolded straight into GEMM panels)",
                     human_bytes(e.column_bytes_full as u128),
                     human_bytes(e.column_bytes_allocated as u128)
                 )

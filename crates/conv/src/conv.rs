@@ -2,45 +2,49 @@
 //!
 //! * Depthwise (`groups == in_c > 1`): the direct kernel of [`crate::depthwise_conv2d`]; as a
 //!   GEMM every group would be a single-row product.
-//! * Pointwise (1x1, stride 1, no padding): no unfolding at all. Group `g` of the image,
-//!   `[in_c/groups, h*w]`, already *is* the column matrix, so each image and group is one GEMM
-//!   `out[Mg, h*w] = W_g[Mg, Cg] x X_g[Cg, h*w]` (the GEMM reads the input in place).
-//! * Everything else: im2col + GEMM, `out[Mg, oh*ow] = W_g[Mg, K] x cols[K, oh*ow]`, with the
-//!   column matrix *tiled over output rows*: a tile's column buffer never exceeds
-//!   [`COL_TILE_BYTES`] (but always holds at least one output row), and below that bound a tile
-//!   is sized so that its columns plus the output block it produces fit in L2 (about 1 MiB).
-//!   Each tile is unfolded as by [`crate::im2col::im2col_rows`] and multiplied straight into
-//!   its sub-block of the output (the GEMM writes with the output's row stride): nothing is
-//!   copied, and the GEMM reads columns that im2col has just written to cache.
+//! * Everything else: im2col + GEMM, `out[Mg, oh*ow] = W_g[Mg, K] x cols[K, oh*ow]`, on the
+//!   packed GEMM of [`crate::packed`]: the weights are packed into micro-kernel panels once
+//!   ([`PackedWeights`], which a model keeps between calls), and the column matrix is *tiled
+//!   over output rows* and unfolded straight into the GEMM's panel layout, so there is no
+//!   separate packing copy. A tile is a run of output pixels (whole panels of 16, or 6, pixels;
+//!   it may start and end inside an output row); its panels never exceed [`COL_TILE_BYTES`]
+//!   (but always hold at least one panel), and below that bound they are sized for the L2
+//!   cache (about 1 MiB). A 1x1 convolution (stride 1, no padding)
+//!   needs no unfolding: its panels are copied from the input rows as they are.
 //!
 //! Bias and activation are applied, in one pass, to each GEMM block right after it is written.
 //! The work of a call is cut into independent tasks `(image, group, column tile, block of output
 //! channels)`, each writing a disjoint block of the output; at most
-//! `rayon::current_num_threads()` workers, each with its own column buffer, claim tasks from a
+//! `rayon::current_num_threads()` workers, each with its own column panels, claim tasks from a
 //! shared counter until none is left. With enough images and groups a task is a whole image
 //! and group (or a cache-sized tile of one); with fewer (batch 1) each image is cut further:
 //! into column tiles when the column matrix is the larger GEMM operand (early layers), into
-//! blocks of output channels when the weights are (deep layers), so that each worker packs
+//! blocks of output channels when the weights are (deep layers), so that each worker unfolds
 //! only its own share of the larger operand.
 //!
 //! [`conv2d_im2col_plain`] is the textbook version (whole column matrix, single thread, no
-//! fast paths), kept as a benchmark baseline. This module does not check its results; the
-//! tests compare it with [`crate::conv2d_direct`].
+//! fast paths, `matrixmultiply`'s GEMM), kept as a benchmark baseline. This module does not
+//! check its results; the tests compare it with [`crate::conv2d_direct`].
 
 use crate::error::{check_conv_geometry, check_len, mul_len};
 use crate::gemm::{bias_act, gemm, MatMut, MatRef, SharedOut};
 use crate::im2col::fill_cols;
+use crate::microkernel::Kernel;
+use crate::packed::{
+    aligned_mut, column_panels_len, multiply, pack_columns, Orientation, PackedWeights, ALIGN_SLACK,
+};
 use crate::{depthwise_conv2d, Activation, Conv2dGeometry, KernelError};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Upper bound of the production path's column buffer (per worker thread), in bytes, unless a
-/// single output row needs more, in which case the buffer holds exactly one output row.
+/// Upper bound of the production path's column panels (per worker thread), in bytes, unless a
+/// single output row needs more, in which case they hold exactly one output row.
 pub const COL_TILE_BYTES: usize = 8 << 20;
 
-/// What a tile aims at below that bound: its column matrix plus the output block it produces
-/// should fit in a core's L2 cache, so that the GEMM reads the columns im2col just wrote, and
-/// the bias and activation pass reads the block the GEMM just wrote, from cache.
+/// What a tile aims at below that bound: its column panels should fit in a core's L2 cache
+/// (with room to spare, as the GEMM only keeps a block of `KC` steps of them hot at a time), so
+/// that the GEMM reads the columns im2col just wrote from cache; and a deep layer's whole image
+/// (few pixels, large `K`) stays one tile, so its large weights are streamed only once.
 const CACHE_TILE_BYTES: usize = 1 << 20;
 
 /// Calls with fewer multiply-accumulates than this run on the calling thread.
@@ -53,12 +57,14 @@ const PAR_MIN_MACS: usize = 1 << 20;
 pub struct ConvTuning {
     /// Bound of the column buffer in bytes (at least one output row is always held).
     pub tile_bytes: usize,
-    /// Target size in bytes of a tile's column matrix plus its output block.
+    /// Target size in bytes of a tile's column panels.
     pub cache_bytes: usize,
     /// Minimum multiply-accumulates of a call before it is spread over threads.
     pub par_min_macs: usize,
     /// Number of workers to plan for (`None`: `rayon::current_num_threads()`).
     pub threads: Option<usize>,
+    /// Run the portable micro-kernel even when the CPU has AVX2+FMA.
+    pub portable: bool,
 }
 
 impl Default for ConvTuning {
@@ -68,6 +74,7 @@ impl Default for ConvTuning {
             cache_bytes: CACHE_TILE_BYTES,
             par_min_macs: PAR_MIN_MACS,
             threads: None,
+            portable: false,
         }
     }
 }
@@ -76,50 +83,64 @@ impl Default for ConvTuning {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Path {
     Depthwise,
-    Pointwise,
-    /// im2col + GEMM, at most `rows` output rows per column tile.
+    /// im2col + GEMM, at most `pixels` output pixels per column tile (a whole number of
+    /// column panels).
     Im2col {
-        rows: usize,
+        pixels: usize,
     },
 }
 
 fn plan(geom: &Conv2dGeometry, tuning: &ConvTuning) -> Path {
     if geom.is_depthwise() {
         Path::Depthwise
-    } else if geom.is_pointwise() {
-        Path::Pointwise
     } else {
         Path::Im2col {
-            rows: tile_rows(geom, tuning),
+            pixels: tile_pixels(geom, tuning),
         }
     }
 }
 
-/// Output rows per column tile: as many as fit both bounds of `tuning`, at least 1, at most
-/// `out_h`.
-fn tile_rows(geom: &Conv2dGeometry, tuning: &ConvTuning) -> usize {
-    let f32_bytes = std::mem::size_of::<f32>();
-    let col_row = geom.col_rows().saturating_mul(geom.out_w);
-    let out_row = geom.out_c_per_group().saturating_mul(geom.out_w);
-    let col_row_bytes = col_row.saturating_mul(f32_bytes).max(1);
-    let tile_row_bytes = col_row
-        .saturating_add(out_row)
-        .saturating_mul(f32_bytes)
+/// Output pixels per column tile: as many as fit both bounds of `tuning`, rounded down to
+/// whole column panels, at least one panel, at most the image (rounded up to a panel).
+fn tile_pixels(geom: &Conv2dGeometry, tuning: &ConvTuning) -> usize {
+    let panel = orientation(geom).column_panel();
+    let col_bytes = geom
+        .col_rows()
+        .saturating_mul(std::mem::size_of::<f32>())
         .max(1);
-    let rows = (tuning.tile_bytes / col_row_bytes).min(tuning.cache_bytes / tile_row_bytes);
-    rows.clamp(1, geom.out_h.max(1))
+    let pixels = tuning.tile_bytes.min(tuning.cache_bytes) / col_bytes;
+    (pixels / panel * panel).clamp(panel, geom.col_cols().next_multiple_of(panel).max(panel))
 }
 
 /// Elements of the column buffer [`conv2d`] allocates for `geom`, per worker thread (at most
-/// `rayon::current_num_threads()` of them): at most `col_rows * rows_per_tile * out_w` for the
-/// im2col path, where a tile holds as many output rows as fit in [`COL_TILE_BYTES`] (at least
-/// one; in practice fewer, sized for the L2 cache); 0 for the pointwise and depthwise paths,
-/// which need none.
+/// `rayon::current_num_threads()` of them): the column panels of one tile, `col_rows x
+/// pixels_per_tile`, where a tile holds as many output pixels as fit in [`COL_TILE_BYTES`]
+/// (at least one panel of 16 or 6 pixels; in practice fewer, sized for the L2 cache), plus
+/// scratch for one row of the tile's column matrix and 15 values of alignment slack; 0 for the
+/// depthwise path, which needs none.
 pub fn column_buffer_len(geom: &Conv2dGeometry) -> usize {
     match plan(geom, &ConvTuning::default()) {
-        Path::Depthwise | Path::Pointwise => 0,
-        Path::Im2col { rows } => geom.col_rows() * rows * geom.out_w,
+        Path::Depthwise => 0,
+        Path::Im2col { pixels } => worker_buffer_len(geom, pixels),
     }
+}
+
+/// Column panels of a tile of `pixels` output pixels, plus [`row_scratch_len`], plus the
+/// slack that lets the panels start on a cache line.
+fn worker_buffer_len(geom: &Conv2dGeometry, pixels: usize) -> usize {
+    column_panels_len(geom.col_rows(), pixels, orientation(geom))
+        + row_scratch_len(geom, pixels)
+        + ALIGN_SLACK
+}
+
+/// Scratch for one row of a tile's column matrix: the whole output rows a tile of `pixels`
+/// pixels touches (it may start in the middle of one), padded to whole panels.
+fn row_scratch_len(geom: &Conv2dGeometry, pixels: usize) -> usize {
+    pixels.next_multiple_of(orientation(geom).column_panel()) + 2 * geom.out_w
+}
+
+fn orientation(geom: &Conv2dGeometry) -> Orientation {
+    Orientation::for_shape(geom.out_c_per_group(), geom.col_cols())
 }
 
 /// Convolution of `batch` images `input[batch, in_c, in_h, in_w]` with
@@ -160,10 +181,61 @@ pub fn conv2d_tuned(
     tuning: ConvTuning,
 ) -> Result<(), KernelError> {
     check_conv_args(geom, input, batch, weights, bias, output)?;
-    let path = plan(geom, &tuning);
-    if path == Path::Depthwise {
+    if plan(geom, &tuning) == Path::Depthwise {
         return depthwise_conv2d(geom, input, batch, weights, bias, act, output);
     }
+    let packed = PackedWeights::new(geom, weights)?;
+    conv2d_packed_tuned(geom, input, batch, &packed, bias, act, output, tuning)
+}
+
+/// [`conv2d`] with weights packed beforehand by [`PackedWeights::new`] (for this geometry), as a
+/// model does once when it is built: the call then never touches the unpacked weights.
+pub fn conv2d_packed(
+    geom: &Conv2dGeometry,
+    input: &[f32],
+    batch: usize,
+    weights: &PackedWeights,
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    conv2d_packed_tuned(
+        geom,
+        input,
+        batch,
+        weights,
+        bias,
+        act,
+        output,
+        ConvTuning::default(),
+    )
+}
+
+/// [`conv2d_packed`] with explicit tuning. For tests and benchmarks.
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_packed_tuned(
+    geom: &Conv2dGeometry,
+    input: &[f32],
+    batch: usize,
+    weights: &PackedWeights,
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &mut [f32],
+    tuning: ConvTuning,
+) -> Result<(), KernelError> {
+    check_conv_geometry(geom)?;
+    if !weights.fits(geom) {
+        return Err(KernelError::Invalid {
+            what: "packed weights",
+            reason: "they were packed for a convolution of another shape".into(),
+        });
+    }
+    if let Some(raw) = weights.depthwise() {
+        return depthwise_conv2d(geom, input, batch, raw, bias, act, output);
+    }
+    check_conv_args_unpacked(geom, input, batch, bias, output)?;
+    let path = plan(geom, &tuning);
     if batch == 0 {
         return Ok(());
     }
@@ -178,13 +250,10 @@ pub fn conv2d_tuned(
         weights,
         bias,
         act,
-        path,
         sched,
+        kernel: Kernel::detect(tuning.portable),
     };
-    let col_len = match path {
-        Path::Im2col { .. } => geom.col_rows() * sched.tile_len * geom.out_w,
-        _ => 0,
-    };
+    let col_len = worker_buffer_len(geom, sched.tile_len);
     let out = SharedOut::new(output, geom.col_cols());
     let tasks = Tasks {
         next: AtomicUsize::new(0),
@@ -228,6 +297,18 @@ pub(crate) fn check_conv_args(
     output: &[f32],
 ) -> Result<(), KernelError> {
     check_conv_geometry(geom)?;
+    check_len("weights", weights.len(), geom.weight_len())?;
+    check_conv_args_unpacked(geom, input, batch, bias, output)
+}
+
+/// [`check_conv_args`] without the weights, for a geometry already checked.
+fn check_conv_args_unpacked(
+    geom: &Conv2dGeometry,
+    input: &[f32],
+    batch: usize,
+    bias: Option<&[f32]>,
+    output: &[f32],
+) -> Result<(), KernelError> {
     check_len(
         "input",
         input.len(),
@@ -238,7 +319,6 @@ pub(crate) fn check_conv_args(
         output.len(),
         mul_len("output", batch, geom.out_len())?,
     )?;
-    check_len("weights", weights.len(), geom.weight_len())?;
     if let Some(b) = bias {
         check_len("bias", b.len(), geom.out_c)?;
     }
@@ -251,7 +331,7 @@ pub(crate) fn check_conv_args(
 struct Schedule {
     /// Column tiles per image and group.
     tiles: usize,
-    /// Size of a tile: output rows (im2col) or output columns (pointwise).
+    /// Output pixels per tile (whole column panels).
     tile_len: usize,
     /// Blocks of output channels per image, group and tile.
     chunks: usize,
@@ -270,12 +350,17 @@ impl Schedule {
         par_min_macs: usize,
     ) -> Self {
         let (mg, spatial) = (geom.out_c_per_group(), geom.col_cols());
-        // The extent a tile cuts, and the largest tile the buffer bound allows.
-        let (extent, max_tile) = match path {
-            Path::Im2col { rows } => (geom.out_h, rows),
-            _ => (spatial, spatial),
+        // The largest tile the buffer bounds allow, in output pixels.
+        let max_tile = match path {
+            Path::Im2col { pixels } => pixels,
+            Path::Depthwise => spatial,
         };
-        let mut tiles = extent.div_ceil(max_tile);
+        // Tiles are whole column panels, blocks of output channels whole weight panels.
+        let (w_panel, c_panel) = (
+            orientation(geom).weight_panel(),
+            orientation(geom).column_panel(),
+        );
+        let mut tiles = spatial.div_ceil(max_tile.max(1));
         let mut chunks = 1;
         let base = batch.saturating_mul(geom.groups);
         let work = geom.macs().saturating_mul(batch as u64);
@@ -286,19 +371,15 @@ impl Schedule {
             let pieces = want.div_ceil(base);
             if mg > spatial {
                 // The weights are the larger operand: split the output channels.
-                chunks = pieces.min(mg.div_ceil(8));
+                chunks = pieces.min(mg.div_ceil(w_panel));
             } else {
-                tiles = tiles.max(pieces.min(extent));
+                tiles = tiles.max(pieces.min(spatial.div_ceil(c_panel)));
             }
         }
-        let mut tile_len = extent.div_ceil(tiles);
-        if path == Path::Pointwise && tiles > 1 {
-            // Keep column tiles a multiple of the GEMM micro-kernel width.
-            tile_len = tile_len.next_multiple_of(16).min(extent);
-        }
-        let chunk_rows = mg.div_ceil(chunks).next_multiple_of(8).min(mg);
+        let tile_len = spatial.div_ceil(tiles).next_multiple_of(c_panel).max(1);
+        let chunk_rows = mg.div_ceil(chunks).next_multiple_of(w_panel).min(mg).max(1);
         let sched = Self {
-            tiles: extent.div_ceil(tile_len),
+            tiles: spatial.div_ceil(tile_len),
             tile_len,
             chunks: mg.div_ceil(chunk_rows),
             chunk_rows,
@@ -321,22 +402,26 @@ impl Schedule {
 struct Ctx<'a> {
     geom: &'a Conv2dGeometry,
     input: &'a [f32],
-    weights: &'a [f32],
+    weights: &'a PackedWeights,
     bias: Option<&'a [f32]>,
     act: Activation,
-    /// Pointwise or im2col (the depthwise path never gets here).
-    path: Path,
     sched: Schedule,
+    kernel: Kernel,
 }
 
 impl Ctx<'_> {
-    /// Claims and runs tasks until none is left, with the column buffer `cols`, writing into
-    /// `out` (the output seen as `[batch*out_c, out_h*out_w]`). A column tile is not unfolded
-    /// again when the previous task of this worker used the same one.
+    /// Claims and runs tasks until none is left, with the buffer `cols` (column panels, then
+    /// scratch for one row of the column matrix), writing into `out` (the output seen as `[batch*out_c,
+    /// out_h*out_w]`). A column tile is not unfolded again when the previous task of this
+    /// worker used the same one.
     fn run(&self, out: &SharedOut<'_>, tasks: &Tasks, cols: &mut [f32]) -> Result<(), KernelError> {
         let g = self.geom;
         let s = &self.sched;
-        let (mg, k, spatial) = (g.out_c_per_group(), g.col_rows(), g.col_cols());
+        let (mg, k) = (g.out_c_per_group(), g.col_rows());
+        let orientation = self.weights.orientation();
+        let len = cols.len() - ALIGN_SLACK;
+        let cols = aligned_mut(cols, len);
+        let (panels, row) = cols.split_at_mut(len - row_scratch_len(g, s.tile_len));
         let mut unfolded = None;
         while let Some(task) = tasks.claim() {
             let chunk = task % s.chunks;
@@ -344,45 +429,23 @@ impl Ctx<'_> {
             let grp = task / (s.chunks * s.tiles) % g.groups;
             let n = task / (s.chunks * s.tiles * g.groups);
             let image = &self.input[n * g.in_len()..(n + 1) * g.in_len()];
-            // The tile's output columns and the matching column matrix.
-            let (col0, ncols, b) = match self.path {
-                Path::Im2col { .. } => {
-                    let oh0 = tile * s.tile_len;
-                    let oh1 = (oh0 + s.tile_len).min(g.out_h);
-                    let ncols = (oh1 - oh0) * g.out_w;
-                    let tile_cols = &mut cols[..k * ncols];
-                    if unfolded != Some((n, grp, tile)) {
-                        fill_cols(g, image, grp, oh0, oh1, tile_cols);
-                        unfolded = Some((n, grp, tile));
-                    }
-                    (
-                        oh0 * g.out_w,
-                        ncols,
-                        MatRef::row_major(tile_cols, k, ncols, ncols),
-                    )
-                }
-                _ => {
-                    // Pointwise: the group's input channels are the column matrix [Cg, h*w].
-                    let col0 = tile * s.tile_len;
-                    let ncols = s.tile_len.min(spatial - col0);
-                    let x_g = &image[grp * k * spatial..(grp + 1) * k * spatial];
-                    (
-                        col0,
-                        ncols,
-                        MatRef::row_major(&x_g[col0..], k, ncols, spatial),
-                    )
-                }
-            };
+            // The tile's output pixels and its column panels.
+            let p0 = tile * s.tile_len;
+            let ncols = s.tile_len.min(g.col_cols() - p0);
+            if unfolded != Some((n, grp, tile)) {
+                pack_columns(g, image, grp, p0, p0 + ncols, orientation, panels, row);
+                unfolded = Some((n, grp, tile));
+            }
             let m0 = chunk * s.chunk_rows;
             let m = s.chunk_rows.min(mg - m0);
             let first = grp * mg + m0;
-            let a = MatRef::row_major(&self.weights[first * k..(first + m) * k], m, k, k);
-            // SAFETY: the block is rows n*out_c + first .. + m, columns col0 .. col0 + ncols.
+            // SAFETY: the block is rows n*out_c + first .. + m, columns p0 .. p0 + ncols.
             // Distinct tasks have distinct (image, group, tile, chunk) and so disjoint row ranges
             // (image, group, chunk) or disjoint column ranges (tile); `claim` hands every task to
             // exactly one worker, and the block lives only until the end of this iteration.
-            let mut c = unsafe { out.block(n * g.out_c + first, m, col0, ncols)? };
-            gemm(a, b, &mut c)?;
+            let mut c = unsafe { out.block(n * g.out_c + first, m, p0, ncols)? };
+            let w = self.weights.panels(grp, m0, m);
+            multiply(self.kernel, orientation, k, w, panels, &mut c);
             bias_act(&mut c, self.bias.map(|b| &b[first..first + m]), self.act);
         }
         Ok(())
@@ -459,15 +522,40 @@ mod tests {
 
     #[test]
     fn paths_are_chosen() {
+        // 1x1: no unfolding, but still panels (8 x 25 pixels, padded to 32): 8*32 values, plus
+        // scratch for one row of the tile's matrix (32 pixels + two output rows of 5), plus
+        // alignment slack.
         let g = Conv2dGeometry::resolve(8, 5, 5, &spec(4, 1, 1, Padding::Valid, 1)).unwrap();
-        assert_eq!(plan(&g, &ConvTuning::default()), Path::Pointwise);
-        assert_eq!(column_buffer_len(&g), 0);
+        assert_eq!(
+            plan(&g, &ConvTuning::default()),
+            Path::Im2col { pixels: 32 }
+        );
+        assert_eq!(column_buffer_len(&g), 8 * 32 + 32 + 10 + ALIGN_SLACK);
         let g = Conv2dGeometry::resolve(8, 5, 5, &spec(16, 3, 1, Padding::Same, 8)).unwrap();
         assert_eq!(plan(&g, &ConvTuning::default()), Path::Depthwise);
         assert_eq!(column_buffer_len(&g), 0);
         let g = Conv2dGeometry::resolve(3, 5, 5, &spec(4, 3, 1, Padding::Same, 1)).unwrap();
-        assert_eq!(plan(&g, &ConvTuning::default()), Path::Im2col { rows: 5 });
-        assert_eq!(column_buffer_len(&g), 27 * 25);
+        assert_eq!(
+            plan(&g, &ConvTuning::default()),
+            Path::Im2col { pixels: 32 }
+        );
+        assert_eq!(column_buffer_len(&g), 27 * 32 + 32 + 10 + ALIGN_SLACK);
+    }
+
+    #[test]
+    fn orientation_follows_the_padding() {
+        // 64 channels on 56x56: pixels in vectors (3136 pixels are 196 whole panels).
+        let g = Conv2dGeometry::resolve(64, 56, 56, &spec(64, 3, 1, Padding::Same, 1)).unwrap();
+        assert_eq!(orientation(&g), Orientation::PixelsInVectors);
+        // 512 channels on 7x7: 49 pixels would pad to 64, but only to 54 as panels of 6.
+        let g = Conv2dGeometry::resolve(512, 7, 7, &spec(512, 3, 1, Padding::Same, 1)).unwrap();
+        assert_eq!(orientation(&g), Orientation::ChannelsInVectors);
+        assert_eq!(
+            PackedWeights::new(&g, &vec![0.0; g.weight_len()])
+                .unwrap()
+                .orientation(),
+            Orientation::ChannelsInVectors
+        );
     }
 
     #[test]
@@ -476,7 +564,6 @@ mod tests {
         let g = Conv2dGeometry::resolve(1, 1000, 1000, &spec(2, 10, 1, Padding::Same, 1)).unwrap();
         let len = column_buffer_len(&g);
         assert!(len * 4 <= COL_TILE_BYTES, "{len}");
-        assert_eq!(len % (100 * 1000), 0);
         let input = data(g.in_len(), 1);
         let weights = data(g.weight_len(), 2);
         let bias = [0.25, -0.5];
@@ -507,7 +594,8 @@ mod tests {
     }
 
     #[test]
-    fn a_single_row_wider_than_the_bound_still_runs() {
+    fn tiles_smaller_than_a_row_still_run() {
+        // Rows of 9 pixels, tiles of one panel (16 pixels): tiles start and end inside rows.
         let g = Conv2dGeometry::resolve(2, 4, 9, &spec(3, 3, 1, Padding::Same, 1)).unwrap();
         let tuning = ConvTuning {
             tile_bytes: 1,
@@ -515,7 +603,7 @@ mod tests {
             threads: Some(3),
             ..ConvTuning::default()
         };
-        assert_eq!(tile_rows(&g, &tuning), 1);
+        assert_eq!(tile_pixels(&g, &tuning), 16);
         let input = data(g.in_len() * 2, 3);
         let weights = data(g.weight_len(), 4);
         let mut fast = vec![0.0; g.out_len() * 2];
@@ -529,33 +617,34 @@ mod tests {
     #[test]
     fn schedules() {
         let g = Conv2dGeometry::resolve(64, 56, 56, &spec(64, 3, 1, Padding::Same, 1)).unwrap();
-        // Sized for the cache: (576 + 64) x 56 floats per output row -> 7 rows per tile.
+        // Sized for the cache: 1 MiB / (576 x 4 bytes) = 455 pixels -> 448 (28 panels).
         let path = plan(&g, &ConvTuning::default());
-        assert_eq!(path, Path::Im2col { rows: 7 });
-        assert_eq!(column_buffer_len(&g), 576 * 7 * 56);
+        assert_eq!(path, Path::Im2col { pixels: 448 });
+        assert_eq!(column_buffer_len(&g), 576 * 448 + 448 + 112 + ALIGN_SLACK);
         let s = Schedule::new(&g, path, 1, 2, PAR_MIN_MACS);
-        assert_eq!((s.tiles, s.tile_len, s.chunks, s.workers), (8, 7, 1, 2));
+        assert_eq!((s.tiles, s.tile_len, s.chunks, s.workers), (7, 448, 1, 2));
         // Without the cache target the whole column matrix (576 x 3136) fits the bound;
-        // batch 1 on 2 threads is then cut into 4 row tiles.
+        // batch 1 on 2 threads is then cut into 4 tiles.
         let loose = ConvTuning {
             cache_bytes: usize::MAX,
             ..ConvTuning::default()
         };
         let path = plan(&g, &loose);
-        assert_eq!(path, Path::Im2col { rows: 56 });
+        assert_eq!(path, Path::Im2col { pixels: 3136 });
         let s = Schedule::new(&g, path, 1, 2, PAR_MIN_MACS);
-        assert_eq!((s.tiles, s.tile_len, s.chunks, s.workers), (4, 14, 1, 2));
+        assert_eq!((s.tiles, s.tile_len, s.chunks, s.workers), (4, 784, 1, 2));
         // Enough images: one task per image.
         let s = Schedule::new(&g, path, 8, 2, PAR_MIN_MACS);
         assert_eq!((s.tiles, s.chunks, s.workers), (1, 1, 2));
         // One thread: nothing is split.
         let s = Schedule::new(&g, path, 1, 1, PAR_MIN_MACS);
         assert_eq!((s.tiles, s.chunks, s.workers), (1, 1, 1));
-        // Deep layer: 512 filters on 7x7: the weights are larger, split the channels.
+        // Deep layer: 512 filters on 7x7: one tile; the weights are larger, so the channels
+        // are split, in whole panels of 16.
         let g = Conv2dGeometry::resolve(512, 7, 7, &spec(512, 3, 1, Padding::Same, 1)).unwrap();
         let s = Schedule::new(&g, plan(&g, &ConvTuning::default()), 1, 2, PAR_MIN_MACS);
         assert_eq!((s.tiles, s.chunks, s.chunk_rows, s.workers), (1, 4, 128, 2));
-        // Pointwise 64 -> 256 on 56x56: column tiles that are multiples of 16.
+        // Pointwise 64 -> 256 on 56x56: column tiles of whole panels.
         let g = Conv2dGeometry::resolve(64, 56, 56, &spec(256, 1, 1, Padding::Valid, 1)).unwrap();
         let s = Schedule::new(&g, plan(&g, &ConvTuning::default()), 1, 2, PAR_MIN_MACS);
         assert_eq!((s.tiles, s.tile_len, s.chunks), (4, 784, 1));

@@ -70,7 +70,7 @@ pub fn depthwise_conv2d_tuned(
     let plane_out = geom.out_h * geom.out_w;
     let dm = geom.out_c_per_group();
     let min_planes = TASK_MIN_MACS.div_ceil((plane_out * taps).max(1));
-    let simd = !portable && has_avx2_fma();
+    let simd = !portable && crate::microkernel::has_avx2_fma();
     output
         .par_chunks_mut(plane_out)
         .enumerate()
@@ -223,22 +223,6 @@ fn deinterleave2(
     }
     if (n - iw) % 2 == 1 {
         even[j0 + pairs] = row[n - 1];
-    }
-}
-
-/// Whether the CPU runs [`plane_phased_avx2`] (detected once).
-fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *HAS.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

@@ -82,6 +82,31 @@ impl<'a> MatMut<'a> {
     }
 }
 
+impl MatMut<'_> {
+    /// The block's size, `(rows, cols)`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// A pointer to element `(i, j)` and the row stride, when the `rows x cols` sub-block
+    /// starting there lies inside this block (else `None`). The sub-block's elements are this
+    /// value's to read and write for as long as the `&mut self` borrow lasts.
+    pub fn sub_block_ptr(
+        &mut self,
+        i: usize,
+        j: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Option<(*mut f32, usize)> {
+        let inside = i.checked_add(rows).is_some_and(|e| e <= self.rows)
+            && j.checked_add(cols).is_some_and(|e| e <= self.cols);
+        // SAFETY: (i, j) is inside the block (or one past an empty one), so the offset stays
+        // within the allocation `check_block` verified.
+        (inside && rows > 0 && cols > 0)
+            .then(|| (unsafe { self.ptr.add(i * self.rs + j) }, self.rs))
+    }
+}
+
 /// Checks that a `rows x cols` block with row stride `rs` fits in `len` elements and that its
 /// rows do not overlap.
 fn check_block(len: usize, rows: usize, cols: usize, rs: usize) -> Result<(), KernelError> {

@@ -120,7 +120,7 @@ pub(crate) fn fill_cols(
 
 /// One row of the column matrix: kernel tap `(kh, kw)` of one input channel `plane[in_h, in_w]`
 /// for the output rows starting at `oh0` (`dst.len() / out_w` of them).
-fn fill_col_row(
+pub(crate) fn fill_col_row(
     geom: &Conv2dGeometry,
     plane: &[f32],
     kh: usize,

@@ -20,10 +20,12 @@ mod gemm;
 pub mod geometry;
 pub mod im2col;
 pub mod local;
+mod microkernel;
+pub mod packed;
 pub mod pool;
 
 pub use activation::{softmax_channels, Activation};
-pub use conv::{column_buffer_len, conv2d, conv2d_im2col_plain, COL_TILE_BYTES};
+pub use conv::{column_buffer_len, conv2d, conv2d_im2col_plain, conv2d_packed, COL_TILE_BYTES};
 pub use dense::{dense, dense_direct};
 pub use depthwise::depthwise_conv2d;
 pub use direct::conv2d_direct;
@@ -33,4 +35,5 @@ pub use geometry::{
 };
 pub use im2col::{im2col, im2col_rows};
 pub use local::{locally_connected2d, locally_connected2d_direct};
+pub use packed::PackedWeights;
 pub use pool::{avg_pool2d, global_avg_pool2d, global_max_pool2d, max_pool2d};

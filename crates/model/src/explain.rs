@@ -69,7 +69,8 @@ pub struct ConvExplanation {
     pub gemm_calls: usize,
     /// Bytes of the whole column matrix of one group if it were materialised.
     pub column_bytes_full: u64,
-    /// Bytes of the column buffer the engine really allocates (tiled; 0 when none).
+    /// Bytes of the column buffer the engine really allocates per worker: one tile's column
+    /// panels (padded to whole panels), a row of scratch and alignment slack; 0 when none.
     pub column_bytes_allocated: u64,
     pub macs: u64,
 }
@@ -83,7 +84,9 @@ fn from_geometry(
     let rows = g.col_rows();
     let cols = g.col_cols();
     let allocated = match path {
-        KernelPath::Im2colGemm => cnn_conv::conv::column_buffer_len(g) as u64 * 4,
+        KernelPath::Im2colGemm | KernelPath::Pointwise => {
+            cnn_conv::conv::column_buffer_len(g) as u64 * 4
+        }
         _ => 0,
     };
     let (gemm, calls) = match path {
@@ -228,10 +231,12 @@ mod tests {
         assert_eq!(e[0].im2col, [25, 576]);
         assert_eq!(e[0].gemm, [32, 25, 576]);
         assert_eq!(e[0].column_bytes_full, 25 * 576 * 4);
-        assert!(e[0].column_bytes_allocated > 0);
-        assert!(e[0].column_bytes_allocated <= e[0].column_bytes_full);
+        // One tile holds the whole matrix (576 pixels are 96 panels of 6), plus one row of
+        // scratch (576 pixels and two output rows of 24) and 15 values of alignment slack.
+        assert_eq!(e[0].column_bytes_allocated, (25 * 576 + 576 + 48 + 15) * 4);
         assert_eq!(e[1].path, KernelPath::Pointwise);
-        assert_eq!(e[1].column_bytes_allocated, 0);
+        // The 1x1 layer copies its input (32 channels) into panels: 576 pixels, 36 panels of 16.
+        assert_eq!(e[1].column_bytes_allocated, (32 * 576 + 576 + 48 + 15) * 4);
         assert_eq!(e[2].path, KernelPath::Depthwise);
         assert_eq!((e[2].groups, e[2].gemm), (8, [1, 9, 22 * 22]));
     }

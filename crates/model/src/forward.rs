@@ -12,13 +12,13 @@ use crate::format::shape_text;
 use crate::plan::{LayerPlan, ModelPlan, Op};
 use crate::spec::{ActivationKind, Source};
 use crate::weights::{LayerWeights, Weights};
-use cnn_conv::{Activation, KernelError};
+use cnn_conv::{Activation, KernelError, PackedWeights};
 use cnn_tensor::Tensor;
 
 /// Runs `plan` with `weights` on `input` (`[N, C, H, W]`, N >= 1); returns the last layer's
 /// output `[N, …]`.
 pub fn forward(plan: &ModelPlan, weights: &Weights, input: &Tensor) -> Result<Tensor, ModelError> {
-    forward_inner(plan, weights, input, None)
+    forward_inner(plan, weights, None, input, None)
 }
 
 /// Like [`forward`], and adds each layer's wall time to `layer_times` (one slot per layer).
@@ -28,12 +28,77 @@ pub fn forward_profiled(
     input: &Tensor,
     layer_times: &mut [std::time::Duration],
 ) -> Result<Tensor, ModelError> {
-    forward_inner(plan, weights, input, Some(layer_times))
+    forward_inner(plan, weights, None, input, Some(layer_times))
+}
+
+/// The convolution weights of a model packed into the GEMM's panel layout
+/// ([`cnn_conv::PackedWeights`]), per layer in the order its convolutions run (a separable
+/// layer has two), so that forward passes do not repack them. Built by [`pack_convolutions`]
+/// from the weights they were packed from; [`crate::Model`] keeps one.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PackedConvs {
+    layers: Vec<Vec<PackedWeights>>,
+}
+
+impl PackedConvs {
+    /// Bytes held by the packed copies.
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().flatten().map(PackedWeights::bytes).sum()
+    }
+}
+
+/// Packs every convolution's weights of `plan` (the weights must be `plan`'s, as checked by
+/// [`crate::verify`]).
+pub fn pack_convolutions(plan: &ModelPlan, weights: &Weights) -> Result<PackedConvs, ModelError> {
+    let mut layers = Vec::with_capacity(plan.layers.len());
+    for (i, layer) in plan.layers.iter().enumerate() {
+        let lw = weights
+            .layers
+            .get(i)
+            .ok_or_else(|| ModelError::CountMismatch {
+                layer: layer.name.clone(),
+                formula: layer.formula_text(),
+                symbolic: layer.param_count,
+                allocated: 0,
+            })?;
+        let k = |source: KernelError| ModelError::Kernel {
+            layer: layer.name.clone(),
+            source,
+        };
+        let packed = match &layer.op {
+            Op::Conv { geom, .. } => {
+                vec![PackedWeights::new(geom, param(layer, lw, "weight")?).map_err(k)?]
+            }
+            Op::Separable {
+                depthwise,
+                pointwise,
+                ..
+            } => vec![
+                PackedWeights::new(depthwise, param(layer, lw, "depthwise_weight")?).map_err(k)?,
+                PackedWeights::new(pointwise, param(layer, lw, "pointwise_weight")?).map_err(k)?,
+            ],
+            _ => Vec::new(),
+        };
+        layers.push(packed);
+    }
+    Ok(PackedConvs { layers })
+}
+
+/// [`forward`] / [`forward_profiled`] with the convolutions' weights packed beforehand.
+pub(crate) fn forward_packed(
+    plan: &ModelPlan,
+    weights: &Weights,
+    packed: &PackedConvs,
+    input: &Tensor,
+    layer_times: Option<&mut [std::time::Duration]>,
+) -> Result<Tensor, ModelError> {
+    forward_inner(plan, weights, Some(packed), input, layer_times)
 }
 
 fn forward_inner(
     plan: &ModelPlan,
     weights: &Weights,
+    packed: Option<&PackedConvs>,
     input: &Tensor,
     mut layer_times: Option<&mut [std::time::Duration]>,
 ) -> Result<Tensor, ModelError> {
@@ -72,7 +137,8 @@ fn forward_inner(
                 }
             }
             let start = std::time::Instant::now();
-            let out = run_layer(layer, lw, &ins, n)?;
+            let layer_packed = packed.and_then(|p| p.layers.get(i)).map(Vec::as_slice);
+            let out = run_layer(layer, lw, layer_packed, &ins, n)?;
             if let Some(slot) = layer_times.as_deref_mut().and_then(|t| t.get_mut(i)) {
                 *slot += start.elapsed();
             }
@@ -162,12 +228,32 @@ fn finish_activation(layer: &LayerPlan, activation: ActivationKind, out: &mut Te
     }
 }
 
+/// One convolution: with its packed weights when there are some, else packing them now.
+#[allow(clippy::too_many_arguments)]
+fn convolve(
+    geom: &cnn_conv::Conv2dGeometry,
+    x: &[f32],
+    n: usize,
+    weights: &[f32],
+    packed: Option<&PackedWeights>,
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    match packed {
+        Some(p) => cnn_conv::conv2d_packed(geom, x, n, p, bias, act, out),
+        None => cnn_conv::conv2d(geom, x, n, weights, bias, act, out),
+    }
+}
+
 fn run_layer(
     layer: &LayerPlan,
     lw: &LayerWeights,
+    packed: Option<&[PackedWeights]>,
     ins: &[&Tensor],
     n: usize,
 ) -> Result<Tensor, ModelError> {
+    let packed = |i: usize| packed.and_then(|p| p.get(i));
     let k = |source: KernelError| ModelError::Kernel {
         layer: layer.name.clone(),
         source,
@@ -182,8 +268,8 @@ fn run_layer(
         } => {
             let w = param(layer, lw, "weight")?;
             let b = optional_bias(layer, lw, *bias)?;
-            cnn_conv::conv2d(geom, x, n, w, b, activation.fused(), out.as_mut_slice())
-                .map_err(k)?;
+            let p = packed(0);
+            convolve(geom, x, n, w, p, b, activation.fused(), out.as_mut_slice()).map_err(k)?;
             finish_activation(layer, *activation, &mut out);
         }
         Op::Separable {
@@ -200,26 +286,20 @@ fn run_layer(
                     model: layer.name.clone(),
                     source,
                 })?;
-            cnn_conv::conv2d(
+            let linear = Activation::Linear;
+            convolve(
                 depthwise,
                 x,
                 n,
                 dw,
+                packed(0),
                 None,
-                Activation::Linear,
+                linear,
                 mid.as_mut_slice(),
             )
             .map_err(k)?;
-            cnn_conv::conv2d(
-                pointwise,
-                mid.as_slice(),
-                n,
-                pw,
-                b,
-                activation.fused(),
-                out.as_mut_slice(),
-            )
-            .map_err(k)?;
+            let (mid, act) = (mid.as_slice(), activation.fused());
+            convolve(pointwise, mid, n, pw, packed(1), b, act, out.as_mut_slice()).map_err(k)?;
             finish_activation(layer, *activation, &mut out);
         }
         Op::Local {

@@ -212,6 +212,7 @@ fn run_node<'a>(env: &mut Env<'a>, np: &NodePlan) -> Result<Value, OnnxError> {
             batch,
             act,
             folded,
+            packed,
         } => {
             let (_, x) = env.get(input(0))?;
             let (w, bias) = match folded {
@@ -225,8 +226,11 @@ fn run_node<'a>(env: &mut Env<'a>, np: &NodePlan) -> Result<Value, OnnxError> {
                 ),
             };
             let mut out = zeroed(node, out_len)?;
-            cnn_conv::conv2d(geom, x, *batch, w, bias, *act, &mut out)
-                .map_err(|e| kernel_error(node, e))?;
+            match packed {
+                Some(p) => cnn_conv::conv2d_packed(geom, x, *batch, p, bias, *act, &mut out),
+                None => cnn_conv::conv2d(geom, x, *batch, w, bias, *act, &mut out),
+            }
+            .map_err(|e| kernel_error(node, e))?;
             out
         }
         Kernel::Gemm {

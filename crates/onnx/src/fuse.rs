@@ -4,8 +4,10 @@
 //! such as MobileNet's ReLU6 — that is the only reader of a
 //! convolution's output — directly or through a folded BatchNormalization — is fused into the
 //! convolution's output pass. The folded-away nodes become [`Kernel::Alias`] (their value is
-//! the convolution's output, moved, not copied). Shapes, parameter counts and the summary are
-//! those of the graph as written; only the work changes.
+//! the convolution's output, moved, not copied). Last, every convolution whose (folded)
+//! weights are constants gets them packed once into the GEMM's panel layout
+//! ([`cnn_conv::PackedWeights`]), as a model file's layers do on their first run. Shapes,
+//! parameter counts and the summary are those of the graph as written; only the work changes.
 
 use crate::load::OnnxModel;
 use crate::plan::{FoldedConv, Kernel, NodePlan, Scalar, UnaryOp};
@@ -150,6 +152,25 @@ pub fn fuse(model: &OnnxModel, nodes: &mut [NodePlan]) {
         {
             *a = act;
             nodes[i].kernel = Kernel::Alias;
+        }
+    }
+    for (j, node) in nodes.iter_mut().enumerate() {
+        if let Kernel::Conv {
+            geom,
+            folded,
+            packed,
+            ..
+        } = &mut node.kernel
+        {
+            let weights = match folded {
+                Some(f) => Some(f.weights.as_slice()),
+                None => g.floats(j, 1),
+            };
+            // A failure here (memory) leaves the weights unpacked; the run packs them per call
+            // and reports the error there.
+            *packed = weights
+                .and_then(|w| cnn_conv::PackedWeights::new(geom, w).ok())
+                .map(Arc::new);
         }
     }
 }

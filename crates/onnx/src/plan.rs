@@ -93,6 +93,9 @@ pub enum Kernel {
         act: Activation,
         /// Weights and bias with a following BatchNormalization folded in (see `fuse`).
         folded: Option<std::sync::Arc<FoldedConv>>,
+        /// The (folded) weights packed into the GEMM's panel layout, when they are constants
+        /// (see `fuse`).
+        packed: Option<std::sync::Arc<cnn_conv::PackedWeights>>,
     },
     Gemm {
         m: usize,
@@ -610,6 +613,7 @@ impl<'a> Planner<'a> {
                         batch: n,
                         act: Activation::Linear,
                         folded: None,
+                        packed: None,
                     },
                 )
             }

@@ -1,0 +1,233 @@
+//! The GEMM micro-kernel: one `6 x 16` tile of a matrix product, `T[i][j] = sum_l
+//! bc[l*6 + i] * vc[l*16 + j]`, from two packed panels (`bc`: 6 values per step, broadcast;
+//! `vc`: 16 values per step, two 8-lane vectors). Twelve accumulators are enough to hide the
+//! FMA latency on two FMA pipes, and each step loads 2 vectors and 6 scalars for 12 FMAs.
+//!
+//! Two builds of the same loop: [`tile_avx2`] with AVX2+FMA intrinsics, chosen at run time by
+//! [`has_avx2_fma`], and a portable one the compiler vectorises for the baseline target (SSE2
+//! on x86-64, NEON on aarch64). Packing and the loops around the kernel live in
+//! [`crate::packed`]; this module only multiplies panels.
+
+/// Values broadcast per step: rows of a tile.
+pub(crate) const MR: usize = 6;
+/// Values per step held in vectors: columns of a tile.
+pub(crate) const NR: usize = 16;
+/// One tile, row-major `MR x NR`.
+pub(crate) type Tile = [f32; MR * NR];
+
+/// Whether the CPU runs the AVX2+FMA kernels of this crate (detected once).
+pub(crate) fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Which build of the kernel a call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// AVX2+FMA intrinsics; only constructed when the CPU has them ([`Kernel::detect`]).
+    Avx2,
+    /// Plain Rust for the baseline target.
+    Portable,
+}
+
+impl Kernel {
+    /// The fastest build this CPU runs, or the portable one when `portable` is set.
+    pub fn detect(portable: bool) -> Self {
+        if !portable && has_avx2_fma() {
+            Kernel::Avx2
+        } else {
+            Kernel::Portable
+        }
+    }
+
+    /// Computes the tile of `k` steps of the panels `bc` (`k * MR` values) and `vc`
+    /// (`k * NR` values) into `out` (overwritten).
+    #[inline]
+    pub fn tile(self, k: usize, bc: &[f32], vc: &[f32], out: &mut Tile) {
+        let (bc, vc) = (&bc[..k * MR], &vc[..k * NR]);
+        // SAFETY: the panels hold exactly `k` steps; `out` holds a whole tile.
+        unsafe { self.run(k, bc, vc, Dst::Tile(out)) }
+    }
+
+    /// Like [`Kernel::tile`], but writes the tile straight into a matrix: row `i` at
+    /// `c.add(i * rs)`, `NR` values, added to what is there when `accumulate` is set.
+    ///
+    /// # Safety
+    /// For every `i < MR` the `NR` values at `c.add(i * rs)` are valid for reads and writes
+    /// and not accessed by anyone else during the call.
+    #[inline]
+    pub unsafe fn tile_into(
+        self,
+        k: usize,
+        bc: &[f32],
+        vc: &[f32],
+        c: *mut f32,
+        rs: usize,
+        accumulate: bool,
+    ) {
+        let (bc, vc) = (&bc[..k * MR], &vc[..k * NR]);
+        // SAFETY: the panels hold exactly `k` steps; the destination is the caller's promise.
+        unsafe { self.run(k, bc, vc, Dst::Raw { c, rs, accumulate }) }
+    }
+
+    /// # Safety
+    /// `bc` and `vc` hold exactly `k` steps; a raw destination is as [`Kernel::tile_into`].
+    unsafe fn run(self, k: usize, bc: &[f32], vc: &[f32], dst: Dst<'_>) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Avx2` is only built by `detect` when the CPU has AVX2 and FMA; the
+            // rest is this function's contract.
+            Kernel::Avx2 => unsafe { tile_avx2(k, bc.as_ptr(), vc.as_ptr(), dst) },
+            // SAFETY: this function's contract.
+            _ => unsafe { tile_portable(bc, vc, dst) },
+        }
+    }
+}
+
+/// Where a kernel puts its tile.
+enum Dst<'a> {
+    Tile(&'a mut Tile),
+    /// `MR` rows of `NR` values, `rs` apart, at `c` (see [`Kernel::tile_into`]).
+    Raw {
+        c: *mut f32,
+        rs: usize,
+        accumulate: bool,
+    },
+}
+
+/// The portable kernel: the same tile with plain arithmetic.
+///
+/// # Safety
+/// A raw destination is as [`Kernel::tile_into`].
+unsafe fn tile_portable(bc: &[f32], vc: &[f32], dst: Dst<'_>) {
+    let mut acc = [[0.0f32; NR]; MR];
+    for (b, v) in bc.chunks_exact(MR).zip(vc.chunks_exact(NR)) {
+        for (row, &bi) in acc.iter_mut().zip(b) {
+            for (a, &vj) in row.iter_mut().zip(v) {
+                *a += bi * vj;
+            }
+        }
+    }
+    match dst {
+        Dst::Raw { c, rs, accumulate } => {
+            for (i, row) in acc.iter().enumerate() {
+                // SAFETY: the caller's promise: row i's NR values are ours to read and write.
+                let d = unsafe { std::slice::from_raw_parts_mut(c.add(i * rs), NR) };
+                if accumulate {
+                    d.iter_mut().zip(row).for_each(|(d, &a)| *d += a);
+                } else {
+                    d.copy_from_slice(row);
+                }
+            }
+        }
+        Dst::Tile(out) => {
+            for (d, row) in out.chunks_exact_mut(NR).zip(&acc) {
+                d.copy_from_slice(row);
+            }
+        }
+    }
+}
+
+/// The AVX2+FMA kernel.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `bc` and `vc` point to `k * MR` and `k * NR` readable values; a
+/// raw destination is as [`Kernel::tile_into`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2(k: usize, bc: *const f32, vc: *const f32, dst: Dst<'_>) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let (mut b, mut v) = (bc, vc);
+    for _ in 0..k {
+        // SAFETY (whole loop): step l reads bc[l*MR .. l*MR + MR] and vc[l*NR .. l*NR + NR],
+        // inside the panels for l < k.
+        let v0 = _mm256_loadu_ps(v);
+        let v1 = _mm256_loadu_ps(v.add(8));
+        for (i, row) in acc.iter_mut().enumerate() {
+            let a = _mm256_broadcast_ss(&*b.add(i));
+            row[0] = _mm256_fmadd_ps(a, v0, row[0]);
+            row[1] = _mm256_fmadd_ps(a, v1, row[1]);
+        }
+        b = b.add(MR);
+        v = v.add(NR);
+    }
+    match dst {
+        Dst::Raw { c, rs, accumulate } => {
+            for (i, row) in acc.iter().enumerate() {
+                // SAFETY: the caller's promise: row i's NR values are ours to read and write.
+                let p = c.add(i * rs);
+                let (mut r0, mut r1) = (row[0], row[1]);
+                if accumulate {
+                    r0 = _mm256_add_ps(r0, _mm256_loadu_ps(p));
+                    r1 = _mm256_add_ps(r1, _mm256_loadu_ps(p.add(8)));
+                }
+                _mm256_storeu_ps(p, r0);
+                _mm256_storeu_ps(p.add(8), r1);
+            }
+        }
+        Dst::Tile(out) => {
+            let o = out.as_mut_ptr();
+            for (i, row) in acc.iter().enumerate() {
+                // SAFETY: `out` holds MR rows of NR values.
+                _mm256_storeu_ps(o.add(i * NR), row[0]);
+                _mm256_storeu_ps(o.add(i * NR + 8), row[1]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(k: usize, bc: &[f32], vc: &[f32]) -> Tile {
+        let mut t = [0.0; MR * NR];
+        for l in 0..k {
+            for i in 0..MR {
+                for j in 0..NR {
+                    t[i * NR + j] += bc[l * MR + i] * vc[l * NR + j];
+                }
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn both_builds_compute_the_tile() {
+        for k in [0, 1, 2, 7, 33] {
+            let bc: Vec<f32> = (0..k * MR).map(|x| (x % 7) as f32 - 3.0).collect();
+            let vc: Vec<f32> = (0..k * NR).map(|x| (x % 5) as f32 * 0.5).collect();
+            let want = reference(k, &bc, &vc);
+            for kernel in [Kernel::detect(false), Kernel::Portable] {
+                let mut out = [f32::NAN; MR * NR];
+                kernel.tile(k, &bc, &vc, &mut out);
+                assert_eq!(out, want, "{kernel:?} k={k}");
+                // Direct, with a row stride of 20 and accumulation onto ones.
+                let rs = 20;
+                let mut c = vec![1.0; (MR - 1) * rs + NR];
+                // SAFETY: `c` holds MR rows of NR values at stride rs.
+                unsafe { kernel.tile_into(k, &bc, &vc, c.as_mut_ptr(), rs, true) };
+                for i in 0..MR {
+                    for j in 0..NR {
+                        assert_eq!(c[i * rs + j], want[i * NR + j] + 1.0);
+                    }
+                }
+                // SAFETY: as above.
+                unsafe { kernel.tile_into(k, &bc, &vc, c.as_mut_ptr(), rs, false) };
+                assert_eq!(c[(MR - 1) * rs + NR - 1], want[MR * NR - 1]);
+                assert_eq!(c[NR], 1.0, "the gap between rows is left alone");
+            }
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The packed GEMM of the convolution: weights packed once into micro-kernel panels
+//! ([`PackedWeights`]), each column tile unfolded by im2col *straight into* panels
+//! ([`pack_columns`]), and the blocked loops that run the `6 x 16` micro-kernel of
+//! [`crate::microkernel`] over them ([`multiply`]).
+//!
+//! A panel holds one operand's values for every step `l` of the reduction (`K = c*kh*kw`)
+//! side by side: `panel[l*w + t]` is row/column `t` of the panel at step `l`, with `w` the
+//! panel width (6 or 16). Panels are zero-padded at the matrix edge, so the kernel always
+//! computes whole tiles; only the valid part of an edge tile is stored.
+//!
+//! Which operand fills the kernel's vectors is the [`Orientation`]: normally 16 output pixels
+//! (pixel panels of 16, weight panels of 6 output channels), whose tiles are stored as
+//! contiguous row pieces; for layers with few pixels per image (deep 7x7 layers: 49 pixels
+//! would pad to 64) the weights go in the vectors (16 channels) and the pixels are broadcast (6
+//! at a time, 49 pads to 54), and tiles are stored transposed.
+//!
+//! The reduction is cut into blocks of equal length (at most [`KC_PIXELS`] or [`KC_CHANNELS`]
+//! steps), so that one column panel's block stays in L1 while the kernel runs it against a
+//! block of weight panels held in L2 ([`MC_PANELS_PIXELS`], [`MC_PANELS_CHANNELS`]); blocks
+//! after the first add to the output tile.
+
+use crate::error::check_len;
+use crate::gemm::MatMut;
+use crate::im2col::fill_col_row;
+use crate::microkernel::{Kernel, Tile, MR, NR};
+use crate::{Conv2dGeometry, KernelError};
+
+/// Reduction steps per block when pixels are in the vectors: the tile goes straight into the
+/// output, so blocks can be short (a `256 x 16` pixel panel block is 16 KiB, half of L1).
+const KC_PIXELS: usize = 256;
+/// Weight panels (of 6 channels) per outer block when pixels are in the vectors: 96 channels x
+/// 256 steps = 96 KiB of weights kept in L2 while the pixel panels stream past.
+const MC_PANELS_PIXELS: usize = 16;
+/// Reduction steps per block when channels are in the vectors: a transposed tile is stored
+/// element by element, so blocks are long to make that rare.
+const KC_CHANNELS: usize = 2048;
+/// Weight panels (of 16 channels) per outer block when channels are in the vectors: 64
+/// channels x 2048 steps = 512 KiB at most, each panel's block re-read from L2 for every
+/// pixel panel (whose block, at most 48 KiB, stays in L1/L2).
+const MC_PANELS_CHANNELS: usize = 4;
+
+/// Floats of slack a buffer needs so that a 64-byte aligned run of any length fits in it.
+pub(crate) const ALIGN_SLACK: usize = 64 / std::mem::size_of::<f32>() - 1;
+
+/// The first `len` values of `buf` from its first 64-byte aligned element (cache-line aligned
+/// panels keep every 16-value step of the kernel inside one line). `buf` has
+/// [`ALIGN_SLACK`] values more than `len`.
+pub(crate) fn aligned_mut(buf: &mut [f32], len: usize) -> &mut [f32] {
+    let skip = buf.as_ptr().align_offset(64).min(ALIGN_SLACK);
+    &mut buf[skip..skip + len]
+}
+
+/// Which operand the micro-kernel holds in its vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orientation {
+    /// Pixels in vectors (panels of 16 output pixels), output channels broadcast (panels of
+    /// 6); tiles are stored as row pieces of the output.
+    PixelsInVectors,
+    /// Output channels in vectors (panels of 16), pixels broadcast (panels of 6); tiles are
+    /// stored transposed. For layers with few pixels.
+    ChannelsInVectors,
+}
+
+impl Orientation {
+    /// The orientation that pads an `m x n` product (channels x pixels) least; pixels in
+    /// vectors unless the other saves more than a tenth of the work.
+    pub fn for_shape(m: usize, n: usize) -> Self {
+        let pixels = m.next_multiple_of(MR) as u128 * n.next_multiple_of(NR) as u128;
+        let channels = m.next_multiple_of(NR) as u128 * n.next_multiple_of(MR) as u128;
+        if channels * 10 < pixels * 9 {
+            Orientation::ChannelsInVectors
+        } else {
+            Orientation::PixelsInVectors
+        }
+    }
+
+    /// Output channels per weight panel.
+    pub fn weight_panel(self) -> usize {
+        match self {
+            Orientation::PixelsInVectors => MR,
+            Orientation::ChannelsInVectors => NR,
+        }
+    }
+
+    /// Output pixels per column panel.
+    pub fn column_panel(self) -> usize {
+        match self {
+            Orientation::PixelsInVectors => NR,
+            Orientation::ChannelsInVectors => MR,
+        }
+    }
+}
+
+/// A convolution's weights `[out_c, in_c/groups * k_h * k_w]` packed into micro-kernel panels,
+/// once, for every call that uses them: per group, `ceil(mg / w)` panels of `w` output
+/// channels (`w` = [`Orientation::weight_panel`]), each `K x w`, the last one zero-padded.
+/// A depthwise convolution runs a direct kernel, not a GEMM: its weights are kept as given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedWeights {
+    /// Kept as given, for the depthwise kernel.
+    depthwise: bool,
+    orientation: Orientation,
+    groups: usize,
+    /// Output channels per group.
+    mg: usize,
+    /// Reduction length `in_c/groups * k_h * k_w`.
+    k: usize,
+    data: Vec<f32>,
+}
+
+impl PackedWeights {
+    /// Packs `weights` (`[out_c, in_c/groups, k_h, k_w]`, PyTorch's layout) for `geom`.
+    pub fn new(geom: &Conv2dGeometry, weights: &[f32]) -> Result<Self, KernelError> {
+        crate::error::check_conv_geometry(geom)?;
+        check_len("weights", weights.len(), geom.weight_len())?;
+        let (mg, k) = (geom.out_c_per_group(), geom.col_rows());
+        let orientation = Orientation::for_shape(mg, geom.col_cols());
+        if geom.is_depthwise() {
+            let mut data = cnn_tensor::try_zeroed(weights.len(), "the convolution weights")?;
+            data.copy_from_slice(weights);
+            return Ok(Self {
+                depthwise: true,
+                orientation,
+                groups: geom.groups,
+                mg,
+                k,
+                data,
+            });
+        }
+        let w = orientation.weight_panel();
+        let panels = mg.div_ceil(w);
+        let len = crate::error::mul_len("packed weights", geom.groups * panels * w, k)?;
+        let mut data = cnn_tensor::try_zeroed(len, "the packed convolution weights")?;
+        if k > 0 {
+            for (g, group) in data.chunks_exact_mut(panels * w * k).enumerate() {
+                for (p, panel) in group.chunks_exact_mut(w * k).enumerate() {
+                    let rows = w.min(mg - p * w);
+                    for t in 0..rows {
+                        let row = &weights[(g * mg + p * w + t) * k..][..k];
+                        for (l, &v) in row.iter().enumerate() {
+                            panel[l * w + t] = v;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            depthwise: false,
+            orientation,
+            groups: geom.groups,
+            mg,
+            k,
+            data,
+        })
+    }
+
+    /// Whether these weights were packed for a geometry of this shape.
+    pub fn fits(&self, geom: &Conv2dGeometry) -> bool {
+        self.depthwise == geom.is_depthwise()
+            && self.groups == geom.groups
+            && self.mg == geom.out_c_per_group()
+            && self.k == geom.col_rows()
+            && self.orientation == Orientation::for_shape(self.mg, geom.col_cols())
+    }
+
+    /// The weights as given, when they are a depthwise convolution's.
+    pub(crate) fn depthwise(&self) -> Option<&[f32]> {
+        self.depthwise.then_some(&self.data[..])
+    }
+
+    pub fn orientation(&self) -> Orientation {
+        self.orientation
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * std::mem::size_of::<f32>()
+    }
+
+    /// The panels of output channels `m0 .. m0 + m` of group `g` (`m0` a multiple of the
+    /// panel width).
+    pub(crate) fn panels(&self, g: usize, m0: usize, m: usize) -> &[f32] {
+        let w = self.orientation.weight_panel();
+        let per_group = self.mg.div_ceil(w) * w * self.k;
+        let start = g * per_group + m0 * self.k;
+        &self.data[start..start + m.div_ceil(w) * w * self.k]
+    }
+}
+
+/// Values of the column panels of an `n`-pixel tile (zero-padded to whole panels).
+pub(crate) fn column_panels_len(k: usize, n: usize, orientation: Orientation) -> usize {
+    let w = orientation.column_panel();
+    k * n.next_multiple_of(w)
+}
+
+/// Unfolds output pixels `[p0, p1)` (`oh*out_w + ow`) of group `group` of `image` into column
+/// panels `dst` (`column_panels_len` values): those columns of the column matrix of
+/// [`crate::im2col`], laid out as panels. Each row of the matrix is unfolded, for the whole
+/// output rows the tile touches, into `row` (cache-resident scratch of at least
+/// `(p1 - p0).next_multiple_of(16) + 2 * out_w` values) and then dealt out to the panels in
+/// whole-panel pieces. Pixels past `p1` in the last panel get whatever the scratch holds there
+/// (finite values); they only feed output columns that are never stored.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pack_columns(
+    geom: &Conv2dGeometry,
+    image: &[f32],
+    group: usize,
+    p0: usize,
+    p1: usize,
+    orientation: Orientation,
+    dst: &mut [f32],
+    row: &mut [f32],
+) {
+    match orientation.column_panel() {
+        NR => pack_columns_w::<NR>(geom, image, group, p0, p1, dst, row),
+        _ => pack_columns_w::<MR>(geom, image, group, p0, p1, dst, row),
+    }
+}
+
+/// [`pack_columns`] for panels of `W` pixels.
+fn pack_columns_w<const W: usize>(
+    geom: &Conv2dGeometry,
+    image: &[f32],
+    group: usize,
+    p0: usize,
+    p1: usize,
+    dst: &mut [f32],
+    row: &mut [f32],
+) {
+    let n = p1 - p0;
+    let k = geom.col_rows();
+    let plane = geom.in_h * geom.in_w;
+    let first_channel = group * geom.in_c_per_group();
+    let taps = geom.k_h * geom.k_w;
+    let padded = n.next_multiple_of(W);
+    let dst = &mut dst[..k * padded];
+    // The whole output rows the tile touches, and where the tile starts in the first.
+    let (oh0, oh1) = (p0 / geom.out_w, p1.div_ceil(geom.out_w));
+    let (off, span) = (p0 - oh0 * geom.out_w, (oh1 - oh0) * geom.out_w);
+    for r in 0..k {
+        let c = first_channel + r / taps;
+        let src = &image[c * plane..(c + 1) * plane];
+        let piece = if geom.is_pointwise() {
+            // The column matrix of a 1x1 convolution is the input itself.
+            &src[p0..p0 + padded.min(plane - p0)]
+        } else {
+            let (kh, kw) = ((r / geom.k_w) % geom.k_h, r % geom.k_w);
+            fill_col_row(geom, src, kh, kw, oh0, &mut row[..span]);
+            &row[off..off + padded]
+        };
+        // Whole panels as fixed-size copies (a variable-length copy would be a memcpy call).
+        for (p, piece) in piece.chunks(W).enumerate() {
+            let d = &mut dst[(p * k + r) * W..][..W];
+            match (
+                <&mut [f32; W]>::try_from(&mut *d),
+                <&[f32; W]>::try_from(piece),
+            ) {
+                (Ok(d), Ok(piece)) => *d = *piece,
+                // The input's last pixels: the rest of the panel is never stored.
+                _ => d[..piece.len()].copy_from_slice(piece),
+            }
+        }
+    }
+}
+
+/// `c = W x cols` for one block: `weights` are the panels of the block's `m` output channels
+/// (from [`PackedWeights::panels`]), `cols` the column panels of its `n` pixels (from
+/// [`pack_columns`]), `k` the reduction length; `c` is `m x n` and is overwritten.
+pub(crate) fn multiply(
+    kernel: Kernel,
+    orientation: Orientation,
+    k: usize,
+    weights: &[f32],
+    cols: &[f32],
+    c: &mut MatMut<'_>,
+) {
+    let (m, n) = c.dims();
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        (0..m).for_each(|i| c.row(i).fill(0.0));
+        return;
+    }
+    let (ww, cw) = (orientation.weight_panel(), orientation.column_panel());
+    let (w_panels, c_panels) = (m.div_ceil(ww), n.div_ceil(cw));
+    let mut tile: Tile = [0.0; MR * NR];
+    let (kc_max, mc_panels) = match orientation {
+        Orientation::PixelsInVectors => (KC_PIXELS, MC_PANELS_PIXELS),
+        Orientation::ChannelsInVectors => (KC_CHANNELS, MC_PANELS_CHANNELS),
+    };
+    // Blocks of equal size (576 = 3 x 192 rather than 256 + 256 + 64).
+    let kc_even = k.div_ceil(k.div_ceil(kc_max));
+    for pc in (0..k).step_by(kc_even) {
+        let kc = kc_even.min(k - pc);
+        let accumulate = pc > 0;
+        for wp0 in (0..w_panels).step_by(mc_panels) {
+            for cp in 0..c_panels {
+                let col_panel = &cols[(cp * k + pc) * cw..][..kc * cw];
+                for wp in wp0..(wp0 + mc_panels).min(w_panels) {
+                    let w_panel = &weights[(wp * k + pc) * ww..][..kc * ww];
+                    match orientation {
+                        Orientation::PixelsInVectors => {
+                            let (i0, j0) = (wp * MR, cp * NR);
+                            if let Some((ptr, rs)) = c.sub_block_ptr(i0, j0, MR, NR) {
+                                // SAFETY: the MR x NR sub-block at (i0, j0) lies inside `c`,
+                                // whose elements the `&mut` borrow makes ours.
+                                unsafe {
+                                    kernel.tile_into(kc, w_panel, col_panel, ptr, rs, accumulate)
+                                };
+                            } else {
+                                kernel.tile(kc, w_panel, col_panel, &mut tile);
+                                store(c, &tile, i0, j0, false, accumulate);
+                            }
+                        }
+                        Orientation::ChannelsInVectors => {
+                            kernel.tile(kc, col_panel, w_panel, &mut tile);
+                            store(c, &tile, wp * NR, cp * MR, true, accumulate);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes (or adds) the valid part of a tile into `c` at `(i0, j0)`: tile element `(t, u)` goes
+/// to `(i0 + t, j0 + u)`, or to `(i0 + u, j0 + t)` when `transposed`.
+fn store(c: &mut MatMut<'_>, tile: &Tile, i0: usize, j0: usize, transposed: bool, add: bool) {
+    let (m, n) = c.dims();
+    let (rows, cols) = if transposed { (NR, MR) } else { (MR, NR) };
+    for i in 0..rows.min(m - i0) {
+        let row = &mut c.row(i0 + i)[j0..];
+        for (j, d) in row.iter_mut().take(cols.min(n - j0)).enumerate() {
+            let v = if transposed {
+                tile[j * NR + i]
+            } else {
+                tile[i * NR + j]
+            };
+            *d = if add { *d + v } else { v };
+        }
+    }
+}
