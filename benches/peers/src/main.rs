@@ -1,4 +1,5 @@
-//! Peer comparison harness: times the engine's `cnn_conv::conv2d`, tract and candle on the 8
+//! Peer comparison harness: times the engine's production convolution (`cnn_conv::conv2d_packed`
+//! on weights packed beforehand, as a model runs it), tract and candle on the 8
 //! layers that `make_models.py` wrote, at one thread count per invocation.
 //!
 //! ```text
@@ -28,7 +29,9 @@
 //! touches rayon's global pool (candle sizes its GEMM parallelism and uses the global pool).
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use cnn_conv::{conv2d, conv2d_direct, Activation, Conv2dGeometry, Conv2dSpec, Padding};
+use cnn_conv::{
+    conv2d_direct, conv2d_packed, Activation, Conv2dGeometry, Conv2dSpec, PackedWeights, Padding,
+};
 use serde_json::{json, Value};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -405,10 +408,13 @@ fn time_layer(l: &Layer, args: &Args, pool: &rayon::ThreadPool, budget: &mut f64
         l.name
     );
 
-    // Engine: conv2d into a preallocated output, inside the N-thread pool.
+    // Engine: the production path a model runs: weights packed once (as tract and
+    // onnxruntime prepare theirs when the model is loaded), then conv2d_packed into a
+    // preallocated output, inside the N-thread pool.
     let mut out = vec![0.0f32; geom.out_len()];
+    let packed = PackedWeights::new(&geom, &weights).map_err(|e| anyhow!("packing: {e}"))?;
     let engine_once = |out: &mut [f32]| {
-        conv2d(&geom, &input, 1, &weights, None, Activation::Linear, out)
+        conv2d_packed(&geom, &input, 1, &packed, None, Activation::Linear, out)
             .map_err(|e| anyhow!("engine conv2d: {e}"))
     };
     pool.install(|| engine_once(&mut out))?;
