@@ -184,7 +184,7 @@ def main():
           "even they may shift on AVX-512 hardware, where onnxruntime, tract and gemm switch to 512-bit kernels.")
     w(f"- **Versions**: {meta.get('rustc', sh('rustc', '--version'))}; tract-onnx {lock.get('tract-onnx', '?')} "
       f"(tract-linalg {lock.get('tract-linalg', '?')}, `multithread-mm`); candle-core {lock.get('candle-core', '?')} "
-      f"(gemm {lock.get('gemm', '?')}); the engine's matrixmultiply {lock.get('matrixmultiply', '?')}; "
+      f"(gemm {lock.get('gemm', '?')}); the engine's own packed GEMM (6x16 AVX2+FMA micro-kernel, chosen at run time); "
       f"onnxruntime {ort_version} (PyPI wheel, CPU EP); {meta.get('python', 'Python ?')}, onnx {meta.get('onnx', '?')}, numpy {meta.get('numpy', '?')}.")
     w(f"- **Rust build**: `--release`, RUSTFLAGS `{meta.get('rustflags', '?')}`; the engine crate with codegen-units = 1 "
       "(as its benches), the peers with cargo's default.")
@@ -193,7 +193,10 @@ def main():
       f"round-robin (order rotating each round); each cell is the median of those "
       f"{(rd.get('rounds') or 0) * (rd.get('runs_per_round') or 0)} single-run times, and, over the {passes} pass(es) "
       "of the whole suite (the harness and onnxruntime alternate which goes first), the median of the pass medians.")
-    w("- **Threads**: the engine runs `conv2d` inside an N-thread `rayon::ThreadPool::install`; tract uses "
+    w("- **Engine path**: the production path a model runs: the weights packed once into the GEMM's panels "
+      "(`PackedWeights::new`, outside the timed loop, as tract and onnxruntime prepare theirs when a model is loaded), "
+      "then `conv2d_packed` (depthwise: the direct kernel).")
+    w("- **Threads**: the engine runs `conv2d_packed` inside an N-thread `rayon::ThreadPool::install`; tract uses "
       "`Executor::multithread(N)` for N = 2 and its single-thread default for N = 1; candle gets "
       "`RAYON_NUM_THREADS=N`; onnxruntime runs `InferenceSession.run` from Python with intra_op_num_threads = N, "
       "inter_op = 1, ORT_SEQUENTIAL, graph optimisation level ALL (the NCHWc path; its reorders are included, "

@@ -41,10 +41,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// single output row needs more, in which case they hold exactly one output row.
 pub const COL_TILE_BYTES: usize = 8 << 20;
 
-/// What a tile aims at below that bound: its column panels should fit in a core's L2 cache
-/// (with room to spare, as the GEMM only keeps a block of `KC` steps of them hot at a time), so
-/// that the GEMM reads the columns im2col just wrote from cache; and a deep layer's whole image
-/// (few pixels, large `K`) stays one tile, so its large weights are streamed only once.
+/// What a tile aims at below that bound: its column panels plus the output block it produces
+/// should fit in a core's L2 cache, so that the GEMM reads the columns im2col just wrote, and
+/// adds into and the bias and activation pass reads the block it writes, from cache.
 const CACHE_TILE_BYTES: usize = 1 << 20;
 
 /// Calls with fewer multiply-accumulates than this run on the calling thread.
@@ -57,7 +56,7 @@ const PAR_MIN_MACS: usize = 1 << 20;
 pub struct ConvTuning {
     /// Bound of the column buffer in bytes (at least one output row is always held).
     pub tile_bytes: usize,
-    /// Target size in bytes of a tile's column panels.
+    /// Target size in bytes of a tile's column panels plus its output block.
     pub cache_bytes: usize,
     /// Minimum multiply-accumulates of a call before it is spread over threads.
     pub par_min_macs: usize,
@@ -100,16 +99,22 @@ fn plan(geom: &Conv2dGeometry, tuning: &ConvTuning) -> Path {
     }
 }
 
-/// Output pixels per column tile: as many as fit both bounds of `tuning`, rounded down to
-/// whole column panels, at least one panel, at most the image (rounded up to a panel).
+/// Output pixels per column tile: as many as let the tile's column panels fit the buffer bound
+/// and its panels plus the output block it produces fit the cache target, rounded down to whole
+/// column panels (at least one); the whole image when it fits.
 fn tile_pixels(geom: &Conv2dGeometry, tuning: &ConvTuning) -> usize {
+    let f32_bytes = std::mem::size_of::<f32>();
     let panel = orientation(geom).column_panel();
-    let col_bytes = geom
-        .col_rows()
-        .saturating_mul(std::mem::size_of::<f32>())
-        .max(1);
-    let pixels = tuning.tile_bytes.min(tuning.cache_bytes) / col_bytes;
-    (pixels / panel * panel).clamp(panel, geom.col_cols().next_multiple_of(panel).max(panel))
+    let (k, mg) = (geom.col_rows(), geom.out_c_per_group());
+    let col_bytes = k.saturating_mul(f32_bytes).max(1);
+    let tile_bytes = k.saturating_add(mg).saturating_mul(f32_bytes).max(1);
+    let pixels = (tuning.tile_bytes / col_bytes).min(tuning.cache_bytes / tile_bytes);
+    let spatial = geom.col_cols();
+    if pixels >= spatial {
+        spatial.next_multiple_of(panel).max(panel)
+    } else {
+        (pixels / panel * panel).max(panel)
+    }
 }
 
 /// Elements of the column buffer [`conv2d`] allocates for `geom`, per worker thread (at most
@@ -617,12 +622,12 @@ mod tests {
     #[test]
     fn schedules() {
         let g = Conv2dGeometry::resolve(64, 56, 56, &spec(64, 3, 1, Padding::Same, 1)).unwrap();
-        // Sized for the cache: 1 MiB / (576 x 4 bytes) = 455 pixels -> 448 (28 panels).
+        // Sized for the cache: 1 MiB / ((576 + 64) x 4 bytes) = 409 pixels -> 400 (25 panels).
         let path = plan(&g, &ConvTuning::default());
-        assert_eq!(path, Path::Im2col { pixels: 448 });
-        assert_eq!(column_buffer_len(&g), 576 * 448 + 448 + 112 + ALIGN_SLACK);
+        assert_eq!(path, Path::Im2col { pixels: 400 });
+        assert_eq!(column_buffer_len(&g), 576 * 400 + 400 + 112 + ALIGN_SLACK);
         let s = Schedule::new(&g, path, 1, 2, PAR_MIN_MACS);
-        assert_eq!((s.tiles, s.tile_len, s.chunks, s.workers), (7, 448, 1, 2));
+        assert_eq!((s.tiles, s.tile_len, s.chunks, s.workers), (8, 400, 1, 2));
         // Without the cache target the whole column matrix (576 x 3136) fits the bound;
         // batch 1 on 2 threads is then cut into 4 tiles.
         let loose = ConvTuning {
@@ -639,7 +644,8 @@ mod tests {
         // One thread: nothing is split.
         let s = Schedule::new(&g, path, 1, 1, PAR_MIN_MACS);
         assert_eq!((s.tiles, s.chunks, s.workers), (1, 1, 1));
-        // Deep layer: 512 filters on 7x7: one tile; the weights are larger, so the channels
+        // Deep layer: 512 filters on 7x7: the whole image fits the target ((4608 + 512) x 4
+        // bytes per pixel, 51 pixels), so one tile; the weights are larger, so the channels
         // are split, in whole panels of 16.
         let g = Conv2dGeometry::resolve(512, 7, 7, &spec(512, 3, 1, Padding::Same, 1)).unwrap();
         let s = Schedule::new(&g, plan(&g, &ConvTuning::default()), 1, 2, PAR_MIN_MACS);

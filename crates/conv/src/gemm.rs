@@ -1,6 +1,7 @@
-//! A bounds-checked wrapper around `matrixmultiply::sgemm`, the one GEMM every fast kernel of
-//! this crate goes through, the output views it writes into, and the bias-and-activation
-//! epilogue that runs on each block right after it is written.
+//! A bounds-checked wrapper around `matrixmultiply::sgemm` (the GEMM of dense layers and of the
+//! plain im2col baseline; convolutions run the packed GEMM of [`crate::packed`]), the output
+//! views both write into, and the bias-and-activation epilogue that runs on each block right
+//! after it is written.
 //!
 //! The wrapper checks, before calling the unsafe routine, that every element the GEMM will
 //! touch lies inside the buffers it was given, so the `unsafe` call rests on checks made here

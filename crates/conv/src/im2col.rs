@@ -157,6 +157,13 @@ pub(crate) fn fill_col_row(
         let run = &mut drow[w_lo..w_hi];
         if geom.stride_w == 1 {
             run.copy_from_slice(&src_row[start..start + run.len()]);
+        } else if geom.stride_w == 2 {
+            // Every other value: pairs, so that the compiler de-interleaves with shuffles
+            // rather than one load per value.
+            let src = &src_row[start..start + 2 * run.len() - 1];
+            for (d, pair) in run.iter_mut().zip(src.chunks(2)) {
+                *d = pair[0];
+            }
         } else {
             for (d, s) in run
                 .iter_mut()

@@ -15,9 +15,9 @@
 //! at a time, 49 pads to 54), and tiles are stored transposed.
 //!
 //! The reduction is cut into blocks of equal length (at most [`KC_PIXELS`] or [`KC_CHANNELS`]
-//! steps), so that one column panel's block stays in L1 while the kernel runs it against a
-//! block of weight panels held in L2 ([`MC_PANELS_PIXELS`], [`MC_PANELS_CHANNELS`]); blocks
-//! after the first add to the output tile.
+//! steps); within a block, one weight panel's block stays in cache while all the tile's column
+//! panels (their blocks kept in L2: a tile is sized for it) stream past it, so the output is
+//! written along its rows, and blocks after the first add to the output tile.
 
 use crate::error::check_len;
 use crate::gemm::MatMut;
@@ -26,18 +26,11 @@ use crate::microkernel::{Kernel, Tile, MR, NR};
 use crate::{Conv2dGeometry, KernelError};
 
 /// Reduction steps per block when pixels are in the vectors: the tile goes straight into the
-/// output, so blocks can be short (a `256 x 16` pixel panel block is 16 KiB, half of L1).
+/// output, so blocks can be short (a weight panel's block, `256 x 6` values, is 6 KiB of L1).
 const KC_PIXELS: usize = 256;
-/// Weight panels (of 6 channels) per outer block when pixels are in the vectors: 96 channels x
-/// 256 steps = 96 KiB of weights kept in L2 while the pixel panels stream past.
-const MC_PANELS_PIXELS: usize = 16;
 /// Reduction steps per block when channels are in the vectors: a transposed tile is stored
 /// element by element, so blocks are long to make that rare.
 const KC_CHANNELS: usize = 2048;
-/// Weight panels (of 16 channels) per outer block when channels are in the vectors: 64
-/// channels x 2048 steps = 512 KiB at most, each panel's block re-read from L2 for every
-/// pixel panel (whose block, at most 48 KiB, stays in L1/L2).
-const MC_PANELS_CHANNELS: usize = 4;
 
 /// Floats of slack a buffer needs so that a 64-byte aligned run of any length fits in it.
 pub(crate) const ALIGN_SLACK: usize = 64 / std::mem::size_of::<f32>() - 1;
@@ -285,40 +278,42 @@ pub(crate) fn multiply(
     let (ww, cw) = (orientation.weight_panel(), orientation.column_panel());
     let (w_panels, c_panels) = (m.div_ceil(ww), n.div_ceil(cw));
     let mut tile: Tile = [0.0; MR * NR];
-    let (kc_max, mc_panels) = match orientation {
-        Orientation::PixelsInVectors => (KC_PIXELS, MC_PANELS_PIXELS),
-        Orientation::ChannelsInVectors => (KC_CHANNELS, MC_PANELS_CHANNELS),
+    let kc_max = match orientation {
+        Orientation::PixelsInVectors => KC_PIXELS,
+        Orientation::ChannelsInVectors => KC_CHANNELS,
     };
     // Blocks of equal size (576 = 3 x 192 rather than 256 + 256 + 64).
     let kc_even = k.div_ceil(k.div_ceil(kc_max));
     for pc in (0..k).step_by(kc_even) {
         let kc = kc_even.min(k - pc);
         let accumulate = pc > 0;
-        for wp0 in (0..w_panels).step_by(mc_panels) {
-            for cp in 0..c_panels {
-                let col_panel = &cols[(cp * k + pc) * cw..][..kc * cw];
-                for wp in wp0..(wp0 + mc_panels).min(w_panels) {
-                    let w_panel = &weights[(wp * k + pc) * ww..][..kc * ww];
-                    match orientation {
-                        Orientation::PixelsInVectors => {
-                            let (i0, j0) = (wp * MR, cp * NR);
-                            if let Some((ptr, rs)) = c.sub_block_ptr(i0, j0, MR, NR) {
-                                // SAFETY: the MR x NR sub-block at (i0, j0) lies inside `c`,
-                                // whose elements the `&mut` borrow makes ours.
-                                unsafe {
-                                    kernel.tile_into(kc, w_panel, col_panel, ptr, rs, accumulate)
-                                };
-                            } else {
-                                kernel.tile(kc, w_panel, col_panel, &mut tile);
-                                store(c, &tile, i0, j0, false, accumulate);
-                            }
-                        }
-                        Orientation::ChannelsInVectors => {
-                            kernel.tile(kc, col_panel, w_panel, &mut tile);
-                            store(c, &tile, wp * NR, cp * MR, true, accumulate);
-                        }
+        let mut run = |wp: usize, cp: usize| {
+            let col_panel = &cols[(cp * k + pc) * cw..][..kc * cw];
+            let w_panel = &weights[(wp * k + pc) * ww..][..kc * ww];
+            match orientation {
+                Orientation::PixelsInVectors => {
+                    let (i0, j0) = (wp * MR, cp * NR);
+                    if let Some((ptr, rs)) = c.sub_block_ptr(i0, j0, MR, NR) {
+                        // SAFETY: the MR x NR sub-block at (i0, j0) lies inside `c`, whose
+                        // elements the `&mut` borrow makes ours.
+                        unsafe { kernel.tile_into(kc, w_panel, col_panel, ptr, rs, accumulate) };
+                    } else {
+                        kernel.tile(kc, w_panel, col_panel, &mut tile);
+                        store(c, &tile, i0, j0, false, accumulate);
                     }
                 }
+                Orientation::ChannelsInVectors => {
+                    kernel.tile(kc, col_panel, w_panel, &mut tile);
+                    store(c, &tile, wp * NR, cp * MR, true, accumulate);
+                }
+            }
+        };
+        // One weight panel's block stays in L1 while the tile's column panels (their block of
+        // this reduction step range, kept in L2) stream past it; the output is written
+        // along its rows.
+        for wp in 0..w_panels {
+            for cp in 0..c_panels {
+                run(wp, cp);
             }
         }
     }
