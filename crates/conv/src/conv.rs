@@ -19,8 +19,10 @@
 //! shared counter until none is left. With enough images and groups a task is a whole image
 //! and group (or a cache-sized tile of one); with fewer (batch 1) each image is cut further:
 //! into column tiles when the column matrix is the larger GEMM operand (early layers), into
-//! blocks of output channels when the weights are (deep layers), so that each worker unfolds
-//! only its own share of the larger operand.
+//! blocks of output channels when the weights are (deep layers), so that each worker reads
+//! only its own share of the larger operand. In the second case the (small) column panels of
+//! the call are unfolded once, by all workers in parallel, into one shared buffer (up to
+//! 16 MiB; beyond that each worker unfolds the tiles it needs), instead of by every worker.
 //!
 //! [`conv2d_im2col_plain`] is the textbook version (whole column matrix, single thread, no
 //! fast paths, `matrixmultiply`'s GEMM), kept as a benchmark baseline. This module does not
@@ -249,6 +251,8 @@ pub fn conv2d_packed_tuned(
         .unwrap_or_else(rayon::current_num_threads)
         .max(1);
     let sched = Schedule::new(geom, path, batch, threads, tuning.par_min_macs);
+    let mut shared_buf = Vec::new();
+    let shared = shared_columns(geom, input, batch, &sched, weights, &mut shared_buf)?;
     let ctx = Ctx {
         geom,
         input,
@@ -257,8 +261,12 @@ pub fn conv2d_packed_tuned(
         act,
         sched,
         kernel: Kernel::detect(tuning.portable),
+        shared,
     };
-    let col_len = worker_buffer_len(geom, sched.tile_len);
+    let col_len = match shared {
+        Some(_) => 0,
+        None => worker_buffer_len(geom, sched.tile_len),
+    };
     let out = SharedOut::new(output, geom.col_cols());
     let tasks = Tasks {
         next: AtomicUsize::new(0),
@@ -274,6 +282,70 @@ pub fn conv2d_packed_tuned(
     buffers
         .par_iter_mut()
         .try_for_each(|cols| ctx.run(&out, &tasks, cols))
+}
+
+/// Where a worker's tasks find their column panels.
+enum Columns<'a, 'b> {
+    /// Unfolded once for all workers.
+    Shared(SharedColumns<'a>),
+    /// Unfolded by this worker into its own buffer, with a scratch row.
+    Own {
+        panels: &'b mut [f32],
+        row: &'b mut [f32],
+    },
+}
+
+/// Bound of the column panels unfolded once and shared by all workers, in bytes.
+const SHARED_COLS_BYTES: usize = 16 << 20;
+
+/// The column panels of every tile of a call, unfolded once: tile `t` (numbered like the tasks'
+/// `(image, group, tile)`) at `data[t * stride..]`.
+#[derive(Clone, Copy)]
+struct SharedColumns<'a> {
+    data: &'a [f32],
+    stride: usize,
+}
+
+/// When the workers split one image's output channels between them (so each would otherwise
+/// unfold the same tiles), unfolds all tiles of the call once, in parallel, into `buf`, within
+/// [`SHARED_COLS_BYTES`]; otherwise (or above that bound) `None`, and each worker unfolds its
+/// own tiles.
+fn shared_columns<'a>(
+    geom: &Conv2dGeometry,
+    input: &[f32],
+    batch: usize,
+    sched: &Schedule,
+    weights: &PackedWeights,
+    buf: &'a mut Vec<f32>,
+) -> Result<Option<SharedColumns<'a>>, KernelError> {
+    if sched.workers <= 1 || sched.chunks <= 1 {
+        return Ok(None);
+    }
+    let orientation = weights.orientation();
+    // Each tile's panels start on a cache line (16 floats).
+    let stride =
+        column_panels_len(geom.col_rows(), sched.tile_len, orientation).next_multiple_of(16);
+    let count = batch * geom.groups * sched.tiles;
+    let len = match stride.checked_mul(count) {
+        Some(len) if len.saturating_mul(std::mem::size_of::<f32>()) <= SHARED_COLS_BYTES => len,
+        _ => return Ok(None),
+    };
+    *buf = cnn_tensor::try_zeroed(len + ALIGN_SLACK, "the shared convolution column panels")?;
+    let data = aligned_mut(buf, len);
+    let (tiles, groups) = (sched.tiles, geom.groups);
+    data.par_chunks_mut(stride).enumerate().try_for_each_init(
+        || cnn_tensor::try_zeroed(row_scratch_len(geom, sched.tile_len), "im2col scratch"),
+        |row, (t, dst)| -> Result<(), KernelError> {
+            let row = row.as_mut().map_err(|e| KernelError::Alloc(e.clone()))?;
+            let (tile, grp, n) = (t % tiles, t / tiles % groups, t / (tiles * groups));
+            let image = &input[n * geom.in_len()..(n + 1) * geom.in_len()];
+            let p0 = tile * sched.tile_len;
+            let p1 = (p0 + sched.tile_len).min(geom.col_cols());
+            pack_columns(geom, image, grp, p0, p1, orientation, dst, row);
+            Ok(())
+        },
+    )?;
+    Ok(Some(SharedColumns { data, stride }))
 }
 
 /// The task counter of one call: workers take the next unclaimed task until all are taken.
@@ -412,6 +484,8 @@ struct Ctx<'a> {
     act: Activation,
     sched: Schedule,
     kernel: Kernel,
+    /// The tiles' column panels, when unfolded once for all workers.
+    shared: Option<SharedColumns<'a>>,
 }
 
 impl Ctx<'_> {
@@ -424,9 +498,16 @@ impl Ctx<'_> {
         let s = &self.sched;
         let (mg, k) = (g.out_c_per_group(), g.col_rows());
         let orientation = self.weights.orientation();
-        let len = cols.len() - ALIGN_SLACK;
-        let cols = aligned_mut(cols, len);
-        let (panels, row) = cols.split_at_mut(len - row_scratch_len(g, s.tile_len));
+        // The tiles unfolded for all workers, or this worker's own panels and scratch row.
+        let mut cols = match self.shared {
+            Some(shared) => Columns::Shared(shared),
+            None => {
+                let len = cols.len() - ALIGN_SLACK;
+                let cols = aligned_mut(cols, len);
+                let (panels, row) = cols.split_at_mut(len - row_scratch_len(g, s.tile_len));
+                Columns::Own { panels, row }
+            }
+        };
         let mut unfolded = None;
         while let Some(task) = tasks.claim() {
             let chunk = task % s.chunks;
@@ -437,10 +518,19 @@ impl Ctx<'_> {
             // The tile's output pixels and its column panels.
             let p0 = tile * s.tile_len;
             let ncols = s.tile_len.min(g.col_cols() - p0);
-            if unfolded != Some((n, grp, tile)) {
-                pack_columns(g, image, grp, p0, p0 + ncols, orientation, panels, row);
-                unfolded = Some((n, grp, tile));
-            }
+            let panels: &[f32] = match &mut cols {
+                Columns::Shared(sh) => {
+                    let t = (n * g.groups + grp) * s.tiles + tile;
+                    &sh.data[t * sh.stride..(t + 1) * sh.stride]
+                }
+                Columns::Own { panels, row } => {
+                    if unfolded != Some((n, grp, tile)) {
+                        pack_columns(g, image, grp, p0, p0 + ncols, orientation, panels, row);
+                        unfolded = Some((n, grp, tile));
+                    }
+                    panels
+                }
+            };
             let m0 = chunk * s.chunk_rows;
             let m = s.chunk_rows.min(mg - m0);
             let first = grp * mg + m0;
