@@ -242,16 +242,19 @@ fn pack_columns_w<const W: usize>(
             &row[off..off + padded]
         };
         // Whole panels as fixed-size copies (a variable-length copy would be a memcpy call).
-        for (p, piece) in piece.chunks(W).enumerate() {
+        let mut pieces = piece.chunks_exact(W);
+        for (p, piece) in pieces.by_ref().enumerate() {
             let d = &mut dst[(p * k + r) * W..][..W];
-            match (
-                <&mut [f32; W]>::try_from(&mut *d),
-                <&[f32; W]>::try_from(piece),
-            ) {
-                (Ok(d), Ok(piece)) => *d = *piece,
-                // The input's last pixels: the rest of the panel is never stored.
-                _ => d[..piece.len()].copy_from_slice(piece),
+            if let (Ok(d), Ok(piece)) = (<&mut [f32; W]>::try_from(d), <&[f32; W]>::try_from(piece))
+            {
+                *d = *piece;
             }
+        }
+        // The input's last pixels: the rest of that panel is never stored.
+        let tail = pieces.remainder();
+        if !tail.is_empty() {
+            let p = piece.len() / W;
+            dst[(p * k + r) * W..][..tail.len()].copy_from_slice(tail);
         }
     }
 }
