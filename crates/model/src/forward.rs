@@ -52,15 +52,7 @@ impl PackedConvs {
 pub fn pack_convolutions(plan: &ModelPlan, weights: &Weights) -> Result<PackedConvs, ModelError> {
     let mut layers = Vec::with_capacity(plan.layers.len());
     for (i, layer) in plan.layers.iter().enumerate() {
-        let lw = weights
-            .layers
-            .get(i)
-            .ok_or_else(|| ModelError::CountMismatch {
-                layer: layer.name.clone(),
-                formula: layer.formula_text(),
-                symbolic: layer.param_count,
-                allocated: 0,
-            })?;
+        let lw = layer_weights(layer, weights, i)?;
         let k = |source: KernelError| ModelError::Kernel {
             layer: layer.name.clone(),
             source,
@@ -82,6 +74,23 @@ pub fn pack_convolutions(plan: &ModelPlan, weights: &Weights) -> Result<PackedCo
         layers.push(packed);
     }
     Ok(PackedConvs { layers })
+}
+
+/// The buffers of layer `i`, or a count mismatch when the weights have no entry for it.
+fn layer_weights<'w>(
+    layer: &LayerPlan,
+    weights: &'w Weights,
+    i: usize,
+) -> Result<&'w LayerWeights, ModelError> {
+    weights
+        .layers
+        .get(i)
+        .ok_or_else(|| ModelError::CountMismatch {
+            layer: layer.name.clone(),
+            formula: layer.formula_text(),
+            symbolic: layer.param_count,
+            allocated: 0,
+        })
 }
 
 /// [`forward`] / [`forward_profiled`] with the convolutions' weights packed beforehand.
@@ -116,15 +125,7 @@ fn forward_inner(
     }
     let mut outputs: Vec<Option<Tensor>> = vec![None; count];
     for (i, layer) in plan.layers.iter().enumerate() {
-        let lw = weights
-            .layers
-            .get(i)
-            .ok_or_else(|| ModelError::CountMismatch {
-                layer: layer.name.clone(),
-                formula: layer.formula_text(),
-                symbolic: layer.param_count,
-                allocated: 0,
-            })?;
+        let lw = layer_weights(layer, weights, i)?;
         let out = {
             let mut ins: Vec<&Tensor> = Vec::with_capacity(layer.inputs.len());
             for s in &layer.inputs {
