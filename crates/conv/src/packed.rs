@@ -88,7 +88,9 @@ impl Orientation {
 /// once, for every call that uses them: per group, `ceil(mg / w)` panels of `w` output
 /// channels (`w` = [`Orientation::weight_panel`]), each `K x w`, the last one zero-padded.
 /// A depthwise convolution runs a direct kernel, not a GEMM: its weights are kept as given.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// The panels start on a cache line (a clone keeps the values, not necessarily the alignment).
+#[derive(Debug, Clone)]
 pub struct PackedWeights {
     /// Kept as given, for the depthwise kernel.
     depthwise: bool,
@@ -98,7 +100,30 @@ pub struct PackedWeights {
     mg: usize,
     /// Reduction length `in_c/groups * k_h * k_w`.
     k: usize,
+    /// The values are `data[start..start + len]`; the slack before and after lets `start` fall
+    /// on a cache line.
     data: Vec<f32>,
+    start: usize,
+    len: usize,
+}
+
+impl PartialEq for PackedWeights {
+    /// Same shape and the same packed values (wherever they are aligned).
+    fn eq(&self, other: &Self) -> bool {
+        (
+            self.depthwise,
+            self.orientation,
+            self.groups,
+            self.mg,
+            self.k,
+        ) == (
+            other.depthwise,
+            other.orientation,
+            other.groups,
+            other.mg,
+            other.k,
+        ) && self.values() == other.values()
+    }
 }
 
 impl PackedWeights {
@@ -108,24 +133,24 @@ impl PackedWeights {
         check_len("weights", weights.len(), geom.weight_len())?;
         let (mg, k) = (geom.out_c_per_group(), geom.col_rows());
         let orientation = Orientation::for_shape(mg, geom.col_cols());
-        if geom.is_depthwise() {
-            let mut data = cnn_tensor::try_zeroed(weights.len(), "the convolution weights")?;
-            data.copy_from_slice(weights);
-            return Ok(Self {
-                depthwise: true,
-                orientation,
-                groups: geom.groups,
-                mg,
-                k,
-                data,
-            });
-        }
+        let depthwise = geom.is_depthwise();
         let w = orientation.weight_panel();
         let panels = mg.div_ceil(w);
-        let len = crate::error::mul_len("packed weights", geom.groups * panels * w, k)?;
-        let mut data = cnn_tensor::try_zeroed(len, "the packed convolution weights")?;
-        if k > 0 {
-            for (g, group) in data.chunks_exact_mut(panels * w * k).enumerate() {
+        let len = match depthwise {
+            true => weights.len(),
+            false => crate::error::mul_len("packed weights", geom.groups * panels * w, k)?,
+        };
+        let total = len.checked_add(ALIGN_SLACK).ok_or(KernelError::Invalid {
+            what: "packed weights",
+            reason: format!("{len} values overflow the address space"),
+        })?;
+        let mut data = cnn_tensor::try_zeroed(total, "the packed convolution weights")?;
+        let start = data.as_ptr().align_offset(64).min(ALIGN_SLACK);
+        let values = &mut data[start..start + len];
+        if depthwise {
+            values.copy_from_slice(weights);
+        } else if k > 0 {
+            for (g, group) in values.chunks_exact_mut(panels * w * k).enumerate() {
                 for (p, panel) in group.chunks_exact_mut(w * k).enumerate() {
                     let rows = w.min(mg - p * w);
                     for t in 0..rows {
@@ -138,13 +163,20 @@ impl PackedWeights {
             }
         }
         Ok(Self {
-            depthwise: false,
+            depthwise,
             orientation,
             groups: geom.groups,
             mg,
             k,
             data,
+            start,
+            len,
         })
+    }
+
+    /// The packed values (or the depthwise weights as given).
+    fn values(&self) -> &[f32] {
+        &self.data[self.start..self.start + self.len]
     }
 
     /// Whether these weights were packed for a geometry of this shape.
@@ -158,7 +190,7 @@ impl PackedWeights {
 
     /// The weights as given, when they are a depthwise convolution's.
     pub(crate) fn depthwise(&self) -> Option<&[f32]> {
-        self.depthwise.then_some(&self.data[..])
+        self.depthwise.then(|| self.values())
     }
 
     pub fn orientation(&self) -> Orientation {
@@ -176,7 +208,7 @@ impl PackedWeights {
         let w = self.orientation.weight_panel();
         let per_group = self.mg.div_ceil(w) * w * self.k;
         let start = g * per_group + m0 * self.k;
-        &self.data[start..start + m.div_ceil(w) * w * self.k]
+        &self.values()[start..start + m.div_ceil(w) * w * self.k]
     }
 }
 
