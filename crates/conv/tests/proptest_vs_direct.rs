@@ -344,6 +344,16 @@ proptest! {
         check_conv(c)?;
     }
 
+    /// Wide output rows (up to 90 pixels) cut into tiles of up to 200 pixels (several panels
+    /// per row, tiles starting and ending inside rows).
+    #[test]
+    fn wide_rows_conv2d_matches_direct(c in case(
+        1..=2usize, 1..=3usize, any_divisor, 1..=7usize, 30..=90, 1..=5, 1..=1,
+        padding().boxed(), prop_oneof![Just(0usize), 1..=200usize].boxed(),
+    )) {
+        check_conv(c)?;
+    }
+
     /// Deep layers: long reductions (K = in_c * 9 up to 2,340: several reduction blocks
     /// added into the output), with few pixels and many channels (the GEMM holds channels in
     /// its vectors and stores tiles transposed) or more pixels (whole 6 x 16 tiles written
