@@ -56,7 +56,7 @@ const PAR_MIN_MACS: usize = 1 << 20;
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvTuning {
-    /// Bound of the column buffer in bytes (at least one output row is always held).
+    /// Bound of a tile's column panels in bytes (at least one panel is always held).
     pub tile_bytes: usize,
     /// Target size in bytes of a tile's column panels plus its output block.
     pub cache_bytes: usize,
