@@ -2,9 +2,11 @@
 //! criterion group per layer, batch 1.
 //!
 //! Throughput is reported as `Elements(2 * MACs)`, so criterion's "elem/s" reads as FLOP/s.
-//! Each layer runs the production [`conv2d`] and the textbook untiled, single-threaded
-//! im2col + GEMM ([`conv2d_im2col_plain`]); the naive direct reference only runs on the small
-//! depthwise layer (it would take minutes on the others).
+//! Each layer runs the production path as a model runs it ([`conv2d_packed`], on weights
+//! packed once beforehand: `packed`), the same packing the weights on every call ([`conv2d`]),
+//! and the textbook untiled, single-threaded im2col + GEMM on matrixmultiply
+//! ([`conv2d_im2col_plain`]); the naive direct reference only runs on the small depthwise
+//! layer (it would take minutes on the others).
 //!
 //! Besides the convolutions: max/avg pooling of a 32x224x224 tensor (pool 2, stride 2) and a
 //! batch-1 dense layer 4096 -> 1536 (25 MB of weights, a matrix-vector product).
@@ -12,8 +14,8 @@
 //! Quick smoke run of one layer: `cargo bench --bench conv -- --quick c64_56_k3`.
 
 use cnn_conv::{
-    avg_pool2d, conv2d, conv2d_direct, conv2d_im2col_plain, dense, max_pool2d, Activation,
-    Conv2dGeometry, Conv2dSpec, Padding, Pool2dGeometry, Pool2dSpec,
+    avg_pool2d, conv2d, conv2d_direct, conv2d_im2col_plain, conv2d_packed, dense, max_pool2d,
+    Activation, Conv2dGeometry, Conv2dSpec, PackedWeights, Padding, Pool2dGeometry, Pool2dSpec,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
@@ -110,6 +112,24 @@ fn bench_layer(c: &mut Criterion, l: &Layer) {
         Activation,
         &mut [f32],
     ) -> Result<(), cnn_conv::KernelError>;
+    let Ok(packed) = PackedWeights::new(&geom, &weights) else {
+        eprintln!("{}: weights could not be packed, skipped", l.name);
+        return;
+    };
+    group.bench_function("packed", |b| {
+        b.iter(|| {
+            let r = conv2d_packed(
+                &geom,
+                black_box(&input),
+                1,
+                &packed,
+                Some(&bias),
+                Activation::Relu,
+                &mut output,
+            );
+            black_box(r.is_ok())
+        })
+    });
     let mut kernels: Vec<(&str, Kernel)> =
         vec![("conv2d", conv2d), ("im2col_plain", conv2d_im2col_plain)];
     if l.direct {

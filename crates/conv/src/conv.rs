@@ -794,6 +794,47 @@ mod tests {
     }
 
     #[test]
+    fn packed_weights_of_another_shape_are_an_error() {
+        let g = Conv2dGeometry::resolve(4, 6, 6, &spec(8, 3, 1, Padding::Same, 1)).unwrap();
+        let input = data(g.in_len(), 11);
+        let mut out = vec![1.5; g.out_len()];
+        let act = Activation::Linear;
+        // Packed for 5x5 kernels (another K), for 9 filters, for 2 groups, for a depthwise layer.
+        let others = [
+            Conv2dGeometry::resolve(4, 6, 6, &spec(8, 5, 1, Padding::Same, 1)).unwrap(),
+            Conv2dGeometry::resolve(4, 6, 6, &spec(9, 3, 1, Padding::Same, 1)).unwrap(),
+            Conv2dGeometry::resolve(4, 6, 6, &spec(8, 3, 1, Padding::Same, 2)).unwrap(),
+            Conv2dGeometry::resolve(4, 6, 6, &spec(8, 3, 1, Padding::Same, 4)).unwrap(),
+        ];
+        for other in others {
+            let packed = PackedWeights::new(&other, &data(other.weight_len(), 12)).unwrap();
+            let r = conv2d_packed(&g, &input, 1, &packed, None, act, &mut out);
+            assert!(matches!(
+                r,
+                Err(KernelError::Invalid {
+                    what: "packed weights",
+                    ..
+                })
+            ));
+            assert!(out.iter().all(|&v| v == 1.5), "the output is left alone");
+        }
+        // Packed for the same shape on another image size: the same panels, accepted.
+        let bigger = Conv2dGeometry::resolve(4, 9, 9, &spec(8, 3, 1, Padding::Same, 1)).unwrap();
+        let w = data(g.weight_len(), 13);
+        let packed = PackedWeights::new(&bigger, &w).unwrap();
+        assert!(packed.fits(&g));
+        let mut slow = vec![0.0; g.out_len()];
+        conv2d_packed(&g, &input, 1, &packed, None, act, &mut out).unwrap();
+        conv2d_direct(&g, &input, 1, &w, None, act, &mut slow).unwrap();
+        assert!(max_abs_diff(&out, &slow) < 1e-5);
+        // Unpacked weights of the wrong length are refused when packing.
+        assert!(matches!(
+            PackedWeights::new(&g, &w[1..]),
+            Err(KernelError::Length { .. })
+        ));
+    }
+
+    #[test]
     fn length_errors_are_returned() {
         let g = Conv2dGeometry::resolve(2, 5, 5, &spec(3, 3, 1, Padding::Valid, 1)).unwrap();
         let input = vec![0.0; g.in_len()];
