@@ -33,7 +33,8 @@ use crate::gemm::{bias_act, gemm, MatMut, MatRef, SharedOut};
 use crate::im2col::fill_cols;
 use crate::microkernel::Kernel;
 use crate::packed::{
-    aligned_mut, column_panels_len, multiply, pack_columns, Orientation, PackedWeights, ALIGN_SLACK,
+    aligned_mut, column_panels_len, multiply, pack_columns, panel_rows, Orientation, PackedWeights,
+    ALIGN_SLACK,
 };
 use crate::{depthwise_conv2d, Activation, Conv2dGeometry, KernelError};
 use rayon::prelude::*;
@@ -332,16 +333,38 @@ fn shared_columns<'a>(
     };
     *buf = cnn_tensor::try_zeroed(len + ALIGN_SLACK, "the shared convolution column panels")?;
     let data = aligned_mut(buf, len);
-    let (tiles, groups) = (sched.tiles, geom.groups);
-    data.par_chunks_mut(stride).enumerate().try_for_each_init(
+    // Jobs: each tile's reduction rows cut into one range per worker, so that a call with a
+    // single tile (a deep layer's whole image) is unfolded by all workers too.
+    let (k, tiles, groups) = (geom.col_rows(), sched.tiles, geom.groups);
+    let cuts: Vec<usize> = (1..sched.workers).map(|i| i * k / sched.workers).collect();
+    let mut jobs = Vec::new();
+    for (t, tile_buf) in data.chunks_mut(stride).enumerate() {
+        let tile = t % tiles;
+        let p0 = tile * sched.tile_len;
+        let p1 = (p0 + sched.tile_len).min(geom.col_cols());
+        let ranges = panel_rows(tile_buf, k, p1 - p0, orientation, &cuts);
+        let bounds = std::iter::once(0).chain(cuts.iter().copied()).chain([k]);
+        let starts: Vec<usize> = bounds.collect();
+        for (i, pieces) in ranges.into_iter().enumerate() {
+            jobs.push((t, p0..p1, starts[i]..starts[i + 1], pieces));
+        }
+    }
+    jobs.into_par_iter().try_for_each_init(
         || cnn_tensor::try_zeroed(row_scratch_len(geom, sched.tile_len), "im2col scratch"),
-        |row, (t, dst)| -> Result<(), KernelError> {
+        |row, (t, pixels, rows, mut pieces)| -> Result<(), KernelError> {
             let row = row.as_mut().map_err(|e| KernelError::Alloc(e.clone()))?;
-            let (tile, grp, n) = (t % tiles, t / tiles % groups, t / (tiles * groups));
+            let (grp, n) = (t / tiles % groups, t / (tiles * groups));
             let image = &input[n * geom.in_len()..(n + 1) * geom.in_len()];
-            let p0 = tile * sched.tile_len;
-            let p1 = (p0 + sched.tile_len).min(geom.col_cols());
-            pack_columns(geom, image, grp, p0, p1, orientation, dst, row);
+            pack_columns(
+                geom,
+                image,
+                grp,
+                pixels,
+                rows,
+                orientation,
+                &mut pieces,
+                row,
+            );
             Ok(())
         },
     )?;
@@ -525,7 +548,20 @@ impl Ctx<'_> {
                 }
                 Columns::Own { panels, row } => {
                     if unfolded != Some((n, grp, tile)) {
-                        pack_columns(g, image, grp, p0, p0 + ncols, orientation, panels, row);
+                        let mut all = panel_rows(panels, k, ncols, orientation, &[]);
+                        let pixels = p0..p0 + ncols;
+                        for pieces in &mut all {
+                            pack_columns(
+                                g,
+                                image,
+                                grp,
+                                pixels.clone(),
+                                0..k,
+                                orientation,
+                                pieces,
+                                row,
+                            );
+                        }
                         unfolded = Some((n, grp, tile));
                     }
                     panels

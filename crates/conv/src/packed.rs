@@ -24,6 +24,7 @@ use crate::gemm::MatMut;
 use crate::im2col::fill_col_row;
 use crate::microkernel::{Kernel, Tile, MR, NR};
 use crate::{Conv2dGeometry, KernelError};
+use std::ops::Range;
 
 /// Reduction steps per block when pixels are in the vectors: the tile goes straight into the
 /// output, so blocks can be short (a weight panel's block, `256 x 6` values, is 6 KiB of L1).
@@ -218,28 +219,57 @@ pub(crate) fn column_panels_len(k: usize, n: usize, orientation: Orientation) ->
     k * n.next_multiple_of(w)
 }
 
-/// Unfolds output pixels `[p0, p1)` (`oh*out_w + ow`) of group `group` of `image` into column
-/// panels `dst` (`column_panels_len` values): those columns of the column matrix of
-/// [`crate::im2col`], laid out as panels. Each row of the matrix is unfolded, for the whole
-/// output rows the tile touches, into `row` (cache-resident scratch of at least
-/// `(p1 - p0).next_multiple_of(16) + 2 * out_w` values) and then dealt out to the panels in
-/// whole-panel pieces. Pixels past `p1` in the last panel get whatever the scratch holds there
-/// (finite values); they only feed output columns that are never stored.
+/// Unfolds rows `rows` of the column matrix of [`crate::im2col`] (group `group` of `image`),
+/// for output pixels `pixels` (`oh*out_w + ow`), into column panels: `panels[p]` holds those
+/// rows of panel `p` (`rows.len() * w` values, `w` the panel width), so that disjoint row
+/// ranges of the same panels can be unfolded by different threads ([`panel_rows`] cuts them).
+/// Each row of the matrix is unfolded, for the whole output rows the tile touches, into `row`
+/// (cache-resident scratch of at least `pixels.len().next_multiple_of(16) + 2 * out_w`
+/// values) and then dealt out to the panels in whole-panel pieces. Pixels past the tile's end
+/// in the last panel get whatever the scratch holds there (finite values); they only feed
+/// output columns that are never stored.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pack_columns(
     geom: &Conv2dGeometry,
     image: &[f32],
     group: usize,
-    p0: usize,
-    p1: usize,
+    pixels: Range<usize>,
+    rows: Range<usize>,
     orientation: Orientation,
-    dst: &mut [f32],
+    panels: &mut [&mut [f32]],
     row: &mut [f32],
 ) {
     match orientation.column_panel() {
-        NR => pack_columns_w::<NR>(geom, image, group, p0, p1, dst, row),
-        _ => pack_columns_w::<MR>(geom, image, group, p0, p1, dst, row),
+        NR => pack_columns_w::<NR>(geom, image, group, pixels, rows, panels, row),
+        _ => pack_columns_w::<MR>(geom, image, group, pixels, rows, panels, row),
     }
+}
+
+/// The column panels of an `n`-pixel tile in `buf` (at least [`column_panels_len`] values),
+/// each cut at the reduction rows in `cuts` (increasing, inside `0..k`): one list of panel
+/// pieces per row range `[0, cuts[0])`, `[cuts[0], cuts[1])`, …, `[cuts[last], k)`.
+pub(crate) fn panel_rows<'b>(
+    buf: &'b mut [f32],
+    k: usize,
+    n: usize,
+    orientation: Orientation,
+    cuts: &[usize],
+) -> Vec<Vec<&'b mut [f32]>> {
+    let w = orientation.column_panel();
+    let mut ranges: Vec<Vec<&mut [f32]>> = (0..=cuts.len()).map(|_| Vec::new()).collect();
+    let len = column_panels_len(k, n, orientation);
+    for mut panel in buf[..len].chunks_mut(k * w) {
+        let mut done = 0;
+        for (range, &cut) in ranges.iter_mut().zip(cuts) {
+            let (piece, rest) = panel.split_at_mut((cut - done) * w);
+            range.push(piece);
+            (panel, done) = (rest, cut);
+        }
+        if let Some(last) = ranges.last_mut() {
+            last.push(panel);
+        }
+    }
+    ranges
 }
 
 /// [`pack_columns`] for panels of `W` pixels.
@@ -247,22 +277,22 @@ fn pack_columns_w<const W: usize>(
     geom: &Conv2dGeometry,
     image: &[f32],
     group: usize,
-    p0: usize,
-    p1: usize,
-    dst: &mut [f32],
+    pixels: Range<usize>,
+    rows: Range<usize>,
+    panels: &mut [&mut [f32]],
     row: &mut [f32],
 ) {
+    let (p0, p1) = (pixels.start, pixels.end);
     let n = p1 - p0;
-    let k = geom.col_rows();
     let plane = geom.in_h * geom.in_w;
     let first_channel = group * geom.in_c_per_group();
     let taps = geom.k_h * geom.k_w;
     let padded = n.next_multiple_of(W);
-    let dst = &mut dst[..k * padded];
     // The whole output rows the tile touches, and where the tile starts in the first.
     let (oh0, oh1) = (p0 / geom.out_w, p1.div_ceil(geom.out_w));
     let (off, span) = (p0 - oh0 * geom.out_w, (oh1 - oh0) * geom.out_w);
-    for r in 0..k {
+    let r0 = rows.start;
+    for r in rows {
         let c = first_channel + r / taps;
         let src = &image[c * plane..(c + 1) * plane];
         let piece = if geom.is_pointwise() {
@@ -273,10 +303,11 @@ fn pack_columns_w<const W: usize>(
             fill_col_row(geom, src, kh, kw, oh0, &mut row[..span]);
             &row[off..off + padded]
         };
+        let at = (r - r0) * W;
         // Whole panels as fixed-size copies (a variable-length copy would be a memcpy call).
         let mut pieces = piece.chunks_exact(W);
-        for (p, piece) in pieces.by_ref().enumerate() {
-            let d = &mut dst[(p * k + r) * W..][..W];
+        for (panel, piece) in panels.iter_mut().zip(pieces.by_ref()) {
+            let d = &mut panel[at..at + W];
             if let (Ok(d), Ok(piece)) = (<&mut [f32; W]>::try_from(d), <&[f32; W]>::try_from(piece))
             {
                 *d = *piece;
@@ -284,9 +315,8 @@ fn pack_columns_w<const W: usize>(
         }
         // The input's last pixels: the rest of that panel is never stored.
         let tail = pieces.remainder();
-        if !tail.is_empty() {
-            let p = piece.len() / W;
-            dst[(p * k + r) * W..][..tail.len()].copy_from_slice(tail);
+        if let Some(panel) = panels.get_mut(piece.len() / W).filter(|_| !tail.is_empty()) {
+            panel[at..at + tail.len()].copy_from_slice(tail);
         }
     }
 }
