@@ -476,6 +476,14 @@ impl Schedule {
                 tiles = tiles.max(pieces.min(spatial.div_ceil(c_panel)));
             }
         }
+        // A few tasks per worker: make their number a multiple of the workers' (5 tiles on 2
+        // workers would leave one idle for a fifth of the call), as far as whole panels allow.
+        let max_tiles = spatial.div_ceil(c_panel);
+        if parallel && chunks == 1 && base.saturating_mul(tiles) < want.saturating_mul(4) {
+            while base.saturating_mul(tiles) % threads != 0 && tiles < max_tiles {
+                tiles += 1;
+            }
+        }
         let tile_len = spatial.div_ceil(tiles).next_multiple_of(c_panel).max(1);
         let chunk_rows = mg.div_ceil(chunks).next_multiple_of(w_panel).min(mg).max(1);
         let sched = Self {
@@ -776,6 +784,15 @@ mod tests {
         let g = Conv2dGeometry::resolve(512, 7, 7, &spec(512, 3, 1, Padding::Same, 1)).unwrap();
         let s = Schedule::new(&g, plan(&g, &ConvTuning::default()), 1, 2, PAR_MIN_MACS);
         assert_eq!((s.tiles, s.chunks, s.chunk_rows, s.workers), (1, 4, 128, 2));
+        // 128 channels on 28x28: 1 MiB / ((1152 + 128) x 4 bytes) = 204 pixels -> 192, 5 tiles;
+        // on 2 workers 6 tiles of 144 pixels (the last one 64) instead.
+        let g = Conv2dGeometry::resolve(128, 28, 28, &spec(128, 3, 1, Padding::Same, 1)).unwrap();
+        let path = plan(&g, &ConvTuning::default());
+        assert_eq!(path, Path::Im2col { pixels: 192 });
+        let s = Schedule::new(&g, path, 1, 1, PAR_MIN_MACS);
+        assert_eq!((s.tiles, s.tile_len), (5, 160));
+        let s = Schedule::new(&g, path, 1, 2, PAR_MIN_MACS);
+        assert_eq!((s.tiles, s.tile_len, s.workers), (6, 144, 2));
         // Pointwise 64 -> 256 on 56x56: column tiles of whole panels.
         let g = Conv2dGeometry::resolve(64, 56, 56, &spec(256, 1, 1, Padding::Valid, 1)).unwrap();
         let s = Schedule::new(&g, plan(&g, &ConvTuning::default()), 1, 2, PAR_MIN_MACS);
