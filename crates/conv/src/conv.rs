@@ -337,16 +337,18 @@ fn shared_columns<'a>(
     // single tile (a deep layer's whole image) is unfolded by all workers too.
     let (k, tiles, groups) = (geom.col_rows(), sched.tiles, geom.groups);
     let cuts: Vec<usize> = (1..sched.workers).map(|i| i * k / sched.workers).collect();
+    let bounds: Vec<usize> = std::iter::once(0)
+        .chain(cuts.iter().copied())
+        .chain([k])
+        .collect();
     let mut jobs = Vec::new();
     for (t, tile_buf) in data.chunks_mut(stride).enumerate() {
         let tile = t % tiles;
         let p0 = tile * sched.tile_len;
         let p1 = (p0 + sched.tile_len).min(geom.col_cols());
         let ranges = panel_rows(tile_buf, k, p1 - p0, orientation, &cuts);
-        let bounds = std::iter::once(0).chain(cuts.iter().copied()).chain([k]);
-        let starts: Vec<usize> = bounds.collect();
-        for (i, pieces) in ranges.into_iter().enumerate() {
-            jobs.push((t, p0..p1, starts[i]..starts[i + 1], pieces));
+        for (pieces, rows) in ranges.into_iter().zip(bounds.windows(2)) {
+            jobs.push((t, p0..p1, rows[0]..rows[1], pieces));
         }
     }
     jobs.into_par_iter().try_for_each_init(
@@ -556,17 +558,17 @@ impl Ctx<'_> {
                 }
                 Columns::Own { panels, row } => {
                     if unfolded != Some((n, grp, tile)) {
-                        let mut all = panel_rows(panels, k, ncols, orientation, &[]);
-                        let pixels = p0..p0 + ncols;
-                        for pieces in &mut all {
+                        // One range of reduction rows: all of them.
+                        for mut pieces in panel_rows(panels, k, ncols, orientation, &[]) {
+                            let (pixels, rows) = (p0..p0 + ncols, 0..k);
                             pack_columns(
                                 g,
                                 image,
                                 grp,
-                                pixels.clone(),
-                                0..k,
+                                pixels,
+                                rows,
                                 orientation,
-                                pieces,
+                                &mut pieces,
                                 row,
                             );
                         }
