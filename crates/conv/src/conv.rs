@@ -5,12 +5,12 @@
 //! * Everything else: im2col + GEMM, `out[Mg, oh*ow] = W_g[Mg, K] x cols[K, oh*ow]`, on the
 //!   packed GEMM of [`crate::packed`]: the weights are packed into micro-kernel panels once
 //!   ([`PackedWeights`], which a model keeps between calls), and the column matrix is *tiled
-//!   over output rows* and unfolded straight into the GEMM's panel layout, so there is no
+//!   over output pixels* and unfolded straight into the GEMM's panel layout, so there is no
 //!   separate packing copy. A tile is a run of output pixels (whole panels of 16, or 6, pixels;
 //!   it may start and end inside an output row); its panels never exceed [`COL_TILE_BYTES`]
-//!   (but always hold at least one panel), and below that bound they are sized for the L2
-//!   cache (about 1 MiB). A 1x1 convolution (stride 1, no padding)
-//!   needs no unfolding: its panels are copied from the input rows as they are.
+//!   (but always hold at least one panel), and below that bound they and the output block they
+//!   produce are sized for the L2 cache (about 1 MiB together). A 1x1 convolution (stride 1,
+//!   no padding) needs no unfolding: its panels are copied from the input rows as they are.
 //!
 //! Bias and activation are applied, in one pass, to each GEMM block right after it is written.
 //! The work of a call is cut into independent tasks `(image, group, column tile, block of output

@@ -1,7 +1,7 @@
 //! The packed GEMM of the convolution: weights packed once into micro-kernel panels
 //! ([`PackedWeights`]), each column tile unfolded by im2col *straight into* panels
-//! ([`pack_columns`]), and the blocked loops that run the `6 x 16` micro-kernel of
-//! [`crate::microkernel`] over them ([`multiply`]).
+//! (`pack_columns`), and the blocked loops that run the `6 x 16` micro-kernel of
+//! `crate::microkernel` over them (`multiply`).
 //!
 //! A panel holds one operand's values for every step `l` of the reduction (`K = c*kh*kw`)
 //! side by side: `panel[l*w + t]` is row/column `t` of the panel at step `l`, with `w` the
@@ -14,7 +14,7 @@
 //! would pad to 64) the weights go in the vectors (16 channels) and the pixels are broadcast (6
 //! at a time, 49 pads to 54), and tiles are stored transposed.
 //!
-//! The reduction is cut into blocks of equal length (at most [`KC_PIXELS`] or [`KC_CHANNELS`]
+//! The reduction is cut into blocks of equal length (at most `KC_PIXELS` or `KC_CHANNELS`
 //! steps); within a block, one weight panel's block stays in cache while all the tile's column
 //! panels (their blocks kept in L2: a tile is sized for it) stream past it, so the output is
 //! written along its rows, and blocks after the first add to the output tile.
