@@ -41,7 +41,7 @@ use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Upper bound of the production path's column panels (per worker thread), in bytes, unless a
-/// single output row needs more, in which case they hold exactly one output row.
+/// single panel (16 or 6 output pixels) needs more, in which case a tile is exactly one panel.
 pub const COL_TILE_BYTES: usize = 8 << 20;
 
 /// What a tile aims at below that bound: its column panels plus the output block it produces
@@ -107,7 +107,7 @@ fn plan(geom: &Conv2dGeometry, tuning: &ConvTuning) -> Path {
 /// column panels (at least one); the whole image when it fits.
 fn tile_pixels(geom: &Conv2dGeometry, tuning: &ConvTuning) -> usize {
     let f32_bytes = std::mem::size_of::<f32>();
-    let panel = orientation(geom).column_panel();
+    let panel = Orientation::of(geom).column_panel();
     let (k, mg) = (geom.col_rows(), geom.out_c_per_group());
     let col_bytes = k.saturating_mul(f32_bytes).max(1);
     let tile_bytes = k.saturating_add(mg).saturating_mul(f32_bytes).max(1);
@@ -136,7 +136,7 @@ pub fn column_buffer_len(geom: &Conv2dGeometry) -> usize {
 /// Column panels of a tile of `pixels` output pixels, plus [`row_scratch_len`], plus the
 /// slack that lets the panels start on a cache line.
 fn worker_buffer_len(geom: &Conv2dGeometry, pixels: usize) -> usize {
-    column_panels_len(geom.col_rows(), pixels, orientation(geom))
+    column_panels_len(geom.col_rows(), pixels, Orientation::of(geom))
         + row_scratch_len(geom, pixels)
         + ALIGN_SLACK
 }
@@ -144,11 +144,7 @@ fn worker_buffer_len(geom: &Conv2dGeometry, pixels: usize) -> usize {
 /// Scratch for one row of a tile's column matrix: the whole output rows a tile of `pixels`
 /// pixels touches (it may start in the middle of one), padded to whole panels.
 fn row_scratch_len(geom: &Conv2dGeometry, pixels: usize) -> usize {
-    pixels.next_multiple_of(orientation(geom).column_panel()) + 2 * geom.out_w
-}
-
-fn orientation(geom: &Conv2dGeometry) -> Orientation {
-    Orientation::for_shape(geom.out_c_per_group(), geom.col_cols())
+    pixels.next_multiple_of(Orientation::of(geom).column_panel()) + 2 * geom.out_w
 }
 
 /// Convolution of `batch` images `input[batch, in_c, in_h, in_w]` with
@@ -189,7 +185,7 @@ pub fn conv2d_tuned(
     tuning: ConvTuning,
 ) -> Result<(), KernelError> {
     check_conv_args(geom, input, batch, weights, bias, output)?;
-    if plan(geom, &tuning) == Path::Depthwise {
+    if geom.is_depthwise() {
         return depthwise_conv2d(geom, input, batch, weights, bias, act, output);
     }
     let packed = PackedWeights::new(geom, weights)?;
@@ -459,8 +455,8 @@ impl Schedule {
         };
         // Tiles are whole column panels, blocks of output channels whole weight panels.
         let (w_panel, c_panel) = (
-            orientation(geom).weight_panel(),
-            orientation(geom).column_panel(),
+            Orientation::of(geom).weight_panel(),
+            Orientation::of(geom).column_panel(),
         );
         let mut tiles = spatial.div_ceil(max_tile.max(1));
         let mut chunks = 1;
@@ -522,10 +518,10 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Claims and runs tasks until none is left, with the buffer `cols` (column panels, then
-    /// scratch for one row of the column matrix), writing into `out` (the output seen as `[batch*out_c,
-    /// out_h*out_w]`). A column tile is not unfolded again when the previous task of this
-    /// worker used the same one.
+    /// Claims and runs tasks until none is left, writing into `out` (the output seen as
+    /// `[batch*out_c, out_h*out_w]`). The column panels are the shared ones, or else unfolded
+    /// into `cols` (this worker's panels, then scratch for one row of the column matrix); a
+    /// tile is not unfolded again when the previous task of this worker used the same one.
     fn run(&self, out: &SharedOut<'_>, tasks: &Tasks, cols: &mut [f32]) -> Result<(), KernelError> {
         let g = self.geom;
         let s = &self.sched;
@@ -687,10 +683,10 @@ mod tests {
     fn orientation_follows_the_padding() {
         // 64 channels on 56x56: pixels in vectors (3136 pixels are 196 whole panels).
         let g = Conv2dGeometry::resolve(64, 56, 56, &spec(64, 3, 1, Padding::Same, 1)).unwrap();
-        assert_eq!(orientation(&g), Orientation::PixelsInVectors);
+        assert_eq!(Orientation::of(&g), Orientation::PixelsInVectors);
         // 512 channels on 7x7: 49 pixels would pad to 64, but only to 54 as panels of 6.
         let g = Conv2dGeometry::resolve(512, 7, 7, &spec(512, 3, 1, Padding::Same, 1)).unwrap();
-        assert_eq!(orientation(&g), Orientation::ChannelsInVectors);
+        assert_eq!(Orientation::of(&g), Orientation::ChannelsInVectors);
         assert_eq!(
             PackedWeights::new(&g, &vec![0.0; g.weight_len()])
                 .unwrap()

@@ -68,6 +68,12 @@ impl Orientation {
         }
     }
 
+    /// The orientation of a convolution: [`Orientation::for_shape`] of one group's output
+    /// channels and the output pixels of one image.
+    pub fn of(geom: &Conv2dGeometry) -> Self {
+        Self::for_shape(geom.out_c_per_group(), geom.col_cols())
+    }
+
     /// Output channels per weight panel.
     pub fn weight_panel(self) -> usize {
         match self {
@@ -133,7 +139,7 @@ impl PackedWeights {
         crate::error::check_conv_geometry(geom)?;
         check_len("weights", weights.len(), geom.weight_len())?;
         let (mg, k) = (geom.out_c_per_group(), geom.col_rows());
-        let orientation = Orientation::for_shape(mg, geom.col_cols());
+        let orientation = Orientation::of(geom);
         let depthwise = geom.is_depthwise();
         let w = orientation.weight_panel();
         let panels = mg.div_ceil(w);
@@ -186,7 +192,7 @@ impl PackedWeights {
             && self.groups == geom.groups
             && self.mg == geom.out_c_per_group()
             && self.k == geom.col_rows()
-            && self.orientation == Orientation::for_shape(self.mg, geom.col_cols())
+            && self.orientation == Orientation::of(geom)
     }
 
     /// The weights as given, when they are a depthwise convolution's.
