@@ -71,6 +71,20 @@ fn block(e: &ConvExplanation) -> String {
                      over output pixels)",
                     human_bytes(e.column_bytes_allocated as u128)
                 )
+            } else if e.channels_last_copy_bytes > 0 {
+                format!(
+                    "{} for the whole matrix, {} allocated: never unfolded, the GEMM reads it \
+                     in place from a zero-padded channels-last copy of the input ({}), plus \
+                     {} of output tiles per worker",
+                    human_bytes(e.column_bytes_full as u128),
+                    human_bytes(e.column_bytes_allocated as u128),
+                    human_bytes(e.channels_last_copy_bytes as u128),
+                    human_bytes(
+                        e.column_bytes_allocated
+                            .saturating_sub(e.channels_last_copy_bytes)
+                            as u128
+                    )
+                )
             } else {
                 format!(
                     "{} for the whole matrix, {} allocated (tiled over output pixels, \

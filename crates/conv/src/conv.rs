@@ -28,10 +28,11 @@
 //! fast paths, `matrixmultiply`'s GEMM), kept as a benchmark baseline. This module does not
 //! check its results; the tests compare it with [`crate::conv2d_direct`].
 
+use crate::channels_last;
 use crate::error::{check_conv_geometry, check_len, mul_len};
 use crate::gemm::{bias_act, gemm, MatMut, MatRef, SharedOut};
 use crate::im2col::fill_cols;
-use crate::microkernel::Kernel;
+use crate::microkernel::{Kernel, MR, NR};
 use crate::packed::{
     aligned_mut, column_panels_len, multiply, pack_columns, panel_rows, Orientation, PackedWeights,
     ALIGN_SLACK,
@@ -67,6 +68,8 @@ pub struct ConvTuning {
     pub threads: Option<usize>,
     /// Run the portable micro-kernel even when the CPU has AVX2+FMA.
     pub portable: bool,
+    /// Bound of the channels-last copies of a call's images held at once (at least one).
+    pub channels_last_bytes: usize,
 }
 
 impl Default for ConvTuning {
@@ -77,6 +80,7 @@ impl Default for ConvTuning {
             par_min_macs: PAR_MIN_MACS,
             threads: None,
             portable: false,
+            channels_last_bytes: CHANNELS_LAST_BYTES,
         }
     }
 }
@@ -89,25 +93,89 @@ enum Path {
     /// column panels).
     Im2col {
         pixels: usize,
+        orientation: Orientation,
+    },
+    /// im2col + GEMM with the column matrix read in place from a channels-last copy of the
+    /// input ([`crate::channels_last`]), at most `pixels` output pixels per tile.
+    ChannelsLast {
+        pixels: usize,
     },
 }
 
-fn plan(geom: &Conv2dGeometry, tuning: &ConvTuning) -> Path {
+impl Path {
+    /// The largest tile, in output pixels.
+    fn max_tile(self, geom: &Conv2dGeometry) -> usize {
+        match self {
+            Path::Im2col { pixels, .. } | Path::ChannelsLast { pixels } => pixels,
+            Path::Depthwise => geom.col_cols(),
+        }
+    }
+
+    /// The same path with tiles of `pixels` output pixels.
+    fn with_tile(self, pixels: usize) -> Self {
+        match self {
+            Path::Depthwise => Path::Depthwise,
+            Path::Im2col { orientation, .. } => Path::Im2col {
+                pixels,
+                orientation,
+            },
+            Path::ChannelsLast { .. } => Path::ChannelsLast { pixels },
+        }
+    }
+
+    /// Output channels per weight panel and output pixels per column panel (1 and 1 for the
+    /// depthwise path, which has no panels).
+    fn panels(self) -> (usize, usize) {
+        match self {
+            Path::Depthwise => (1, 1),
+            Path::Im2col { orientation, .. } => {
+                (orientation.weight_panel(), orientation.column_panel())
+            }
+            Path::ChannelsLast { .. } => (NR, MR),
+        }
+    }
+}
+
+/// The path of `geom` with weights packed in `orientation`.
+fn plan(geom: &Conv2dGeometry, orientation: Orientation, tuning: &ConvTuning) -> Path {
     if geom.is_depthwise() {
         Path::Depthwise
+    } else if orientation == Orientation::ChannelsLast {
+        Path::ChannelsLast {
+            pixels: channels_last_tile_pixels(geom, tuning),
+        }
     } else {
         Path::Im2col {
-            pixels: tile_pixels(geom, tuning),
+            pixels: tile_pixels(geom, orientation, tuning),
+            orientation,
         }
+    }
+}
+
+/// Output pixels per tile of the channels-last path: as many as let the input rows they read
+/// (all channels of `stride_h` padded input rows per output row) plus their output tile fit the
+/// cache target, and the output tile the buffer bound; whole panels of 6 (at least one); the
+/// whole image when it fits.
+fn channels_last_tile_pixels(geom: &Conv2dGeometry, tuning: &ConvTuning) -> usize {
+    let f32_bytes = std::mem::size_of::<f32>();
+    let padded_w = geom.in_w + geom.pad_left + geom.pad_right;
+    let input_per_pixel = (geom.stride_h * padded_w * geom.in_c).div_ceil(geom.out_w.max(1));
+    let per_pixel = input_per_pixel.saturating_add(NR).saturating_mul(f32_bytes);
+    let pixels = (tuning.cache_bytes / per_pixel.max(1)).min(tuning.tile_bytes / (NR * f32_bytes));
+    let spatial = geom.col_cols();
+    if pixels >= spatial {
+        spatial.next_multiple_of(MR).max(MR)
+    } else {
+        (pixels / MR * MR).max(MR)
     }
 }
 
 /// Output pixels per column tile: as many as let the tile's column panels fit the buffer bound
 /// and its panels plus the output block it produces fit the cache target, rounded down to whole
 /// column panels (at least one); the whole image when it fits.
-fn tile_pixels(geom: &Conv2dGeometry, tuning: &ConvTuning) -> usize {
+fn tile_pixels(geom: &Conv2dGeometry, orientation: Orientation, tuning: &ConvTuning) -> usize {
     let f32_bytes = std::mem::size_of::<f32>();
-    let panel = Orientation::of(geom).column_panel();
+    let panel = orientation.column_panel();
     let (k, mg) = (geom.col_rows(), geom.out_c_per_group());
     let col_bytes = k.saturating_mul(f32_bytes).max(1);
     let tile_bytes = k.saturating_add(mg).saturating_mul(f32_bytes).max(1);
@@ -120,31 +188,47 @@ fn tile_pixels(geom: &Conv2dGeometry, tuning: &ConvTuning) -> usize {
     }
 }
 
-/// Elements of the column buffer [`conv2d`] allocates for `geom`, per worker thread (at most
-/// `rayon::current_num_threads()` of them): the column panels of one tile, `col_rows x
-/// pixels_per_tile`, where a tile holds as many output pixels as fit in [`COL_TILE_BYTES`]
-/// (at least one panel of 16 or 6 pixels; in practice fewer, sized for the L2 cache), plus
-/// scratch for one row of the tile's column matrix and 15 values of alignment slack; 0 for the
-/// depthwise path, which needs none.
+/// Elements of the column buffers [`conv2d`] allocates for one image of `geom` (batch 1):
+/// * unfolded panels (few input channels per group, 1x1): per worker thread (at most
+///   `rayon::current_num_threads()` of them), the column panels of one tile, `col_rows x
+///   pixels_per_tile`, where a tile holds as many output pixels as fit in [`COL_TILE_BYTES`]
+///   (at least one panel of 16 or 6 pixels; in practice fewer, sized for the L2 cache), plus
+///   scratch for one row of the tile's column matrix and 15 values of alignment slack;
+/// * channels-last ([`crate::channels_last`]): the zero-padded channels-last copy of the
+///   image, read in place by all workers, plus one worker's output tile (16 channels of a
+///   tile's pixels) and slack;
+/// * 0 for the depthwise path, which needs none.
 pub fn column_buffer_len(geom: &Conv2dGeometry) -> usize {
-    match plan(geom, &ConvTuning::default()) {
-        Path::Depthwise => 0,
-        Path::Im2col { pixels } => worker_buffer_len(geom, pixels),
-    }
+    let path = plan(geom, Orientation::of(geom), &ConvTuning::default());
+    let image = match path {
+        Path::ChannelsLast { .. } => channels_last::image_len(geom).unwrap_or(usize::MAX),
+        _ => 0,
+    };
+    image.saturating_add(worker_buffer_len(geom, path))
 }
 
-/// Column panels of a tile of `pixels` output pixels, plus [`row_scratch_len`], plus the
-/// slack that lets the panels start on a cache line.
-fn worker_buffer_len(geom: &Conv2dGeometry, pixels: usize) -> usize {
-    column_panels_len(geom.col_rows(), pixels, Orientation::of(geom))
-        + row_scratch_len(geom, pixels)
-        + ALIGN_SLACK
+/// A worker's buffer: for unfolded panels, the column panels of a tile plus
+/// [`row_scratch_len`]; for the channels-last path, the output tile; plus the slack that lets
+/// them start on a cache line. 0 for the depthwise path.
+fn worker_buffer_len(geom: &Conv2dGeometry, path: Path) -> usize {
+    match path {
+        Path::Depthwise => 0,
+        Path::Im2col {
+            pixels,
+            orientation,
+        } => {
+            column_panels_len(geom.col_rows(), pixels, orientation)
+                + row_scratch_len(geom, orientation, pixels)
+                + ALIGN_SLACK
+        }
+        Path::ChannelsLast { pixels } => channels_last::tile_len(pixels) + ALIGN_SLACK,
+    }
 }
 
 /// Scratch for one row of a tile's column matrix: the whole output rows a tile of `pixels`
 /// pixels touches (it may start in the middle of one), padded to whole panels.
-fn row_scratch_len(geom: &Conv2dGeometry, pixels: usize) -> usize {
-    pixels.next_multiple_of(Orientation::of(geom).column_panel()) + 2 * geom.out_w
+fn row_scratch_len(geom: &Conv2dGeometry, orientation: Orientation, pixels: usize) -> usize {
+    pixels.next_multiple_of(orientation.column_panel()) + 2 * geom.out_w
 }
 
 /// Convolution of `batch` images `input[batch, in_c, in_h, in_w]` with
@@ -239,7 +323,7 @@ pub fn conv2d_packed_tuned(
         return depthwise_conv2d(geom, input, batch, raw, bias, act, output);
     }
     check_conv_args_unpacked(geom, input, batch, bias, output)?;
-    let path = plan(geom, &tuning);
+    let path = plan(geom, weights.orientation(), &tuning);
     if batch == 0 {
         return Ok(());
     }
@@ -247,48 +331,160 @@ pub fn conv2d_packed_tuned(
         .threads
         .unwrap_or_else(rayon::current_num_threads)
         .max(1);
-    let sched = Schedule::new(geom, path, batch, threads, tuning.par_min_macs);
-    let mut shared_buf = Vec::new();
-    let shared = shared_columns(geom, input, batch, &sched, weights, &mut shared_buf)?;
-    let ctx = Ctx {
+    let kernel = Kernel::detect(tuning.portable);
+    let call = Call {
         geom,
-        input,
         weights,
         bias,
         act,
-        sched,
-        kernel: Kernel::detect(tuning.portable),
-        shared,
+        kernel,
+        path,
+        threads,
+        par_min_macs: tuning.par_min_macs,
+        channels_last_bytes: tuning.channels_last_bytes,
     };
-    let col_len = match shared {
-        Some(_) => 0,
-        None => worker_buffer_len(geom, sched.tile_len),
-    };
-    let out = SharedOut::new(output, geom.col_cols());
-    let tasks = Tasks {
-        next: AtomicUsize::new(0),
-        total: sched.tasks(batch, geom.groups),
-    };
-    if sched.workers <= 1 {
-        let mut cols = cnn_tensor::try_zeroed(col_len, "the convolution column tile")?;
-        return ctx.run(&out, &tasks, &mut cols);
+    if let Path::ChannelsLast { .. } = path {
+        return call.channels_last(input, batch, output);
     }
-    let mut buffers = (0..sched.workers)
-        .map(|_| cnn_tensor::try_zeroed(col_len, "the convolution column tiles"))
-        .collect::<Result<Vec<_>, _>>()?;
-    buffers
-        .par_iter_mut()
-        .try_for_each(|cols| ctx.run(&out, &tasks, cols))
+    let sched = Schedule::new(geom, path, batch, threads, tuning.par_min_macs);
+    let mut shared_buf = Vec::new();
+    let source = match shared_columns(geom, input, batch, &sched, weights, &mut shared_buf)? {
+        Some(shared) => Source::Shared(shared),
+        None => Source::Unfold { input },
+    };
+    call.execute(sched, source, batch, output)
 }
 
-/// Where a worker's tasks find their column panels.
+/// The parts of a call every batch of its tasks shares.
+struct Call<'a> {
+    geom: &'a Conv2dGeometry,
+    weights: &'a PackedWeights,
+    bias: Option<&'a [f32]>,
+    act: Activation,
+    kernel: Kernel,
+    path: Path,
+    threads: usize,
+    par_min_macs: usize,
+    channels_last_bytes: usize,
+}
+
+/// Bound of the channels-last copies of the images of a call held at once, in bytes (at least
+/// one image is).
+const CHANNELS_LAST_BYTES: usize = 16 << 20;
+
+impl Call<'_> {
+    /// The channels-last path: the images, as many at a time as fit in
+    /// `channels_last_bytes` ([`CHANNELS_LAST_BYTES`]), are copied channels-last (in parallel), then their tasks run
+    /// reading that copy in place.
+    fn channels_last(
+        &self,
+        input: &[f32],
+        batch: usize,
+        output: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let g = self.geom;
+        let too_large = || KernelError::Invalid {
+            what: "input",
+            reason: "its padded channels-last copy overflows the address space".into(),
+        };
+        let stride = channels_last::image_len(g).ok_or_else(too_large)?;
+        let per_round = (self.channels_last_bytes / (stride * std::mem::size_of::<f32>()).max(1))
+            .clamp(1, batch);
+        let len = stride.checked_mul(per_round).ok_or_else(too_large)?;
+        let mut buf = cnn_tensor::try_zeroed(len, "the channels-last copy of the input")?;
+        let taps = channels_last::tap_offsets(g);
+        let rounds = input
+            .chunks(per_round * g.in_len())
+            .zip(output.chunks_mut(per_round * g.out_len()));
+        for (images, out) in rounds {
+            let count = images.len() / g.in_len().max(1);
+            let copies = &mut buf[..count * stride];
+            let parallel = self.threads > 1 && g.in_len() >= PAR_MIN_COPY;
+            for (image, copy) in images.chunks(g.in_len()).zip(copies.chunks_mut(stride)) {
+                channels_last::to_channels_last(g, image, copy, parallel);
+            }
+            let sched = Schedule::new(g, self.path, count, self.threads, self.par_min_macs);
+            let source = Source::InPlace {
+                images: copies,
+                stride,
+                taps: &taps,
+            };
+            self.execute(sched, source, count, out)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the tasks of `sched` for `batch` images whose column matrices come from `source`,
+    /// into `output`, on `sched.workers` workers, each with its own buffer.
+    fn execute(
+        &self,
+        sched: Schedule,
+        source: Source<'_>,
+        batch: usize,
+        output: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let buf_len = match source {
+            Source::Shared(_) => 0,
+            _ => worker_buffer_len(self.geom, self.path.with_tile(sched.tile_len)),
+        };
+        let ctx = Ctx {
+            call: self,
+            sched,
+            source,
+        };
+        let out = SharedOut::new(output, self.geom.col_cols());
+        let tasks = Tasks {
+            next: AtomicUsize::new(0),
+            total: sched.tasks(batch, self.geom.groups),
+        };
+        if sched.workers <= 1 {
+            let mut buf = cnn_tensor::try_zeroed(buf_len, "the convolution column tile")?;
+            return ctx.run(&out, &tasks, &mut buf);
+        }
+        let mut buffers = (0..sched.workers)
+            .map(|_| cnn_tensor::try_zeroed(buf_len, "the convolution column tiles"))
+            .collect::<Result<Vec<_>, _>>()?;
+        buffers
+            .par_iter_mut()
+            .try_for_each(|buf| ctx.run(&out, &tasks, buf))
+    }
+}
+
+/// Images with fewer values than this are copied channels-last on the calling thread.
+const PAR_MIN_COPY: usize = 1 << 16;
+
+/// Where the tasks of a call find their column matrices.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// Unfolded by each worker, from the images `input`, into its own panels.
+    Unfold { input: &'a [f32] },
+    /// Unfolded once for all workers.
+    Shared(SharedColumns<'a>),
+    /// Read in place from padded channels-last images, `stride` values apart, at the tap
+    /// offsets `taps` ([`crate::channels_last`]).
+    InPlace {
+        images: &'a [f32],
+        stride: usize,
+        taps: &'a [usize],
+    },
+}
+
+/// Where one worker's tasks find their column matrices.
 enum Columns<'a, 'b> {
     /// Unfolded once for all workers.
     Shared(SharedColumns<'a>),
     /// Unfolded by this worker into its own buffer, with a scratch row.
     Own {
+        input: &'a [f32],
         panels: &'b mut [f32],
         row: &'b mut [f32],
+    },
+    /// Read in place; the worker's buffer holds its output tile.
+    InPlace {
+        images: &'a [f32],
+        stride: usize,
+        taps: &'a [usize],
+        tile: &'b mut [f32],
     },
 }
 
@@ -348,7 +544,12 @@ fn shared_columns<'a>(
         }
     }
     jobs.into_par_iter().try_for_each_init(
-        || cnn_tensor::try_zeroed(row_scratch_len(geom, sched.tile_len), "im2col scratch"),
+        || {
+            cnn_tensor::try_zeroed(
+                row_scratch_len(geom, orientation, sched.tile_len),
+                "im2col scratch",
+            )
+        },
         |row, (t, pixels, rows, mut pieces)| -> Result<(), KernelError> {
             let row = row.as_mut().map_err(|e| KernelError::Alloc(e.clone()))?;
             let (grp, n) = (t / tiles % groups, t / (tiles * groups));
@@ -449,15 +650,9 @@ impl Schedule {
     ) -> Self {
         let (mg, spatial) = (geom.out_c_per_group(), geom.col_cols());
         // The largest tile the buffer bounds allow, in output pixels.
-        let max_tile = match path {
-            Path::Im2col { pixels } => pixels,
-            Path::Depthwise => spatial,
-        };
+        let max_tile = path.max_tile(geom);
         // Tiles are whole column panels, blocks of output channels whole weight panels.
-        let (w_panel, c_panel) = (
-            Orientation::of(geom).weight_panel(),
-            Orientation::of(geom).column_panel(),
-        );
+        let (w_panel, c_panel) = path.panels();
         let mut tiles = spatial.div_ceil(max_tile.max(1));
         let mut chunks = 1;
         let base = batch.saturating_mul(geom.groups);
@@ -504,37 +699,46 @@ impl Schedule {
     }
 }
 
-/// Everything the tasks of one call share (read-only).
+/// Everything the tasks of one batch of a call share (read-only).
 struct Ctx<'a> {
-    geom: &'a Conv2dGeometry,
-    input: &'a [f32],
-    weights: &'a PackedWeights,
-    bias: Option<&'a [f32]>,
-    act: Activation,
+    call: &'a Call<'a>,
     sched: Schedule,
-    kernel: Kernel,
-    /// The tiles' column panels, when unfolded once for all workers.
-    shared: Option<SharedColumns<'a>>,
+    source: Source<'a>,
 }
 
 impl Ctx<'_> {
     /// Claims and runs tasks until none is left, writing into `out` (the output seen as
-    /// `[batch*out_c, out_h*out_w]`). The column panels are the shared ones, or else unfolded
-    /// into `cols` (this worker's panels, then scratch for one row of the column matrix); a
-    /// tile is not unfolded again when the previous task of this worker used the same one.
-    fn run(&self, out: &SharedOut<'_>, tasks: &Tasks, cols: &mut [f32]) -> Result<(), KernelError> {
-        let g = self.geom;
+    /// `[batch*out_c, out_h*out_w]`). The column matrices are the shared panels, or read in
+    /// place (with `buf` holding this worker's output tile), or else unfolded into `buf` (this
+    /// worker's panels, then scratch for one row of the column matrix); a tile is not unfolded
+    /// again when the previous task of this worker used the same one.
+    fn run(&self, out: &SharedOut<'_>, tasks: &Tasks, buf: &mut [f32]) -> Result<(), KernelError> {
+        let call = self.call;
+        let g = call.geom;
         let s = &self.sched;
         let (mg, k) = (g.out_c_per_group(), g.col_rows());
-        let orientation = self.weights.orientation();
-        // The tiles unfolded for all workers, or this worker's own panels and scratch row.
-        let mut cols = match self.shared {
-            Some(shared) => Columns::Shared(shared),
-            None => {
-                let len = cols.len() - ALIGN_SLACK;
-                let cols = aligned_mut(cols, len);
-                let (panels, row) = cols.split_at_mut(len - row_scratch_len(g, s.tile_len));
-                Columns::Own { panels, row }
+        let orientation = call.weights.orientation();
+        let mut cols = match self.source {
+            Source::Shared(shared) => Columns::Shared(shared),
+            Source::Unfold { input } => {
+                let len = buf.len() - ALIGN_SLACK;
+                let buf = aligned_mut(buf, len);
+                let scratch = row_scratch_len(g, orientation, s.tile_len);
+                let (panels, row) = buf.split_at_mut(len - scratch);
+                Columns::Own { input, panels, row }
+            }
+            Source::InPlace {
+                images,
+                stride,
+                taps,
+            } => {
+                let len = buf.len() - ALIGN_SLACK;
+                Columns::InPlace {
+                    images,
+                    stride,
+                    taps,
+                    tile: aligned_mut(buf, len),
+                }
             }
         };
         let mut unfolded = None;
@@ -543,17 +747,26 @@ impl Ctx<'_> {
             let tile = task / s.chunks % s.tiles;
             let grp = task / (s.chunks * s.tiles) % g.groups;
             let n = task / (s.chunks * s.tiles * g.groups);
-            let image = &self.input[n * g.in_len()..(n + 1) * g.in_len()];
-            // The tile's output pixels and its column panels.
+            // The block's output pixels and channels.
             let p0 = tile * s.tile_len;
             let ncols = s.tile_len.min(g.col_cols() - p0);
+            let m0 = chunk * s.chunk_rows;
+            let m = s.chunk_rows.min(mg - m0);
+            let first = grp * mg + m0;
+            // SAFETY: the block is rows n*out_c + first .. + m, columns p0 .. p0 + ncols.
+            // Distinct tasks have distinct (image, group, tile, chunk) and so disjoint row ranges
+            // (image, group, chunk) or disjoint column ranges (tile); `claim` hands every task to
+            // exactly one worker, and the block lives only until the end of this iteration.
+            let mut c = unsafe { out.block(n * g.out_c + first, m, p0, ncols)? };
+            let w = call.weights.panels(grp, m0, m);
             let panels: &[f32] = match &mut cols {
                 Columns::Shared(sh) => {
                     let t = (n * g.groups + grp) * s.tiles + tile;
                     &sh.data[t * sh.stride..(t + 1) * sh.stride]
                 }
-                Columns::Own { panels, row } => {
+                Columns::Own { input, panels, row } => {
                     if unfolded != Some((n, grp, tile)) {
+                        let image = &input[n * g.in_len()..(n + 1) * g.in_len()];
                         // One range of reduction rows: all of them.
                         for mut pieces in panel_rows(panels, k, ncols, orientation, &[]) {
                             let (pixels, rows) = (p0..p0 + ncols, 0..k);
@@ -572,18 +785,20 @@ impl Ctx<'_> {
                     }
                     panels
                 }
+                Columns::InPlace {
+                    images,
+                    stride,
+                    taps,
+                    tile,
+                } => {
+                    let image = &images[n * *stride..(n + 1) * *stride];
+                    channels_last::multiply(call.kernel, g, image, grp, p0, taps, w, tile, &mut c);
+                    bias_act(&mut c, call.bias.map(|b| &b[first..first + m]), call.act);
+                    continue;
+                }
             };
-            let m0 = chunk * s.chunk_rows;
-            let m = s.chunk_rows.min(mg - m0);
-            let first = grp * mg + m0;
-            // SAFETY: the block is rows n*out_c + first .. + m, columns p0 .. p0 + ncols.
-            // Distinct tasks have distinct (image, group, tile, chunk) and so disjoint row ranges
-            // (image, group, chunk) or disjoint column ranges (tile); `claim` hands every task to
-            // exactly one worker, and the block lives only until the end of this iteration.
-            let mut c = unsafe { out.block(n * g.out_c + first, m, p0, ncols)? };
-            let w = self.weights.panels(grp, m0, m);
-            multiply(self.kernel, orientation, k, w, panels, &mut c);
-            bias_act(&mut c, self.bias.map(|b| &b[first..first + m]), self.act);
+            multiply(call.kernel, orientation, k, w, panels, &mut c);
+            bias_act(&mut c, call.bias.map(|b| &b[first..first + m]), call.act);
         }
         Ok(())
     }
@@ -664,35 +879,68 @@ mod tests {
         // alignment slack.
         let g = Conv2dGeometry::resolve(8, 5, 5, &spec(4, 1, 1, Padding::Valid, 1)).unwrap();
         assert_eq!(
-            plan(&g, &ConvTuning::default()),
-            Path::Im2col { pixels: 32 }
+            plan(&g, Orientation::of(&g), &ConvTuning::default()),
+            Path::Im2col {
+                pixels: 32,
+                orientation: Orientation::PixelsInVectors
+            }
         );
         assert_eq!(column_buffer_len(&g), 8 * 32 + 32 + 10 + ALIGN_SLACK);
         let g = Conv2dGeometry::resolve(8, 5, 5, &spec(16, 3, 1, Padding::Same, 8)).unwrap();
-        assert_eq!(plan(&g, &ConvTuning::default()), Path::Depthwise);
+        assert_eq!(
+            plan(&g, Orientation::of(&g), &ConvTuning::default()),
+            Path::Depthwise
+        );
         assert_eq!(column_buffer_len(&g), 0);
         let g = Conv2dGeometry::resolve(3, 5, 5, &spec(4, 3, 1, Padding::Same, 1)).unwrap();
         assert_eq!(
-            plan(&g, &ConvTuning::default()),
-            Path::Im2col { pixels: 32 }
+            plan(&g, Orientation::of(&g), &ConvTuning::default()),
+            Path::Im2col {
+                pixels: 32,
+                orientation: Orientation::PixelsInVectors
+            }
         );
         assert_eq!(column_buffer_len(&g), 27 * 32 + 32 + 10 + ALIGN_SLACK);
     }
 
     #[test]
     fn orientation_follows_the_padding() {
-        // 64 channels on 56x56: pixels in vectors (3136 pixels are 196 whole panels).
-        let g = Conv2dGeometry::resolve(64, 56, 56, &spec(64, 3, 1, Padding::Same, 1)).unwrap();
-        assert_eq!(Orientation::of(&g), Orientation::PixelsInVectors);
-        // 512 channels on 7x7: 49 pixels would pad to 64, but only to 54 as panels of 6.
-        let g = Conv2dGeometry::resolve(512, 7, 7, &spec(512, 3, 1, Padding::Same, 1)).unwrap();
-        assert_eq!(Orientation::of(&g), Orientation::ChannelsInVectors);
+        // 64 channels on 56x56 as unfolded panels: pixels in vectors (3136 pixels are 196
+        // whole panels).
         assert_eq!(
-            PackedWeights::new(&g, &vec![0.0; g.weight_len()])
-                .unwrap()
-                .orientation(),
+            Orientation::for_shape(64, 3136),
+            Orientation::PixelsInVectors
+        );
+        // 512 channels on 7x7: 49 pixels would pad to 64, but only to 54 as panels of 6.
+        assert_eq!(
+            Orientation::for_shape(512, 49),
             Orientation::ChannelsInVectors
         );
+    }
+
+    #[test]
+    fn channels_last_from_16_channels_per_group() {
+        let orientation = |in_c, filters, size, k, groups| {
+            let g = Conv2dGeometry::resolve(
+                in_c,
+                size,
+                size,
+                &spec(filters, k, 1, Padding::Same, groups),
+            )
+            .unwrap();
+            let packed = PackedWeights::new(&g, &vec![0.0; g.weight_len()]).unwrap();
+            assert_eq!(packed.orientation(), Orientation::of(&g));
+            packed.orientation()
+        };
+        assert_eq!(orientation(64, 64, 56, 3, 1), Orientation::ChannelsLast);
+        assert_eq!(orientation(512, 512, 7, 3, 1), Orientation::ChannelsLast);
+        assert_eq!(orientation(32, 32, 9, 5, 2), Orientation::ChannelsLast);
+        // Fewer channels per group: unfolded panels, in the orientation that pads least.
+        assert_eq!(orientation(15, 64, 56, 3, 1), Orientation::PixelsInVectors);
+        assert_eq!(orientation(32, 32, 9, 5, 4), Orientation::PixelsInVectors);
+        assert_eq!(orientation(8, 512, 7, 3, 1), Orientation::ChannelsInVectors);
+        // 1x1 needs no unfolding; its panels are copies of input rows.
+        assert_eq!(orientation(64, 256, 56, 1, 1), Orientation::PixelsInVectors);
     }
 
     #[test]
@@ -740,7 +988,7 @@ mod tests {
             threads: Some(3),
             ..ConvTuning::default()
         };
-        assert_eq!(tile_pixels(&g, &tuning), 16);
+        assert_eq!(tile_pixels(&g, Orientation::PixelsInVectors, &tuning), 16);
         let input = data(g.in_len() * 2, 3);
         let weights = data(g.weight_len(), 4);
         let mut fast = vec![0.0; g.out_len() * 2];
@@ -754,10 +1002,33 @@ mod tests {
     #[test]
     fn schedules() {
         let g = Conv2dGeometry::resolve(64, 56, 56, &spec(64, 3, 1, Padding::Same, 1)).unwrap();
+        // Channels-last (the production path here): per output pixel, 58 x 64 / 56 -> 67
+        // values of input rows plus 16 of output tile, 332 bytes: 1 MiB holds the whole image
+        // (3136 pixels, 3138 as panels of 6). The buffers: the padded channels-last image (58 x
+        // 58 x 64) and one worker's output tile.
+        let path = plan(&g, Orientation::of(&g), &ConvTuning::default());
+        assert_eq!(path, Path::ChannelsLast { pixels: 3138 });
+        assert_eq!(
+            column_buffer_len(&g),
+            58 * 58 * 64 + 3138 * 16 + ALIGN_SLACK
+        );
+        let s = Schedule::new(&g, path, 1, 2, PAR_MIN_MACS);
+        assert_eq!((s.tiles, s.tile_len, s.chunks, s.workers), (4, 786, 1, 2));
+        // The same layer as unfolded panels.
         // Sized for the cache: 1 MiB / ((576 + 64) x 4 bytes) = 409 pixels -> 400 (25 panels).
-        let path = plan(&g, &ConvTuning::default());
-        assert_eq!(path, Path::Im2col { pixels: 400 });
-        assert_eq!(column_buffer_len(&g), 576 * 400 + 400 + 112 + ALIGN_SLACK);
+        let pixels = Orientation::PixelsInVectors;
+        let path = plan(&g, pixels, &ConvTuning::default());
+        assert_eq!(
+            path,
+            Path::Im2col {
+                pixels: 400,
+                orientation: pixels
+            }
+        );
+        assert_eq!(
+            worker_buffer_len(&g, path),
+            576 * 400 + 400 + 112 + ALIGN_SLACK
+        );
         let s = Schedule::new(&g, path, 1, 2, PAR_MIN_MACS);
         assert_eq!((s.tiles, s.tile_len, s.chunks, s.workers), (8, 400, 1, 2));
         // Without the cache target the whole column matrix (576 x 3136) fits the bound;
@@ -766,8 +1037,14 @@ mod tests {
             cache_bytes: usize::MAX,
             ..ConvTuning::default()
         };
-        let path = plan(&g, &loose);
-        assert_eq!(path, Path::Im2col { pixels: 3136 });
+        let path = plan(&g, pixels, &loose);
+        assert_eq!(
+            path,
+            Path::Im2col {
+                pixels: 3136,
+                orientation: pixels
+            }
+        );
         let s = Schedule::new(&g, path, 1, 2, PAR_MIN_MACS);
         assert_eq!((s.tiles, s.tile_len, s.chunks, s.workers), (4, 784, 1, 2));
         // Enough images: one task per image.
@@ -780,24 +1057,48 @@ mod tests {
         // bytes per pixel, 51 pixels), so one tile; the weights are larger, so the channels
         // are split, in whole panels of 16.
         let g = Conv2dGeometry::resolve(512, 7, 7, &spec(512, 3, 1, Padding::Same, 1)).unwrap();
-        let s = Schedule::new(&g, plan(&g, &ConvTuning::default()), 1, 2, PAR_MIN_MACS);
+        let s = Schedule::new(
+            &g,
+            plan(&g, Orientation::of(&g), &ConvTuning::default()),
+            1,
+            2,
+            PAR_MIN_MACS,
+        );
         assert_eq!((s.tiles, s.chunks, s.chunk_rows, s.workers), (1, 4, 128, 2));
         // 128 channels on 28x28: 1 MiB / ((1152 + 128) x 4 bytes) = 204 pixels -> 192, 5 tiles;
         // on 2 workers 6 tiles of 144 pixels (the last one 64) instead.
         let g = Conv2dGeometry::resolve(128, 28, 28, &spec(128, 3, 1, Padding::Same, 1)).unwrap();
-        let path = plan(&g, &ConvTuning::default());
-        assert_eq!(path, Path::Im2col { pixels: 192 });
+        let path = plan(&g, pixels, &ConvTuning::default());
+        assert_eq!(
+            path,
+            Path::Im2col {
+                pixels: 192,
+                orientation: pixels
+            }
+        );
         let s = Schedule::new(&g, path, 1, 1, PAR_MIN_MACS);
         assert_eq!((s.tiles, s.tile_len), (5, 160));
         let s = Schedule::new(&g, path, 1, 2, PAR_MIN_MACS);
         assert_eq!((s.tiles, s.tile_len, s.workers), (6, 144, 2));
         // Pointwise 64 -> 256 on 56x56: column tiles of whole panels.
         let g = Conv2dGeometry::resolve(64, 56, 56, &spec(256, 1, 1, Padding::Valid, 1)).unwrap();
-        let s = Schedule::new(&g, plan(&g, &ConvTuning::default()), 1, 2, PAR_MIN_MACS);
+        let s = Schedule::new(
+            &g,
+            plan(&g, Orientation::of(&g), &ConvTuning::default()),
+            1,
+            2,
+            PAR_MIN_MACS,
+        );
         assert_eq!((s.tiles, s.tile_len, s.chunks), (4, 784, 1));
         // Tiny work stays on one thread.
         let g = Conv2dGeometry::resolve(1, 4, 4, &spec(2, 3, 1, Padding::Same, 1)).unwrap();
-        let s = Schedule::new(&g, plan(&g, &ConvTuning::default()), 1, 2, PAR_MIN_MACS);
+        let s = Schedule::new(
+            &g,
+            plan(&g, Orientation::of(&g), &ConvTuning::default()),
+            1,
+            2,
+            PAR_MIN_MACS,
+        );
         assert_eq!(s.workers, 1);
     }
 
@@ -850,9 +1151,11 @@ mod tests {
         let input = data(g.in_len(), 11);
         let mut out = vec![1.5; g.out_len()];
         let act = Activation::Linear;
-        // Packed for 5x5 kernels (another K), for 9 filters, for 2 groups, for a depthwise layer.
+        // Packed for 5x5 kernels (another K), for 9 filters, for 2 groups, for a depthwise layer,
+        // for a 1x1 kernel on 36 channels (the same K = 36, split otherwise).
         let others = [
             Conv2dGeometry::resolve(4, 6, 6, &spec(8, 5, 1, Padding::Same, 1)).unwrap(),
+            Conv2dGeometry::resolve(36, 6, 6, &spec(8, 1, 1, Padding::Same, 1)).unwrap(),
             Conv2dGeometry::resolve(4, 6, 6, &spec(9, 3, 1, Padding::Same, 1)).unwrap(),
             Conv2dGeometry::resolve(4, 6, 6, &spec(8, 3, 1, Padding::Same, 2)).unwrap(),
             Conv2dGeometry::resolve(4, 6, 6, &spec(8, 3, 1, Padding::Same, 4)).unwrap(),

@@ -13,6 +13,7 @@
 //! slices in NCHW order plus a resolved geometry, and writes into a caller-provided output.
 
 pub mod activation;
+pub mod channels_last;
 pub mod conv;
 pub mod dense;
 pub mod depthwise;

@@ -80,6 +80,34 @@ impl Kernel {
         unsafe { self.run(k, bc, vc, Dst::Raw { c, rs, accumulate }) }
     }
 
+    /// The tile of a product whose broadcast operand is read in place, not from a panel:
+    /// `out[i][j] (+)= sum over taps t, steps s of src[g.pixels[i] + g.taps[t] + s] *
+    /// vc[(t * g.steps + s) * NR + j]`. Added to `out` when `accumulate` is set.
+    ///
+    /// # Panics
+    /// If a read would fall outside `g.src` or `vc` is shorter than `taps * steps` steps
+    /// (checked once per tile, before the loop).
+    #[inline]
+    pub fn gather_tile(self, g: &Gather<'_>, vc: &[f32], out: &mut Tile, accumulate: bool) {
+        let steps = g.taps.len() * g.steps;
+        let vc = &vc[..steps * NR];
+        let reach = g.pixels.iter().max().copied().unwrap_or(0)
+            + g.taps.iter().max().copied().unwrap_or(0)
+            + g.steps;
+        assert!(
+            g.taps.is_empty() || g.steps == 0 || reach <= g.src.len(),
+            "gathered reads reach {reach}, past the source's {} values",
+            g.src.len()
+        );
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Avx2` is only built by `detect` when the CPU has AVX2 and FMA; every read
+            // is `src[pixels[i] + taps[t] + s]` with `s < steps`, below `reach <= src.len()`.
+            Kernel::Avx2 => unsafe { gather_tile_avx2(g, vc.as_ptr(), out, accumulate) },
+            _ => gather_tile_portable(g, vc, out, accumulate),
+        }
+    }
+
     /// # Safety
     /// `bc` and `vc` hold exactly `k` steps; a raw destination is as [`Kernel::tile_into`].
     unsafe fn run(self, k: usize, bc: &[f32], vc: &[f32], dst: Dst<'_>) {
@@ -103,6 +131,76 @@ enum Dst<'a> {
         rs: usize,
         accumulate: bool,
     },
+}
+
+/// The broadcast operand of [`Kernel::gather_tile`], read in place: tile row `i` reads, for each
+/// tap offset `t` in `taps`, the `steps` consecutive values at `src[pixels[i] + t ..]`.
+pub(crate) struct Gather<'a> {
+    pub src: &'a [f32],
+    pub pixels: [usize; MR],
+    pub taps: &'a [usize],
+    pub steps: usize,
+}
+
+/// The portable build of [`Kernel::gather_tile`].
+fn gather_tile_portable(g: &Gather<'_>, vc: &[f32], out: &mut Tile, accumulate: bool) {
+    let mut acc = [[0.0f32; NR]; MR];
+    let mut steps = vc.chunks_exact(NR);
+    for &tap in g.taps {
+        for (s, v) in steps.by_ref().take(g.steps).enumerate() {
+            for (row, &p) in acc.iter_mut().zip(&g.pixels) {
+                let b = g.src[p + tap + s];
+                row.iter_mut().zip(v).for_each(|(a, &vj)| *a += b * vj);
+            }
+        }
+    }
+    for (d, row) in out.chunks_exact_mut(NR).zip(&acc) {
+        if accumulate {
+            d.iter_mut().zip(row).for_each(|(d, &a)| *d += a);
+        } else {
+            d.copy_from_slice(row);
+        }
+    }
+}
+
+/// The AVX2+FMA build of [`Kernel::gather_tile`].
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `vc` points to `taps * steps * NR` readable values; every
+/// `src[pixels[i] + taps[t] + s]`, `s < steps`, is inside `g.src`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gather_tile_avx2(g: &Gather<'_>, vc: *const f32, out: &mut Tile, accumulate: bool) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let src = g.src.as_ptr();
+    let mut v = vc;
+    for &tap in g.taps {
+        // SAFETY (whole loop): the reads are the caller's promise; `v` advances by NR values per
+        // step, `taps * steps` steps in all.
+        let p = g.pixels.map(|p| src.add(p + tap));
+        for s in 0..g.steps {
+            let v0 = _mm256_loadu_ps(v);
+            let v1 = _mm256_loadu_ps(v.add(8));
+            for (row, &pi) in acc.iter_mut().zip(&p) {
+                let b = _mm256_broadcast_ss(&*pi.add(s));
+                row[0] = _mm256_fmadd_ps(b, v0, row[0]);
+                row[1] = _mm256_fmadd_ps(b, v1, row[1]);
+            }
+            v = v.add(NR);
+        }
+    }
+    let o = out.as_mut_ptr();
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: `out` holds MR rows of NR values.
+        let (mut r0, mut r1) = (row[0], row[1]);
+        if accumulate {
+            r0 = _mm256_add_ps(r0, _mm256_loadu_ps(o.add(i * NR)));
+            r1 = _mm256_add_ps(r1, _mm256_loadu_ps(o.add(i * NR + 8)));
+        }
+        _mm256_storeu_ps(o.add(i * NR), r0);
+        _mm256_storeu_ps(o.add(i * NR + 8), r1);
+    }
 }
 
 /// The portable kernel: the same tile with plain arithmetic.
@@ -201,6 +299,56 @@ mod tests {
             }
         }
         t
+    }
+
+    #[test]
+    fn both_builds_gather_the_tile() {
+        // A source of 200 values; 6 pixels at scattered offsets, taps 0, 7 and 40, 5 steps each.
+        let src: Vec<f32> = (0..200).map(|x| (x % 11) as f32 - 5.0).collect();
+        let pixels = [0, 3, 17, 60, 61, 150];
+        let taps = [0, 7, 40];
+        let steps = 5;
+        let vc: Vec<f32> = (0..taps.len() * steps * NR)
+            .map(|x| (x % 7) as f32 * 0.25)
+            .collect();
+        let mut want = [0.0; MR * NR];
+        for (i, &p) in pixels.iter().enumerate() {
+            for (t, &tap) in taps.iter().enumerate() {
+                for s in 0..steps {
+                    for j in 0..NR {
+                        want[i * NR + j] += src[p + tap + s] * vc[(t * steps + s) * NR + j];
+                    }
+                }
+            }
+        }
+        let g = Gather {
+            src: &src,
+            pixels,
+            taps: &taps,
+            steps,
+        };
+        for kernel in [Kernel::detect(false), Kernel::Portable] {
+            let mut out = [f32::NAN; MR * NR];
+            kernel.gather_tile(&g, &vc, &mut out, false);
+            assert_eq!(out, want, "{kernel:?}");
+            kernel.gather_tile(&g, &vc, &mut out, true);
+            let twice: Vec<f32> = want.iter().map(|w| 2.0 * w).collect();
+            assert_eq!(out.to_vec(), twice, "{kernel:?} accumulating");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "past the source")]
+    fn gathering_past_the_source_is_refused() {
+        let src = [1.0; 20];
+        let g = Gather {
+            src: &src,
+            pixels: [0, 1, 2, 3, 4, 15],
+            taps: &[0, 2],
+            steps: 4,
+        };
+        let mut out = [0.0; MR * NR];
+        Kernel::detect(false).gather_tile(&g, &[0.0; 8 * NR], &mut out, false);
     }
 
     #[test]

@@ -53,6 +53,11 @@ pub enum Orientation {
     /// Output channels in vectors (panels of 16), pixels broadcast (panels of 6); tiles are
     /// stored transposed. For layers with few pixels.
     ChannelsInVectors,
+    /// Output channels in vectors, pixels broadcast, like `ChannelsInVectors`, but the column
+    /// matrix is never unfolded: the kernel reads it in place from a channels-last copy of the
+    /// input (see [`crate::channels_last`]), so the weights' reduction runs tap by tap (`l =
+    /// (kh*k_w + kw) * in_c/groups + c`). For layers with enough input channels per group.
+    ChannelsLast,
 }
 
 impl Orientation {
@@ -68,17 +73,22 @@ impl Orientation {
         }
     }
 
-    /// The orientation of a convolution: [`Orientation::for_shape`] of one group's output
+    /// The orientation the production path runs a convolution in: `ChannelsLast` when
+    /// [`crate::channels_last::applies`], else [`Orientation::for_shape`] of one group's output
     /// channels and the output pixels of one image.
     pub fn of(geom: &Conv2dGeometry) -> Self {
-        Self::for_shape(geom.out_c_per_group(), geom.col_cols())
+        if crate::channels_last::applies(geom) {
+            Orientation::ChannelsLast
+        } else {
+            Self::for_shape(geom.out_c_per_group(), geom.col_cols())
+        }
     }
 
     /// Output channels per weight panel.
     pub fn weight_panel(self) -> usize {
         match self {
             Orientation::PixelsInVectors => MR,
-            Orientation::ChannelsInVectors => NR,
+            Orientation::ChannelsInVectors | Orientation::ChannelsLast => NR,
         }
     }
 
@@ -86,7 +96,7 @@ impl Orientation {
     pub fn column_panel(self) -> usize {
         match self {
             Orientation::PixelsInVectors => NR,
-            Orientation::ChannelsInVectors => MR,
+            Orientation::ChannelsInVectors | Orientation::ChannelsLast => MR,
         }
     }
 }
@@ -107,6 +117,8 @@ pub struct PackedWeights {
     mg: usize,
     /// Reduction length `in_c/groups * k_h * k_w`.
     k: usize,
+    /// `[k_h, k_w]` (the channels-last order depends on the split of `k`).
+    kernel: [usize; 2],
     /// The values are `data[start..start + len]`; the slack before and after lets `start` fall
     /// on a cache line.
     data: Vec<f32>,
@@ -123,23 +135,36 @@ impl PartialEq for PackedWeights {
             self.groups,
             self.mg,
             self.k,
+            self.kernel,
         ) == (
             other.depthwise,
             other.orientation,
             other.groups,
             other.mg,
             other.k,
+            other.kernel,
         ) && self.values() == other.values()
     }
 }
 
 impl PackedWeights {
-    /// Packs `weights` (`[out_c, in_c/groups, k_h, k_w]`, PyTorch's layout) for `geom`.
+    /// Packs `weights` (`[out_c, in_c/groups, k_h, k_w]`, PyTorch's layout) for `geom`, in
+    /// the orientation the production path runs it in ([`Orientation::of`]).
     pub fn new(geom: &Conv2dGeometry, weights: &[f32]) -> Result<Self, KernelError> {
+        Self::with_orientation(geom, weights, Orientation::of(geom))
+    }
+
+    /// [`PackedWeights::new`] in a given orientation, which the convolution then runs in
+    /// (tests run every orientation on every geometry). Not part of the stable API.
+    #[doc(hidden)]
+    pub fn with_orientation(
+        geom: &Conv2dGeometry,
+        weights: &[f32],
+        orientation: Orientation,
+    ) -> Result<Self, KernelError> {
         crate::error::check_conv_geometry(geom)?;
         check_len("weights", weights.len(), geom.weight_len())?;
         let (mg, k) = (geom.out_c_per_group(), geom.col_rows());
-        let orientation = Orientation::of(geom);
         let depthwise = geom.is_depthwise();
         let w = orientation.weight_panel();
         let panels = mg.div_ceil(w);
@@ -157,13 +182,20 @@ impl PackedWeights {
         if depthwise {
             values.copy_from_slice(weights);
         } else if k > 0 {
+            // Where reduction step `l = c*taps + tap` of the im2col order goes.
+            let taps = geom.k_h * geom.k_w;
+            let cpg = geom.in_c_per_group();
+            let step = |l: usize| match orientation {
+                Orientation::ChannelsLast => (l % taps) * cpg + l / taps,
+                _ => l,
+            };
             for (g, group) in values.chunks_exact_mut(panels * w * k).enumerate() {
                 for (p, panel) in group.chunks_exact_mut(w * k).enumerate() {
                     let rows = w.min(mg - p * w);
                     for t in 0..rows {
                         let row = &weights[(g * mg + p * w + t) * k..][..k];
                         for (l, &v) in row.iter().enumerate() {
-                            panel[l * w + t] = v;
+                            panel[step(l) * w + t] = v;
                         }
                     }
                 }
@@ -175,6 +207,7 @@ impl PackedWeights {
             groups: geom.groups,
             mg,
             k,
+            kernel: [geom.k_h, geom.k_w],
             data,
             start,
             len,
@@ -192,7 +225,7 @@ impl PackedWeights {
             && self.groups == geom.groups
             && self.mg == geom.out_c_per_group()
             && self.k == geom.col_rows()
-            && self.orientation == Orientation::of(geom)
+            && self.kernel == [geom.k_h, geom.k_w]
     }
 
     /// The weights as given, when they are a depthwise convolution's.
@@ -338,6 +371,11 @@ pub(crate) fn multiply(
     cols: &[f32],
     c: &mut MatMut<'_>,
 ) {
+    debug_assert_ne!(
+        orientation,
+        Orientation::ChannelsLast,
+        "has no column panels"
+    );
     let (m, n) = c.dims();
     if m == 0 || n == 0 {
         return;
@@ -351,7 +389,7 @@ pub(crate) fn multiply(
     let mut tile: Tile = [0.0; MR * NR];
     let kc_max = match orientation {
         Orientation::PixelsInVectors => KC_PIXELS,
-        Orientation::ChannelsInVectors => KC_CHANNELS,
+        Orientation::ChannelsInVectors | Orientation::ChannelsLast => KC_CHANNELS,
     };
     // Blocks of equal size (576 = 3 x 192 rather than 256 + 256 + 64).
     let kc_even = k.div_ceil(k.div_ceil(kc_max));
@@ -373,7 +411,7 @@ pub(crate) fn multiply(
                         store(c, &tile, i0, j0, false, accumulate);
                     }
                 }
-                Orientation::ChannelsInVectors => {
+                Orientation::ChannelsInVectors | Orientation::ChannelsLast => {
                     kernel.tile(kc, col_panel, w_panel, &mut tile);
                     store(c, &tile, wp * NR, cp * MR, true, accumulate);
                 }

@@ -16,8 +16,9 @@
 //! blocks) use twice the worst case instead, `2 * (K + 1) * u` (2.8e-4 at K = 2,340).
 //! Inputs, weights and biases are uniform in [-1, 1].
 
-use cnn_conv::conv::{conv2d_tuned, ConvTuning};
+use cnn_conv::conv::{conv2d_packed_tuned, conv2d_tuned, ConvTuning};
 use cnn_conv::depthwise::depthwise_conv2d_tuned;
+use cnn_conv::packed::Orientation;
 use cnn_conv::*;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -255,6 +256,36 @@ fn check_conv(c: Case) -> Result<(), TestCaseError> {
         let mut got = vec![f32::NAN; want.len()];
         conv2d_packed(&geom, &input, c.batch, &packed, b, c.act, &mut got).unwrap();
         assert_close_tol(&got, &want, &scale, tol)?;
+    }
+    // Every orientation of the packed GEMM, whichever the production path picks for this
+    // geometry: unfolded panels with pixels or channels in the vectors, and the column matrix
+    // read in place from a channels-last copy (with tiles of a few pixels too, and one image per
+    // round of copies when splits are forced); both kernel builds.
+    if !geom.is_depthwise() {
+        let orientations = [
+            Orientation::PixelsInVectors,
+            Orientation::ChannelsInVectors,
+            Orientation::ChannelsLast,
+        ];
+        for (orientation, portable) in orientations
+            .into_iter()
+            .flat_map(|o| [(o, false), (o, true)])
+        {
+            let packed = PackedWeights::with_orientation(&geom, &weights, orientation).unwrap();
+            let tuning = ConvTuning {
+                cache_bytes: match c.tile_pixels {
+                    0 => ConvTuning::default().cache_bytes,
+                    _ => tuning.tile_bytes,
+                },
+                channels_last_bytes: if c.force_split { 1 } else { usize::MAX },
+                portable,
+                ..tuning
+            };
+            let mut got = vec![f32::NAN; want.len()];
+            conv2d_packed_tuned(&geom, &input, c.batch, &packed, b, c.act, &mut got, tuning)
+                .unwrap();
+            assert_close_tol(&got, &want, &scale, tol)?;
+        }
     }
     let mut plain = vec![f32::NAN; want.len()];
     conv2d_im2col_plain(&geom, &input, c.batch, &weights, b, c.act, &mut plain).unwrap();

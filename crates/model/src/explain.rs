@@ -69,9 +69,15 @@ pub struct ConvExplanation {
     pub gemm_calls: usize,
     /// Bytes of the whole column matrix of one group if it were materialised.
     pub column_bytes_full: u64,
-    /// Bytes of the column buffer the engine really allocates per worker: one tile's column
-    /// panels (padded to whole panels), a row of scratch and alignment slack; 0 when none.
+    /// Bytes of the column buffers the engine really allocates for one image: per worker, one
+    /// tile's column panels (padded to whole panels), a row of scratch and alignment slack; or,
+    /// when the matrix is read in place, the channels-last copy of the input plus one worker's
+    /// output tile; 0 when none.
     pub column_bytes_allocated: u64,
+    /// Bytes of the zero-padded channels-last copy of one image from which the GEMM reads the
+    /// column matrix in place (no unfolding copy; layers with at least 16 input channels per
+    /// group); 0 when the matrix is unfolded into panels instead, or there is none.
+    pub channels_last_copy_bytes: u64,
     pub macs: u64,
 }
 
@@ -88,6 +94,11 @@ fn from_geometry(
             cnn_conv::conv::column_buffer_len(g) as u64 * 4
         }
         _ => 0,
+    };
+    let in_place = path == KernelPath::Im2colGemm && cnn_conv::channels_last::applies(g);
+    let copy = match in_place {
+        true => cnn_conv::channels_last::image_len(g).map_or(u64::MAX, |len| len as u64 * 4),
+        false => 0,
     };
     let (gemm, calls) = match path {
         KernelPath::LocallyConnected => ([g.out_c, rows, 1], cols),
@@ -109,6 +120,7 @@ fn from_geometry(
         gemm_calls: calls,
         column_bytes_full: rows as u64 * cols as u64 * 4,
         column_bytes_allocated: allocated,
+        channels_last_copy_bytes: copy,
         macs: g.macs(),
     }
 }
@@ -156,6 +168,7 @@ pub fn explain_dense(
         gemm_calls: 1,
         column_bytes_full: 0,
         column_bytes_allocated: 0,
+        channels_last_copy_bytes: 0,
         macs,
     }
 }
@@ -239,5 +252,24 @@ mod tests {
         assert_eq!(e[1].column_bytes_allocated, (32 * 576 + 576 + 48 + 15) * 4);
         assert_eq!(e[2].path, KernelPath::Depthwise);
         assert_eq!((e[2].groups, e[2].gemm), (8, [1, 9, 22 * 22]));
+        assert!(e.iter().all(|e| e.channels_last_copy_bytes == 0));
+    }
+
+    #[test]
+    fn many_channels_are_read_in_place() {
+        // 16 channels 3x3 on 10x10, padding 1: the GEMM reads the [144 x 100] matrix from a
+        // 12 x 12 x 16 channels-last copy; one worker's output tile is 102 pixels (17 panels
+        // of 6) of 16 channels.
+        let text = "name = \"l\"\n[input]\nchannels = 16\nheight = 10\nwidth = 10\n\
+                    [[layers]]\ntype = \"conv2d\"\nfilters = 32\nkernel = 3\npadding = 1\n";
+        let p = plan(&parse_model(text, "l.toml").unwrap()).unwrap();
+        let e = explain(&p);
+        assert_eq!(e[0].path, KernelPath::Im2colGemm);
+        assert_eq!(e[0].im2col, [144, 100]);
+        assert_eq!(e[0].channels_last_copy_bytes, 12 * 12 * 16 * 4);
+        assert_eq!(
+            e[0].column_bytes_allocated,
+            (12 * 12 * 16 + 102 * 16 + 15) * 4
+        );
     }
 }

@@ -1,0 +1,179 @@
+//! im2col without the copy: the production path of convolutions with many input channels.
+//!
+//! Seen from an output pixel, its column of the im2col matrix is, tap by tap, the input
+//! channels of one input pixel: `cols[(c, kh, kw), p] = x[c, y(p) + kh*d_h, x(p) + kw*d_w]`. If
+//! the input is stored *channels-last* (`[h, w, c]`) and zero-padded, those `c/groups` values are
+//! consecutive in memory, at an offset that is the pixel's plus the tap's. So the GEMM can read
+//! the column matrix in place: the micro-kernel holds 16 output channels in its vectors and
+//! broadcasts the values of 6 output pixels, each read from `image[pixel + tap + s]` for the
+//! steps `s` of a tap (`Kernel::gather_tile`). The weights are packed once in the same
+//! tap-major reduction order ([`crate::packed::Orientation::ChannelsLast`]).
+//!
+//! The only copy left is the layout change, one pass over the input: the padded channels-last
+//! image has `(in_h + pads) * (in_w + pads) * in_c` values, where the column matrix has
+//! `in_c*k_h*k_w * out_h*out_w` (9x that for a 3x3 layer with stride 1). The layout change is
+//! done once per image and read by every worker; each worker keeps only its output tile (16
+//! channels of a tile's pixels, in the kernel's layout) before it is stored transposed into the
+//! NCHW output.
+//!
+//! With few input channels per group a tap is too short a run for the kernel's loop, so those
+//! layers (the first layer of an RGB network) keep the unfolded panels of [`crate::packed`].
+
+use crate::gemm::MatMut;
+use crate::microkernel::{Gather, Kernel, Tile, MR, NR};
+use crate::Conv2dGeometry;
+use rayon::prelude::*;
+
+/// Fewest input channels per group for which the channels-last path is chosen: the kernel's
+/// inner loop runs over one tap's channels.
+pub const MIN_CHANNELS: usize = 16;
+
+/// Reduction steps a block of the weights aims at (whole taps): `384 x 16` values, 24 KiB,
+/// stay in L1 while the tile's pixels stream past them (256 to 512 measured alike here).
+const KC_STEPS: usize = 384;
+
+/// Whether the production path runs `geom` channels-last: a convolution with at least
+/// [`MIN_CHANNELS`] input channels per group that needs unfolding (not depthwise, not 1x1).
+pub fn applies(geom: &Conv2dGeometry) -> bool {
+    !geom.is_depthwise() && !geom.is_pointwise() && geom.in_c_per_group() >= MIN_CHANNELS
+}
+
+/// Height and width of the zero-padded input.
+fn padded_dims(geom: &Conv2dGeometry) -> (usize, usize) {
+    (
+        geom.in_h + geom.pad_top + geom.pad_bottom,
+        geom.in_w + geom.pad_left + geom.pad_right,
+    )
+}
+
+/// Values of one image's zero-padded channels-last copy, `(in_h + pads) * (in_w + pads) * in_c`
+/// (`None` when that overflows).
+pub fn image_len(geom: &Conv2dGeometry) -> Option<usize> {
+    let (hp, wp) = padded_dims(geom);
+    hp.checked_mul(wp)?.checked_mul(geom.in_c)
+}
+
+/// Writes `image` (`[in_c, in_h, in_w]`) into `dst` (one [`image_len`] block) as the interior of
+/// the padded channels-last image `[in_h + pads, in_w + pads, in_c]`; the padding is left as it
+/// is (zero in a zeroed buffer: nothing ever writes it). With `parallel`, rows are copied on
+/// rayon's threads.
+pub fn to_channels_last(geom: &Conv2dGeometry, image: &[f32], dst: &mut [f32], parallel: bool) {
+    let (_, wp) = padded_dims(geom);
+    let row_len = wp * geom.in_c;
+    if row_len == 0 {
+        return;
+    }
+    let interior = &mut dst[geom.pad_top * row_len..][..geom.in_h * row_len];
+    let copy_row = |(y, row): (usize, &mut [f32])| copy_row(geom, image, y, row);
+    if parallel {
+        interior
+            .par_chunks_mut(row_len)
+            .enumerate()
+            .for_each(copy_row);
+    } else {
+        interior.chunks_mut(row_len).enumerate().for_each(copy_row);
+    }
+}
+
+/// Copies input row `y` of every channel into `row` (one padded channels-last row).
+fn copy_row(geom: &Conv2dGeometry, image: &[f32], y: usize, row: &mut [f32]) {
+    let c = geom.in_c;
+    let row = &mut row[geom.pad_left * c..][..geom.in_w * c];
+    // Blocks of 8 channels: 8 input rows read side by side, 8 values written per pixel.
+    for c0 in (0..c).step_by(8) {
+        let cn = 8.min(c - c0);
+        let src: [&[f32]; 8] = std::array::from_fn(|i| {
+            let ch = c0 + i.min(cn - 1);
+            &image[(ch * geom.in_h + y) * geom.in_w..][..geom.in_w]
+        });
+        for (x, pixel) in row.chunks_exact_mut(c).enumerate() {
+            for (d, s) in pixel[c0..c0 + cn].iter_mut().zip(&src) {
+                *d = s[x];
+            }
+        }
+    }
+}
+
+/// Offsets, in a channels-last image, of every tap `(kh, kw)` (in the weights' order) from the
+/// top-left input pixel of an output pixel's window.
+pub fn tap_offsets(geom: &Conv2dGeometry) -> Vec<usize> {
+    let (_, wp) = padded_dims(geom);
+    (0..geom.k_h)
+        .flat_map(|kh| (0..geom.k_w).map(move |kw| kh * geom.dil_h * wp + kw * geom.dil_w))
+        .map(|pixels| pixels * geom.in_c)
+        .collect()
+}
+
+/// Values of a worker's output tile for a tile of `pixels` output pixels: 16 channels of each
+/// pixel, padded to whole panels of 6 pixels.
+pub fn tile_len(pixels: usize) -> usize {
+    pixels.next_multiple_of(MR) * NR
+}
+
+/// `c = W x cols` for one block of the convolution: output channels `m0 ..` (`c`'s rows, their
+/// weight panels in `weights`, from [`crate::PackedWeights::panels`]) of group `group`, at
+/// output pixels `p0 ..` (`c`'s columns), with the column matrix read in place from `image`
+/// (one padded channels-last image, [`to_channels_last`]) at the offsets `taps`
+/// ([`tap_offsets`]). `scratch` holds at least [`tile_len`] of `c`'s columns.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn multiply(
+    kernel: Kernel,
+    geom: &Conv2dGeometry,
+    image: &[f32],
+    group: usize,
+    p0: usize,
+    taps: &[usize],
+    weights: &[f32],
+    scratch: &mut [f32],
+    c: &mut MatMut<'_>,
+) {
+    let (m, n) = c.dims();
+    if m == 0 || n == 0 {
+        return;
+    }
+    let cpg = geom.in_c_per_group();
+    let k = geom.col_rows();
+    let (_, wp) = padded_dims(geom);
+    // Where an output pixel's window starts; pixels past the block repeat its last one (their
+    // tile rows are never stored).
+    let pixel = |p: usize| {
+        let p = p0 + p.min(n - 1);
+        let (oh, ow) = (p / geom.out_w, p % geom.out_w);
+        (oh * geom.stride_h * wp + ow * geom.stride_w) * geom.in_c + group * cpg
+    };
+    // Blocks of whole taps, of equal length.
+    let per_block = (KC_STEPS / cpg.max(1)).max(1);
+    let per_block = taps
+        .len()
+        .div_ceil(taps.len().div_ceil(per_block).max(1))
+        .max(1);
+    let tiles = &mut scratch[..tile_len(n)];
+    for (wpanel, rows) in (0..m).step_by(NR).enumerate() {
+        let panel = &weights[wpanel * k * NR..][..k * NR];
+        if k == 0 {
+            tiles.fill(0.0);
+        }
+        for (b, block) in taps.chunks(per_block).enumerate() {
+            let t0 = b * per_block;
+            let vc = &panel[t0 * cpg * NR..][..block.len() * cpg * NR];
+            for (cp, tile) in tiles.chunks_exact_mut(MR * NR).enumerate() {
+                let gather = Gather {
+                    src: image,
+                    pixels: std::array::from_fn(|i| pixel(cp * MR + i)),
+                    taps: block,
+                    steps: cpg,
+                };
+                if let Ok(tile) = <&mut Tile>::try_from(tile) {
+                    kernel.gather_tile(&gather, vc, tile, b > 0);
+                }
+            }
+        }
+        // The tiles hold pixel-major rows of 16 channels; the output is channel-major.
+        for i in 0..NR.min(m - rows) {
+            let out = &mut c.row(rows + i)[..n];
+            for (d, tile_row) in out.iter_mut().zip(tiles.chunks_exact(NR)) {
+                *d = tile_row[i];
+            }
+        }
+    }
+}
