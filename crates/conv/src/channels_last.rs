@@ -32,6 +32,9 @@ pub const MIN_CHANNELS: usize = 16;
 /// stay in L1 while the tile's pixels stream past them (256 to 512 measured alike here).
 const KC_STEPS: usize = 384;
 
+/// Pixels of the output tile stored into the output at a time (4 KiB of tile).
+const STORE_PIXELS: usize = 64;
+
 /// Whether the production path runs `geom` channels-last: a convolution with at least
 /// [`MIN_CHANNELS`] input channels per group that needs unfolding (not depthwise, not 1x1).
 pub fn applies(geom: &Conv2dGeometry) -> bool {
@@ -77,19 +80,27 @@ pub fn to_channels_last(geom: &Conv2dGeometry, image: &[f32], dst: &mut [f32], p
 
 /// Copies input row `y` of every channel into `row` (one padded channels-last row).
 fn copy_row(geom: &Conv2dGeometry, image: &[f32], y: usize, row: &mut [f32]) {
-    let c = geom.in_c;
-    let row = &mut row[geom.pad_left * c..][..geom.in_w * c];
-    // Blocks of 8 channels: 8 input rows read side by side, 8 values written per pixel.
-    for c0 in (0..c).step_by(8) {
-        let cn = 8.min(c - c0);
-        let src: [&[f32]; 8] = std::array::from_fn(|i| {
-            let ch = c0 + i.min(cn - 1);
-            &image[(ch * geom.in_h + y) * geom.in_w..][..geom.in_w]
-        });
-        for (x, pixel) in row.chunks_exact_mut(c).enumerate() {
-            for (d, s) in pixel[c0..c0 + cn].iter_mut().zip(&src) {
-                *d = s[x];
+    let (c, w) = (geom.in_c, geom.in_w);
+    let row = &mut row[geom.pad_left * c..][..w * c];
+    let src = |ch: usize| &image[(ch * geom.in_h + y) * w..][..w];
+    // Blocks of 8 channels x 8 pixels, transposed through a fixed-size block the compiler keeps
+    // in vector registers; the ragged edges value by value.
+    let (c8, w8) = (c / 8 * 8, w / 8 * 8);
+    for c0 in (0..c8).step_by(8) {
+        let rows: [&[f32]; 8] = std::array::from_fn(|i| src(c0 + i));
+        for x0 in (0..w8).step_by(8) {
+            let block: [[f32; 8]; 8] =
+                std::array::from_fn(|i| std::array::from_fn(|j| rows[i][x0 + j]));
+            for (j, pixel) in row[x0 * c..].chunks_exact_mut(c).take(8).enumerate() {
+                let values: [f32; 8] = std::array::from_fn(|i| block[i][j]);
+                pixel[c0..c0 + 8].copy_from_slice(&values);
             }
+        }
+    }
+    for ch in 0..c {
+        let from = if ch < c8 { w8 } else { 0 };
+        for (x, &v) in src(ch).iter().enumerate().skip(from) {
+            row[x * c + ch] = v;
         }
     }
 }
@@ -134,13 +145,15 @@ pub(crate) fn multiply(
     let cpg = geom.in_c_per_group();
     let k = geom.col_rows();
     let (_, wp) = padded_dims(geom);
-    // Where an output pixel's window starts; pixels past the block repeat its last one (their
-    // tile rows are never stored).
-    let pixel = |p: usize| {
-        let p = p0 + p.min(n - 1);
-        let (oh, ow) = (p / geom.out_w, p % geom.out_w);
-        (oh * geom.stride_h * wp + ow * geom.stride_w) * geom.in_c + group * cpg
-    };
+    // Where each output pixel's window starts, in whole panels; pixels past the block repeat
+    // its last one (their tile rows are never stored).
+    let starts: Vec<usize> = (0..n.next_multiple_of(MR))
+        .map(|p| {
+            let p = p0 + p.min(n - 1);
+            let (oh, ow) = (p / geom.out_w, p % geom.out_w);
+            (oh * geom.stride_h * wp + ow * geom.stride_w) * geom.in_c + group * cpg
+        })
+        .collect();
     // Blocks of whole taps, of equal length.
     let per_block = (KC_STEPS / cpg.max(1)).max(1);
     let per_block = taps
@@ -156,10 +169,10 @@ pub(crate) fn multiply(
         for (b, block) in taps.chunks(per_block).enumerate() {
             let t0 = b * per_block;
             let vc = &panel[t0 * cpg * NR..][..block.len() * cpg * NR];
-            for (cp, tile) in tiles.chunks_exact_mut(MR * NR).enumerate() {
+            for (tile, starts) in tiles.chunks_exact_mut(MR * NR).zip(starts.chunks_exact(MR)) {
                 let gather = Gather {
                     src: image,
-                    pixels: std::array::from_fn(|i| pixel(cp * MR + i)),
+                    pixels: std::array::from_fn(|i| starts[i]),
                     taps: block,
                     steps: cpg,
                 };
@@ -168,11 +181,16 @@ pub(crate) fn multiply(
                 }
             }
         }
-        // The tiles hold pixel-major rows of 16 channels; the output is channel-major.
-        for i in 0..NR.min(m - rows) {
-            let out = &mut c.row(rows + i)[..n];
-            for (d, tile_row) in out.iter_mut().zip(tiles.chunks_exact(NR)) {
-                *d = tile_row[i];
+        // The tiles hold pixel-major rows of 16 channels; the output is channel-major. Stored
+        // `STORE_PIXELS` pixels at a time, so that the tiles' rows are read from L1 by all 16
+        // output rows.
+        for (b, block) in tiles[..n * NR].chunks(STORE_PIXELS * NR).enumerate() {
+            let q0 = b * STORE_PIXELS;
+            for i in 0..NR.min(m - rows) {
+                let out = &mut c.row(rows + i)[q0..];
+                for (d, tile_row) in out.iter_mut().zip(block.chunks_exact(NR)) {
+                    *d = tile_row[i];
+                }
             }
         }
     }

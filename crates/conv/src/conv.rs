@@ -3,26 +3,31 @@
 //! * Depthwise (`groups == in_c > 1`): the direct kernel of [`crate::depthwise_conv2d`]; as a
 //!   GEMM every group would be a single-row product.
 //! * Everything else: im2col + GEMM, `out[Mg, oh*ow] = W_g[Mg, K] x cols[K, oh*ow]`, on the
-//!   packed GEMM of [`crate::packed`]: the weights are packed into micro-kernel panels once
-//!   ([`PackedWeights`], which a model keeps between calls), and the column matrix is *tiled
-//!   over output pixels* and unfolded straight into the GEMM's panel layout, so there is no
-//!   separate packing copy. A tile is a run of output pixels (whole panels of 16, or 6, pixels;
-//!   it may start and end inside an output row); its panels never exceed [`COL_TILE_BYTES`]
-//!   (but always hold at least one panel), and below that bound they and the output block they
-//!   produce are sized for the L2 cache (about 1 MiB together). A 1x1 convolution (stride 1,
-//!   no padding) needs no unfolding: its panels are copied from the input rows as they are.
+//!   packed GEMM: the weights are packed into micro-kernel panels once ([`PackedWeights`],
+//!   which a model keeps between calls), in the [`Orientation`] they were packed for.
+//! * With at least 16 input channels per group (not 1x1; [`Orientation::ChannelsLast`]) the
+//!   column matrix is never unfolded: the images are copied channels-last and the GEMM reads
+//!   the matrix in place ([`crate::channels_last`]), tile by tile of output pixels.
+//! * Otherwise the column matrix is *tiled over output pixels* and unfolded straight into the
+//!   GEMM's panel layout ([`crate::packed`]), so there is no separate packing copy. A tile is
+//!   a run of output pixels (whole panels of 16, or 6, pixels; it may start and end inside an
+//!   output row); its panels never exceed [`COL_TILE_BYTES`] (but always hold at least one
+//!   panel), and below that bound they and the output block they produce are sized for the L2
+//!   cache (about 1 MiB together). A 1x1 convolution (stride 1, no padding) needs no
+//!   unfolding: its panels are copied from the input rows as they are.
 //!
 //! Bias and activation are applied, in one pass, to each GEMM block right after it is written.
-//! The work of a call is cut into independent tasks `(image, group, column tile, block of output
-//! channels)`, each writing a disjoint block of the output; at most
-//! `rayon::current_num_threads()` workers, each with its own column panels, claim tasks from a
-//! shared counter until none is left. With enough images and groups a task is a whole image
-//! and group (or a cache-sized tile of one); with fewer (batch 1) each image is cut further:
-//! into column tiles when the column matrix is the larger GEMM operand (early layers), into
-//! blocks of output channels when the weights are (deep layers), so that each worker reads
-//! only its own share of the larger operand. In the second case the (small) column panels of
-//! the call are unfolded once, by all workers in parallel, into one shared buffer (up to
-//! 16 MiB; beyond that each worker unfolds the tiles it needs), instead of by every worker.
+//! The work of a call (on the channels-last path: of each round of copied images) is cut into
+//! independent tasks `(image, group, column tile, block of output channels)`, each writing a
+//! disjoint block of the output; at most `rayon::current_num_threads()` workers, each with its
+//! own column panels (or output tile), claim tasks from a shared counter until none is left.
+//! With enough images and groups a task is a whole image and group (or a cache-sized tile of
+//! one); with fewer (batch 1) each image is cut further: into column tiles when the column
+//! matrix is the larger GEMM operand (early layers), into blocks of output channels when the
+//! weights are (deep layers), so that each worker reads only its own share of the larger
+//! operand. In the second case the (small) column panels of the call are unfolded once, by all
+//! workers in parallel, into one shared buffer (up to 16 MiB; beyond that each worker unfolds
+//! the tiles it needs), instead of by every worker; the channels-last copy is always shared.
 //!
 //! [`conv2d_im2col_plain`] is the textbook version (whole column matrix, single thread, no
 //! fast paths, `matrixmultiply`'s GEMM), kept as a benchmark baseline. This module does not

@@ -4,7 +4,9 @@
 //! image `[c, h, w]` into a column of a matrix `[c*kh*kw, oh*ow]`, so a convolution becomes one
 //! GEMM `W[k, c*kh*kw] x cols` per image and group ([`conv2d`]), run on the crate's own packed
 //! GEMM ([`packed`]: weights packed once into [`PackedWeights`], columns unfolded straight into
-//! panels, a 6x16 AVX2+FMA micro-kernel chosen at run time). Beside it live the fast paths
+//! panels, a 6x16 AVX2+FMA micro-kernel chosen at run time); layers with many channels skip
+//! the unfolding and read the matrix in place from a channels-last copy of the input
+//! ([`channels_last`]). Beside it live the fast paths
 //! (1x1 convolutions need no unfolding; depthwise runs a direct kernel), the naive direct
 //! convolution every fast path is tested against ([`conv2d_direct`]), locally connected layers,
 //! pooling, dense layers and activations.
