@@ -21,8 +21,9 @@
 
 use crate::gemm::MatMut;
 use crate::microkernel::{Gather, Kernel, Tile, MR, NR};
-use crate::Conv2dGeometry;
+use crate::{Conv2dGeometry, KernelError};
 use rayon::prelude::*;
+use std::cell::Cell;
 
 /// Fewest input channels per group for which the channels-last path is chosen: the kernel's
 /// inner loop runs over one tap's channels.
@@ -56,17 +57,19 @@ pub fn image_len(geom: &Conv2dGeometry) -> Option<usize> {
     hp.checked_mul(wp)?.checked_mul(geom.in_c)
 }
 
-/// Writes `image` (`[in_c, in_h, in_w]`) into `dst` (one [`image_len`] block) as the interior of
-/// the padded channels-last image `[in_h + pads, in_w + pads, in_c]`; the padding is left as it
-/// is (zero in a zeroed buffer: nothing ever writes it). With `parallel`, rows are copied on
-/// rayon's threads.
+/// Writes `image` (`[in_c, in_h, in_w]`) into `dst` (one [`image_len`] block) as the padded
+/// channels-last image `[in_h + pads, in_w + pads, in_c]`, zeros in the padding (whatever
+/// `dst` held before). With `parallel`, rows are copied on rayon's threads.
 pub fn to_channels_last(geom: &Conv2dGeometry, image: &[f32], dst: &mut [f32], parallel: bool) {
     let (_, wp) = padded_dims(geom);
     let row_len = wp * geom.in_c;
     if row_len == 0 {
         return;
     }
-    let interior = &mut dst[geom.pad_top * row_len..][..geom.in_h * row_len];
+    let (top, rest) = dst.split_at_mut(geom.pad_top * row_len);
+    let (interior, bottom) = rest.split_at_mut(geom.in_h * row_len);
+    top.fill(0.0);
+    bottom.fill(0.0);
     let copy_row = |(y, row): (usize, &mut [f32])| copy_row(geom, image, y, row);
     if parallel {
         interior
@@ -81,7 +84,10 @@ pub fn to_channels_last(geom: &Conv2dGeometry, image: &[f32], dst: &mut [f32], p
 /// Copies input row `y` of every channel into `row` (one padded channels-last row).
 fn copy_row(geom: &Conv2dGeometry, image: &[f32], y: usize, row: &mut [f32]) {
     let (c, w) = (geom.in_c, geom.in_w);
-    let row = &mut row[geom.pad_left * c..][..w * c];
+    let (left, rest) = row.split_at_mut(geom.pad_left * c);
+    let (row, right) = rest.split_at_mut(w * c);
+    left.fill(0.0);
+    right.fill(0.0);
     let src = |ch: usize| &image[(ch * geom.in_h + y) * w..][..w];
     // Blocks of 8 channels x 8 pixels, transposed through a fixed-size block the compiler keeps
     // in vector registers; the ragged edges value by value.
@@ -103,6 +109,36 @@ fn copy_row(geom: &Conv2dGeometry, image: &[f32], y: usize, row: &mut [f32]) {
             row[x * c + ch] = v;
         }
     }
+}
+
+/// Largest buffer of channels-last copies a thread keeps between calls, in values (16 MiB).
+const KEPT_VALUES: usize = (16 << 20) / std::mem::size_of::<f32>();
+
+thread_local! {
+    /// This thread's buffer for channels-last copies, kept from one call to the next so that a
+    /// network's layers neither allocate nor zero-fill it again (at most [`KEPT_VALUES`]).
+    static COPIES: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on a buffer of `len` values for channels-last copies (contents unspecified):
+/// this thread's kept buffer (taken out for the call, so a nested call gets its own), or a
+/// fresh one when that is too short; afterwards the longer of the two is kept, up to
+/// [`KEPT_VALUES`].
+pub(crate) fn with_copies<R>(
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> Result<R, KernelError>,
+) -> Result<R, KernelError> {
+    let mut buf = COPIES.take();
+    if buf.len() < len {
+        drop(std::mem::take(&mut buf));
+        buf = cnn_tensor::try_zeroed(len, "the channels-last copy of the input")?;
+    }
+    let result = f(&mut buf[..len]);
+    if buf.len() <= KEPT_VALUES {
+        let kept = COPIES.take();
+        COPIES.set(if kept.len() > buf.len() { kept } else { buf });
+    }
+    result
 }
 
 /// Offsets, in a channels-last image, of every tap `(kh, kw)` (in the weights' order) from the

@@ -396,27 +396,28 @@ impl Call<'_> {
         let per_round = (self.channels_last_bytes / (stride * std::mem::size_of::<f32>()).max(1))
             .clamp(1, batch);
         let len = stride.checked_mul(per_round).ok_or_else(too_large)?;
-        let mut buf = cnn_tensor::try_zeroed(len, "the channels-last copy of the input")?;
         let taps = channels_last::tap_offsets(g);
-        let rounds = input
-            .chunks(per_round * g.in_len())
-            .zip(output.chunks_mut(per_round * g.out_len()));
-        for (images, out) in rounds {
-            let count = images.len() / g.in_len().max(1);
-            let copies = &mut buf[..count * stride];
-            let parallel = self.threads > 1 && g.in_len() >= PAR_MIN_COPY;
-            for (image, copy) in images.chunks(g.in_len()).zip(copies.chunks_mut(stride)) {
-                channels_last::to_channels_last(g, image, copy, parallel);
+        channels_last::with_copies(len, |buf| {
+            let rounds = input
+                .chunks(per_round * g.in_len())
+                .zip(output.chunks_mut(per_round * g.out_len()));
+            for (images, out) in rounds {
+                let count = images.len() / g.in_len().max(1);
+                let copies = &mut buf[..count * stride];
+                let parallel = self.threads > 1 && g.in_len() >= PAR_MIN_COPY;
+                for (image, copy) in images.chunks(g.in_len()).zip(copies.chunks_mut(stride)) {
+                    channels_last::to_channels_last(g, image, copy, parallel);
+                }
+                let sched = Schedule::new(g, self.path, count, self.threads, self.par_min_macs);
+                let source = Source::InPlace {
+                    images: copies,
+                    stride,
+                    taps: &taps,
+                };
+                self.execute(sched, source, count, out)?;
             }
-            let sched = Schedule::new(g, self.path, count, self.threads, self.par_min_macs);
-            let source = Source::InPlace {
-                images: copies,
-                stride,
-                taps: &taps,
-            };
-            self.execute(sched, source, count, out)?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Runs the tasks of `sched` for `batch` images whose column matrices come from `source`,
@@ -446,12 +447,11 @@ impl Call<'_> {
             let mut buf = cnn_tensor::try_zeroed(buf_len, "the convolution column tile")?;
             return ctx.run(&out, &tasks, &mut buf);
         }
-        let mut buffers = (0..sched.workers)
-            .map(|_| cnn_tensor::try_zeroed(buf_len, "the convolution column tiles"))
-            .collect::<Result<Vec<_>, _>>()?;
-        buffers
-            .par_iter_mut()
-            .try_for_each(|buf| ctx.run(&out, &tasks, buf))
+        // Each worker allocates (and zero-fills) its own buffer, in parallel.
+        (0..sched.workers).into_par_iter().try_for_each(|_| {
+            let mut buf = cnn_tensor::try_zeroed(buf_len, "the convolution column tiles")?;
+            ctx.run(&out, &tasks, &mut buf)
+        })
     }
 }
 
@@ -913,12 +913,26 @@ mod tests {
         // 64 channels on 56x56 as unfolded panels: pixels in vectors (3136 pixels are 196
         // whole panels).
         assert_eq!(
-            Orientation::for_shape(64, 3136),
+            Orientation::for_shape(64, 3136, 576),
             Orientation::PixelsInVectors
         );
         // 512 channels on 7x7: 49 pixels would pad to 64, but only to 54 as panels of 6.
         assert_eq!(
-            Orientation::for_shape(512, 49),
+            Orientation::for_shape(512, 49, 4608),
+            Orientation::ChannelsInVectors
+        );
+        // 32 channels (36 as panels of 6) over a reduction of 27 steps: the transposed stores
+        // would cost more than the padding saves.
+        assert_eq!(
+            Orientation::for_shape(32, 12544, 27),
+            Orientation::PixelsInVectors
+        );
+        assert_eq!(
+            Orientation::for_shape(32, 12544, 288),
+            Orientation::PixelsInVectors
+        );
+        assert_eq!(
+            Orientation::for_shape(32, 12544, 4608),
             Orientation::ChannelsInVectors
         );
     }
@@ -943,7 +957,11 @@ mod tests {
         // Fewer channels per group: unfolded panels, in the orientation that pads least.
         assert_eq!(orientation(15, 64, 56, 3, 1), Orientation::PixelsInVectors);
         assert_eq!(orientation(32, 32, 9, 5, 4), Orientation::PixelsInVectors);
-        assert_eq!(orientation(8, 512, 7, 3, 1), Orientation::ChannelsInVectors);
+        assert_eq!(
+            orientation(15, 512, 7, 5, 1),
+            Orientation::ChannelsInVectors
+        );
+        assert_eq!(orientation(8, 512, 7, 3, 1), Orientation::PixelsInVectors);
         // 1x1 needs no unfolding; its panels are copies of input rows.
         assert_eq!(orientation(64, 256, 56, 1, 1), Orientation::PixelsInVectors);
     }

@@ -33,6 +33,10 @@ const KC_PIXELS: usize = 256;
 /// element by element, so blocks are long to make that rare.
 const KC_CHANNELS: usize = 2048;
 
+/// The cost of storing a transposed tile, in reduction steps of the kernel (96 scalar stores
+/// against 12 FMAs per step).
+const TRANSPOSED_STORE_STEPS: u128 = 16;
+
 /// Floats of slack a buffer needs so that a 64-byte aligned run of any length fits in it.
 pub(crate) const ALIGN_SLACK: usize = 64 / std::mem::size_of::<f32>() - 1;
 
@@ -61,11 +65,18 @@ pub enum Orientation {
 }
 
 impl Orientation {
-    /// The orientation that pads an `m x n` product (channels x pixels) least; pixels in
-    /// vectors unless the other saves more than a tenth of the work.
-    pub fn for_shape(m: usize, n: usize) -> Self {
-        let pixels = m.next_multiple_of(MR) as u128 * n.next_multiple_of(NR) as u128;
-        let channels = m.next_multiple_of(NR) as u128 * n.next_multiple_of(MR) as u128;
+    /// The orientation that costs an `m x n` product (channels x pixels) with a reduction of
+    /// `k` steps least: pixels in vectors unless the other saves more than a tenth of the work,
+    /// counting the padding of both operands to whole panels and, with channels in the vectors,
+    /// the transposed store of every tile (element by element: about as long as
+    /// `TRANSPOSED_STORE_STEPS` reduction steps, which matters for short reductions such as
+    /// the 27 steps of a first RGB layer).
+    pub fn for_shape(m: usize, n: usize, k: usize) -> Self {
+        let k = k.max(1) as u128;
+        let pixels = m.next_multiple_of(MR) as u128 * n.next_multiple_of(NR) as u128 * k;
+        let channels = m.next_multiple_of(NR) as u128
+            * n.next_multiple_of(MR) as u128
+            * (k + TRANSPOSED_STORE_STEPS);
         if channels * 10 < pixels * 9 {
             Orientation::ChannelsInVectors
         } else {
@@ -80,7 +91,7 @@ impl Orientation {
         if crate::channels_last::applies(geom) {
             Orientation::ChannelsLast
         } else {
-            Self::for_shape(geom.out_c_per_group(), geom.col_cols())
+            Self::for_shape(geom.out_c_per_group(), geom.col_cols(), geom.col_rows())
         }
     }
 
