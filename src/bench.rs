@@ -1,7 +1,9 @@
 //! `cnn bench`: times a model's forward pass on this machine — per layer (median over the
 //! timed iterations, GFLOP/s counting 2 x MACs, share of the pass) and whole (median latency,
 //! images per second) — with a chosen number of threads and batch size, plus the process's peak
-//! resident memory and the largest column buffer a worker allocates. Medians, not means: a
+//! resident memory and the largest column buffer of a layer (`column_bytes_allocated` of
+//! `cnn explain`: a worker's unfolded panels, or a channels-last copy and a worker's output
+//! tile). Medians, not means: a
 //! shared machine's hiccups should not move the figure.
 
 use crate::{random_input, Model};
@@ -221,7 +223,7 @@ pub fn render(r: &BenchReport) -> String {
     format!(
         "Model \"{}\": {} thread(s), batch {}, {} timed iterations (medians)\n\n{}\
          Forward pass: median {:.3} ms (p10 {:.3}, p90 {:.3}), {:.1} images/s, {:.1} GFLOP/s\n\
-         Peak resident memory: {}; largest column buffer: {} per worker\n",
+         Peak resident memory: {}; largest column buffer of a layer: {}\n",
         r.model,
         r.threads,
         r.batch,

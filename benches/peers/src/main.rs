@@ -1,6 +1,7 @@
 //! Peer comparison harness: times the engine's production convolution (`cnn_conv::conv2d_packed`
 //! on weights packed beforehand, as a model runs it), tract and candle on the 8
-//! layers that `make_models.py` wrote, at one thread count per invocation.
+//! layers that `make_models.py` wrote, at one thread count per invocation (with N > 1 threads
+//! also the engine on one thread, `engine_1t`, in the same rounds, for its scaling).
 //!
 //! ```text
 //! cnn-peers --threads N [--models DIR] [--out FILE] [--rounds R] [--runs K] [--only NAME]
@@ -351,7 +352,13 @@ struct Contender<'a> {
     round_medians: Vec<f64>,
 }
 
-fn time_layer(l: &Layer, args: &Args, pool: &rayon::ThreadPool, budget: &mut f64) -> Result<Value> {
+fn time_layer(
+    l: &Layer,
+    args: &Args,
+    pool: &rayon::ThreadPool,
+    single: Option<&rayon::ThreadPool>,
+    budget: &mut f64,
+) -> Result<Value> {
     let dir = &args.models;
     let (in_shape, input) = read_npy_f32(&dir.join(format!("{}.input.npy", l.name)))?;
     let (w_shape, weights) = read_npy_f32(&dir.join(format!("{}.weight.npy", l.name)))?;
@@ -417,6 +424,23 @@ fn time_layer(l: &Layer, args: &Args, pool: &rayon::ThreadPool, budget: &mut f64
         conv2d_packed(&geom, &input, 1, &packed, None, Activation::Linear, out)
             .map_err(|e| anyhow!("engine conv2d: {e}"))
     };
+    // With N > 1 threads, the engine on one thread too, in the same rounds ("engine_1t"), so
+    // that its scaling is measured under the same machine load rather than across runs.
+    let mut out_1t = vec![0.0f32; geom.out_len()];
+    let engine_1t: Option<Block> = single.map(|single| {
+        let once = engine_once;
+        Box::new(move |runs: usize, samples: &mut Vec<f64>| {
+            single.install(|| {
+                for _ in 0..runs {
+                    let t = Instant::now();
+                    once(&mut out_1t)?;
+                    samples.push(t.elapsed().as_secs_f64() * 1e3);
+                    black_box(&out_1t);
+                }
+                Ok(())
+            })
+        }) as Block
+    });
     pool.install(|| engine_once(&mut out))?;
     let engine_diff = max_abs_diff(&out, &reference);
     let engine: Block = Box::new(move |runs, samples| {
@@ -493,6 +517,15 @@ fn time_layer(l: &Layer, args: &Args, pool: &rayon::ThreadPool, budget: &mut f64
             round_medians: vec![],
         },
     ];
+    if let Some(block) = engine_1t {
+        all.push(Contender {
+            name: "engine_1t",
+            block,
+            diff: engine_diff,
+            samples: vec![],
+            round_medians: vec![],
+        });
+    }
     for c in &all {
         if c.diff >= TOLERANCE {
             eprintln!(
@@ -614,6 +647,10 @@ fn main() -> Result<()> {
         "engine pool size"
     );
 
+    let single = match args.threads {
+        1 => None,
+        _ => Some(rayon::ThreadPoolBuilder::new().num_threads(1).build()?),
+    };
     let layers = load_layers(&args.models)?;
     eprintln!(
         "cnn-peers: {} thread(s), {} rounds x {} runs per implementation and layer",
@@ -627,7 +664,7 @@ fn main() -> Result<()> {
             continue;
         }
         out.push(
-            time_layer(l, &args, &pool, &mut budget)
+            time_layer(l, &args, &pool, single.as_ref(), &mut budget)
                 .with_context(|| format!("layer {}", l.name))?,
         );
     }
