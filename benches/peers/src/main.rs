@@ -352,6 +352,25 @@ struct Contender<'a> {
     round_medians: Vec<f64>,
 }
 
+/// Times `once` (one engine call into `out`) inside `pool`.
+fn engine_block<'a>(
+    pool: &'a rayon::ThreadPool,
+    once: impl Fn(&mut [f32]) -> Result<()> + Sync + 'a,
+    mut out: Vec<f32>,
+) -> Block<'a> {
+    Box::new(move |runs, samples| {
+        pool.install(|| {
+            for _ in 0..runs {
+                let t = Instant::now();
+                once(&mut out)?;
+                samples.push(t.elapsed().as_secs_f64() * 1e3);
+                black_box(&out);
+            }
+            Ok(())
+        })
+    })
+}
+
 fn time_layer(
     l: &Layer,
     args: &Args,
@@ -424,36 +443,13 @@ fn time_layer(
         conv2d_packed(&geom, &input, 1, &packed, None, Activation::Linear, out)
             .map_err(|e| anyhow!("engine conv2d: {e}"))
     };
-    // With N > 1 threads, the engine on one thread too, in the same rounds ("engine_1t"), so
-    // that its scaling is measured under the same machine load rather than across runs.
-    let mut out_1t = vec![0.0f32; geom.out_len()];
-    let engine_1t: Option<Block> = single.map(|single| {
-        let once = engine_once;
-        Box::new(move |runs: usize, samples: &mut Vec<f64>| {
-            single.install(|| {
-                for _ in 0..runs {
-                    let t = Instant::now();
-                    once(&mut out_1t)?;
-                    samples.push(t.elapsed().as_secs_f64() * 1e3);
-                    black_box(&out_1t);
-                }
-                Ok(())
-            })
-        }) as Block
-    });
     pool.install(|| engine_once(&mut out))?;
     let engine_diff = max_abs_diff(&out, &reference);
-    let engine: Block = Box::new(move |runs, samples| {
-        pool.install(|| {
-            for _ in 0..runs {
-                let t = Instant::now();
-                engine_once(&mut out)?;
-                samples.push(t.elapsed().as_secs_f64() * 1e3);
-                black_box(&out);
-            }
-            Ok(())
-        })
-    });
+    let engine = engine_block(pool, engine_once, out);
+    // With N > 1 threads, the engine on one thread too, in the same rounds ("engine_1t"), so
+    // that its scaling is measured under the same machine load rather than across runs.
+    let engine_1t =
+        single.map(|single| engine_block(single, engine_once, vec![0.0; geom.out_len()]));
 
     // tract: optimised, runnable, one state spawned and reused.
     let model = tract_onnx::onnx()

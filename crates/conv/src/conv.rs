@@ -909,32 +909,22 @@ mod tests {
     }
 
     #[test]
-    fn orientation_follows_the_padding() {
-        // 64 channels on 56x56 as unfolded panels: pixels in vectors (3136 pixels are 196
-        // whole panels).
-        assert_eq!(
-            Orientation::for_shape(64, 3136, 576),
-            Orientation::PixelsInVectors
-        );
-        // 512 channels on 7x7: 49 pixels would pad to 64, but only to 54 as panels of 6.
-        assert_eq!(
-            Orientation::for_shape(512, 49, 4608),
-            Orientation::ChannelsInVectors
-        );
-        // 32 channels (36 as panels of 6) over a reduction of 27 steps: the transposed stores
-        // would cost more than the padding saves.
-        assert_eq!(
-            Orientation::for_shape(32, 12544, 27),
-            Orientation::PixelsInVectors
-        );
-        assert_eq!(
-            Orientation::for_shape(32, 12544, 288),
-            Orientation::PixelsInVectors
-        );
-        assert_eq!(
-            Orientation::for_shape(32, 12544, 4608),
-            Orientation::ChannelsInVectors
-        );
+    fn orientation_follows_padding_and_store_cost() {
+        use Orientation::{ChannelsInVectors as Channels, PixelsInVectors as Pixels};
+        let cases = [
+            // 64 channels on 56x56 as unfolded panels: 3136 pixels are 196 whole panels of 16.
+            ((64, 3136, 576), Pixels),
+            // 512 channels on 7x7: 49 pixels would pad to 64, but only to 54 as panels of 6.
+            ((512, 49, 4608), Channels),
+            // 32 channels (36 as panels of 6): with a reduction of 27 or 288 steps the
+            // transposed stores cost more than the padding saves, with 4608 they do not.
+            ((32, 12544, 27), Pixels),
+            ((32, 12544, 288), Pixels),
+            ((32, 12544, 4608), Channels),
+        ];
+        for ((m, n, k), want) in cases {
+            assert_eq!(Orientation::for_shape(m, n, k), want, "{m} x {n}, K = {k}");
+        }
     }
 
     #[test]
@@ -954,7 +944,7 @@ mod tests {
         assert_eq!(orientation(64, 64, 56, 3, 1), Orientation::ChannelsLast);
         assert_eq!(orientation(512, 512, 7, 3, 1), Orientation::ChannelsLast);
         assert_eq!(orientation(32, 32, 9, 5, 2), Orientation::ChannelsLast);
-        // Fewer channels per group: unfolded panels, in the orientation that pads least.
+        // Fewer channels per group: unfolded panels, in the orientation that costs least.
         assert_eq!(orientation(15, 64, 56, 3, 1), Orientation::PixelsInVectors);
         assert_eq!(orientation(32, 32, 9, 5, 4), Orientation::PixelsInVectors);
         assert_eq!(
