@@ -378,8 +378,8 @@ struct Call<'a> {
 const CHANNELS_LAST_BYTES: usize = 16 << 20;
 
 impl Call<'_> {
-    /// The channels-last path: the images, as many at a time as fit in
-    /// `channels_last_bytes` ([`CHANNELS_LAST_BYTES`]), are copied channels-last (in parallel), then their tasks run
+    /// The channels-last path: the images, as many at a time as fit in `channels_last_bytes`
+    /// ([`CHANNELS_LAST_BYTES`]), are copied channels-last (in parallel), then their tasks run
     /// reading that copy in place.
     fn channels_last(
         &self,

@@ -2,6 +2,8 @@
 //! bc[l*6 + i] * vc[l*16 + j]`, from two packed panels (`bc`: 6 values per step, broadcast;
 //! `vc`: 16 values per step, two 8-lane vectors). Twelve accumulators are enough to hide the
 //! FMA latency on two FMA pipes, and each step loads 2 vectors and 6 scalars for 12 FMAs.
+//! A second entry, `Kernel::gather_tile`, runs the same loop with the 6 broadcast values read
+//! in place (from 6 places of a channels-last image, tap by tap) instead of from a panel.
 //!
 //! Two builds of the same loop: [`tile_avx2`] with AVX2+FMA intrinsics, chosen at run time by
 //! [`has_avx2_fma`], and a portable one the compiler vectorises for the baseline target (SSE2

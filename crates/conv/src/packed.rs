@@ -12,7 +12,10 @@
 //! (pixel panels of 16, weight panels of 6 output channels), whose tiles are stored as
 //! contiguous row pieces; for layers with few pixels per image (deep 7x7 layers: 49 pixels
 //! would pad to 64) the weights go in the vectors (16 channels) and the pixels are broadcast (6
-//! at a time, 49 pads to 54), and tiles are stored transposed.
+//! at a time, 49 pads to 54), and tiles are stored transposed. Layers with 16 or more input
+//! channels per group (not 1x1) have no column panels at all: their weights are packed in
+//! channel panels of 16 in tap-major order (`Orientation::ChannelsLast`), and the column
+//! matrix is read in place by [`crate::channels_last`].
 //!
 //! The reduction is cut into blocks of equal length (at most `KC_PIXELS` or `KC_CHANNELS`
 //! steps); within a block, one weight panel's block stays in cache while all the tile's column
