@@ -456,7 +456,7 @@ impl Call<'_> {
 }
 
 /// Images with fewer values than this are copied channels-last on the calling thread.
-const PAR_MIN_COPY: usize = 1 << 16;
+const PAR_MIN_COPY: usize = 1 << 14;
 
 /// Where the tasks of a call find their column matrices.
 #[derive(Clone, Copy)]
