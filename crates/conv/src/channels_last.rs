@@ -90,7 +90,7 @@ fn copy_row(geom: &Conv2dGeometry, image: &[f32], y: usize, row: &mut [f32]) {
     right.fill(0.0);
     let src = |ch: usize| &image[(ch * geom.in_h + y) * w..][..w];
     // Blocks of 8 channels x 8 pixels, transposed through a fixed-size block the compiler keeps
-    // in vector registers; the ragged edges value by value.
+    // in vector registers.
     let (c8, w8) = (c / 8 * 8, w / 8 * 8);
     for c0 in (0..c8).step_by(8) {
         let rows: [&[f32]; 8] = std::array::from_fn(|i| src(c0 + i));
@@ -102,10 +102,15 @@ fn copy_row(geom: &Conv2dGeometry, image: &[f32], y: usize, row: &mut [f32]) {
                 pixel[c0..c0 + 8].copy_from_slice(&values);
             }
         }
+        // The last `w % 8` pixels: still 8 channels written at a time.
+        for (x, pixel) in row.chunks_exact_mut(c).enumerate().skip(w8) {
+            let values: [f32; 8] = std::array::from_fn(|i| rows[i][x]);
+            pixel[c0..c0 + 8].copy_from_slice(&values);
+        }
     }
-    for ch in 0..c {
-        let from = if ch < c8 { w8 } else { 0 };
-        for (x, &v) in src(ch).iter().enumerate().skip(from) {
+    // The last `c % 8` channels, value by value.
+    for ch in c8..c {
+        for (x, &v) in src(ch).iter().enumerate() {
             row[x * c + ch] = v;
         }
     }
