@@ -98,6 +98,15 @@ fn explain_shows_the_im2col_matrix_and_gemm() {
     assert_eq!(l["im2col_shape"], serde_json::json!([288, 576]));
     assert_eq!(l["gemm_mkn"], serde_json::json!([32, 288, 576]));
     assert_eq!(l["column_bytes_full"], 288 * 576 * 4);
+    // 32 input channels: read in place from the 26 x 26 x 32 channels-last copy (no padding);
+    // the first layer (1 channel) unfolds into panels.
+    assert_eq!(l["channels_last_copy_bytes"], 26 * 26 * 32 * 4);
+    assert_eq!(v["layers"][0]["channels_last_copy_bytes"], 0);
+    let t = stdout(&cnn(&["explain", "models/vgg2.toml"]));
+    assert!(
+        t.contains("never unfolded, the GEMM reads it in place from a zero-padded channels-last copy of the input (84.5 KiB)"),
+        "{t}"
+    );
 }
 
 #[test]
