@@ -63,9 +63,6 @@ pub fn image_len(geom: &Conv2dGeometry) -> Option<usize> {
 pub fn to_channels_last(geom: &Conv2dGeometry, image: &[f32], dst: &mut [f32], parallel: bool) {
     let (_, wp) = padded_dims(geom);
     let row_len = wp * geom.in_c;
-    if row_len == 0 {
-        return;
-    }
     let (top, rest) = dst.split_at_mut(geom.pad_top * row_len);
     let (interior, bottom) = rest.split_at_mut(geom.in_h * row_len);
     top.fill(0.0);
@@ -195,18 +192,13 @@ pub(crate) fn multiply(
             (oh * geom.stride_h * wp + ow * geom.stride_w) * geom.in_c + group * cpg
         })
         .collect();
-    // Blocks of whole taps, of equal length.
-    let per_block = (KC_STEPS / cpg.max(1)).max(1);
-    let per_block = taps
-        .len()
-        .div_ceil(taps.len().div_ceil(per_block).max(1))
-        .max(1);
+    // Blocks of whole taps, of equal length (a checked geometry has at least one tap and one
+    // channel per group).
+    let blocks = taps.len().div_ceil((KC_STEPS / cpg).max(1));
+    let per_block = taps.len().div_ceil(blocks.max(1)).max(1);
     let tiles = &mut scratch[..tile_len(n)];
     for (wpanel, rows) in (0..m).step_by(NR).enumerate() {
         let panel = &weights[wpanel * k * NR..][..k * NR];
-        if k == 0 {
-            tiles.fill(0.0);
-        }
         for (b, block) in taps.chunks(per_block).enumerate() {
             let t0 = b * per_block;
             let vc = &panel[t0 * cpg * NR..][..block.len() * cpg * NR];

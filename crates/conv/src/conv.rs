@@ -345,8 +345,7 @@ pub fn conv2d_packed_tuned(
         kernel,
         path,
         threads,
-        par_min_macs: tuning.par_min_macs,
-        channels_last_bytes: tuning.channels_last_bytes,
+        tuning,
     };
     if let Path::ChannelsLast { .. } = path {
         return call.channels_last(input, batch, output);
@@ -368,9 +367,9 @@ struct Call<'a> {
     act: Activation,
     kernel: Kernel,
     path: Path,
+    /// Workers to plan for (`tuning.threads`, or rayon's).
     threads: usize,
-    par_min_macs: usize,
-    channels_last_bytes: usize,
+    tuning: ConvTuning,
 }
 
 /// Bound of the channels-last copies of the images of a call held at once, in bytes (at least
@@ -393,8 +392,8 @@ impl Call<'_> {
             reason: "its padded channels-last copy overflows the address space".into(),
         };
         let stride = channels_last::image_len(g).ok_or_else(too_large)?;
-        let per_round = (self.channels_last_bytes / (stride * std::mem::size_of::<f32>()).max(1))
-            .clamp(1, batch);
+        let image_bytes = stride.saturating_mul(std::mem::size_of::<f32>()).max(1);
+        let per_round = (self.tuning.channels_last_bytes / image_bytes).clamp(1, batch);
         let len = stride.checked_mul(per_round).ok_or_else(too_large)?;
         let taps = channels_last::tap_offsets(g);
         channels_last::with_copies(len, |buf| {
@@ -408,12 +407,13 @@ impl Call<'_> {
                 for (image, copy) in images.chunks(g.in_len()).zip(copies.chunks_mut(stride)) {
                     channels_last::to_channels_last(g, image, copy, parallel);
                 }
-                let sched = Schedule::new(g, self.path, count, self.threads, self.par_min_macs);
-                let source = Source::InPlace {
+                let min_macs = self.tuning.par_min_macs;
+                let sched = Schedule::new(g, self.path, count, self.threads, min_macs);
+                let source = Source::InPlace(CopiedImages {
                     images: copies,
                     stride,
                     taps: &taps,
-                };
+                });
                 self.execute(sched, source, count, out)?;
             }
             Ok(())
@@ -465,13 +465,24 @@ enum Source<'a> {
     Unfold { input: &'a [f32] },
     /// Unfolded once for all workers.
     Shared(SharedColumns<'a>),
-    /// Read in place from padded channels-last images, `stride` values apart, at the tap
-    /// offsets `taps` ([`crate::channels_last`]).
-    InPlace {
-        images: &'a [f32],
-        stride: usize,
-        taps: &'a [usize],
-    },
+    /// Read in place from padded channels-last images.
+    InPlace(CopiedImages<'a>),
+}
+
+/// The padded channels-last copies of a round's images, `stride` values apart, and the tap
+/// offsets the kernel reads them at ([`crate::channels_last`]).
+#[derive(Clone, Copy)]
+struct CopiedImages<'a> {
+    images: &'a [f32],
+    stride: usize,
+    taps: &'a [usize],
+}
+
+impl<'a> CopiedImages<'a> {
+    /// The copy of image `n` of the round.
+    fn image(&self, n: usize) -> &'a [f32] {
+        &self.images[n * self.stride..(n + 1) * self.stride]
+    }
 }
 
 /// Where one worker's tasks find their column matrices.
@@ -486,9 +497,7 @@ enum Columns<'a, 'b> {
     },
     /// Read in place; the worker's buffer holds its output tile.
     InPlace {
-        images: &'a [f32],
-        stride: usize,
-        taps: &'a [usize],
+        copies: CopiedImages<'a>,
         tile: &'b mut [f32],
     },
 }
@@ -732,16 +741,10 @@ impl Ctx<'_> {
                 let (panels, row) = buf.split_at_mut(len - scratch);
                 Columns::Own { input, panels, row }
             }
-            Source::InPlace {
-                images,
-                stride,
-                taps,
-            } => {
+            Source::InPlace(copies) => {
                 let len = buf.len() - ALIGN_SLACK;
                 Columns::InPlace {
-                    images,
-                    stride,
-                    taps,
+                    copies,
                     tile: aligned_mut(buf, len),
                 }
             }
@@ -764,10 +767,11 @@ impl Ctx<'_> {
             // exactly one worker, and the block lives only until the end of this iteration.
             let mut c = unsafe { out.block(n * g.out_c + first, m, p0, ncols)? };
             let w = call.weights.panels(grp, m0, m);
-            let panels: &[f32] = match &mut cols {
+            match &mut cols {
                 Columns::Shared(sh) => {
                     let t = (n * g.groups + grp) * s.tiles + tile;
-                    &sh.data[t * sh.stride..(t + 1) * sh.stride]
+                    let panels = &sh.data[t * sh.stride..(t + 1) * sh.stride];
+                    multiply(call.kernel, orientation, k, w, panels, &mut c);
                 }
                 Columns::Own { input, panels, row } => {
                     if unfolded != Some((n, grp, tile)) {
@@ -788,21 +792,13 @@ impl Ctx<'_> {
                         }
                         unfolded = Some((n, grp, tile));
                     }
-                    panels
+                    multiply(call.kernel, orientation, k, w, panels, &mut c);
                 }
-                Columns::InPlace {
-                    images,
-                    stride,
-                    taps,
-                    tile,
-                } => {
-                    let image = &images[n * *stride..(n + 1) * *stride];
+                Columns::InPlace { copies, tile } => {
+                    let (image, taps) = (copies.image(n), copies.taps);
                     channels_last::multiply(call.kernel, g, image, grp, p0, taps, w, tile, &mut c);
-                    bias_act(&mut c, call.bias.map(|b| &b[first..first + m]), call.act);
-                    continue;
                 }
-            };
-            multiply(call.kernel, orientation, k, w, panels, &mut c);
+            }
             bias_act(&mut c, call.bias.map(|b| &b[first..first + m]), call.act);
         }
         Ok(())
