@@ -1,7 +1,8 @@
 //! Peer comparison harness: times the engine's production convolution (`cnn_conv::conv2d_packed`
 //! on weights packed beforehand, as a model runs it), tract and candle on the 8
 //! layers that `make_models.py` wrote, at one thread count per invocation (with N > 1 threads
-//! also the engine on one thread, `engine_1t`, in the same rounds, for its scaling).
+//! also the engine on one thread, `engine_1t`, in the same rounds, for its scaling, and a
+//! compute-only control, `machine` and `machine_1t`, for the scaling the VM gives at that time).
 //!
 //! ```text
 //! cnn-peers --threads N [--models DIR] [--out FILE] [--rounds R] [--runs K] [--only NAME]
@@ -24,6 +25,13 @@
 //!    waiting budget for the whole run (`--quiet-budget`, 300 s); if the load during the rounds
 //!    was higher, they are repeated, up to `--attempts` (4) times, keeping the quietest attempt.
 //!
+//! The control (`machine`, `machine_1t`; N > 1 only) is a fixed amount of register-only FMA work
+//! ([`burn`]: no memory traffic, no shared data), split into N equal parts on the N-thread pool,
+//! and whole on the 1-thread pool, both timed in the same rounds as the engine. Its ratio is the
+//! parallel speed-up this shared VM delivered to a perfectly divisible job while the layer was
+//! timed (2.0 on two idle cores); when another tenant holds a core it drops, and the engine's and
+//! the peers' scaling with it.
+//!
 //! Threads: the engine runs inside a private `N`-thread rayon pool (`install`), tract uses
 //! `tract_linalg::multithread::Executor::multithread(N)` for N > 1 (its single-thread default
 //! otherwise), and candle reads `RAYON_NUM_THREADS`, which `main` sets to N before anything
@@ -33,6 +41,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use cnn_conv::{
     conv2d_direct, conv2d_packed, Activation, Conv2dGeometry, Conv2dSpec, PackedWeights, Padding,
 };
+use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -348,6 +357,8 @@ struct Contender<'a> {
     name: &'static str,
     block: Block<'a>,
     diff: f32,
+    /// FLOPs of one call (the layer's, except for the control).
+    flops: u64,
     samples: Vec<f64>,
     round_medians: Vec<f64>,
 }
@@ -371,11 +382,61 @@ fn engine_block<'a>(
     })
 }
 
+/// Register-only FMA work: `iters` steps of 8 independent chains of 8 lanes (two 256-bit FMA
+/// pipes need 8 chains in flight at 4 cycles' latency). 128 FLOPs per step.
+#[inline(never)]
+fn burn(iters: u64) -> f32 {
+    // Opaque constants, so that the compiler cannot fold the chains.
+    let (a, b) = black_box((0.999_9f32, 1e-4f32));
+    let mut acc = black_box([1.0f32; 64]);
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = x.mul_add(a, b);
+        }
+    }
+    acc.iter().sum()
+}
+
+/// FLOPs of one [`burn`] step.
+const BURN_FLOPS_PER_STEP: u64 = 128;
+
+/// The control: `steps` of [`burn`] split into equal parts over the threads of `pool`.
+fn machine_block(pool: &rayon::ThreadPool, steps: u64) -> Block<'_> {
+    Box::new(move |runs, samples| {
+        pool.install(|| {
+            let n = rayon::current_num_threads() as u64;
+            for _ in 0..runs {
+                let t = Instant::now();
+                let parts: f32 = (0..n)
+                    .into_par_iter()
+                    .map(|_| burn(black_box(steps / n)))
+                    .sum();
+                samples.push(t.elapsed().as_secs_f64() * 1e3);
+                black_box(parts);
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Steps of [`burn`] that take about `ms` milliseconds on one thread (measured once).
+fn burn_steps_for(ms: f64) -> u64 {
+    let probe = 200_000;
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        black_box(burn(black_box(probe)));
+        best = best.min(t.elapsed().as_secs_f64() * 1e3);
+    }
+    ((ms / best.max(1e-6)) * probe as f64) as u64
+}
+
 fn time_layer(
     l: &Layer,
     args: &Args,
     pool: &rayon::ThreadPool,
     single: Option<&rayon::ThreadPool>,
+    burn_steps: u64,
     budget: &mut f64,
 ) -> Result<Value> {
     let dir = &args.models;
@@ -495,6 +556,7 @@ fn time_layer(
             name: "engine",
             block: engine,
             diff: engine_diff,
+            flops: l.flops,
             samples: vec![],
             round_medians: vec![],
         },
@@ -502,6 +564,7 @@ fn time_layer(
             name: "tract",
             block: tract,
             diff: tract_diff,
+            flops: l.flops,
             samples: vec![],
             round_medians: vec![],
         },
@@ -509,6 +572,7 @@ fn time_layer(
             name: "candle",
             block: candle,
             diff: candle_diff,
+            flops: l.flops,
             samples: vec![],
             round_medians: vec![],
         },
@@ -518,9 +582,22 @@ fn time_layer(
             name: "engine_1t",
             block,
             diff: engine_diff,
+            flops: l.flops,
             samples: vec![],
             round_medians: vec![],
         });
+    }
+    if let Some(single) = single {
+        for (name, pool) in [("machine", pool), ("machine_1t", single)] {
+            all.push(Contender {
+                name,
+                block: machine_block(pool, burn_steps),
+                diff: 0.0,
+                flops: burn_steps * BURN_FLOPS_PER_STEP,
+                samples: vec![],
+                round_medians: vec![],
+            });
+        }
     }
     for c in &all {
         if c.diff >= TOLERANCE {
@@ -609,7 +686,7 @@ fn time_layer(
                 "n": s.len(),
                 "round_medians_ms": rm,
                 "round_spread": spread,
-                "gflops": l.flops as f64 / (med * 1e6),
+                "gflops": c.flops as f64 / (med * 1e6),
                 "max_abs_diff": c.diff,
             })
         };
@@ -648,6 +725,12 @@ fn main() -> Result<()> {
         _ => Some(rayon::ThreadPoolBuilder::new().num_threads(1).build()?),
     };
     let layers = load_layers(&args.models)?;
+    // The control's work: about 2 ms on one thread, near the 3x3 layers' times.
+    let burn_steps = if single.is_some() {
+        burn_steps_for(2.0)
+    } else {
+        0
+    };
     eprintln!(
         "cnn-peers: {} thread(s), {} rounds x {} runs per implementation and layer",
         args.threads, args.rounds, args.runs
@@ -660,7 +743,7 @@ fn main() -> Result<()> {
             continue;
         }
         out.push(
-            time_layer(l, &args, &pool, single.as_ref(), &mut budget)
+            time_layer(l, &args, &pool, single.as_ref(), burn_steps, &mut budget)
                 .with_context(|| format!("layer {}", l.name))?,
         );
     }
@@ -672,6 +755,7 @@ fn main() -> Result<()> {
         "max_foreign": args.max_foreign,
         "attempts": args.attempts,
         "quiet_budget_left": budget,
+        "machine_burn_steps": burn_steps,
         "seconds": started.elapsed().as_secs_f64(),
         "layers": out,
     });
