@@ -1,8 +1,10 @@
 //! Running a planned ONNX graph. Values live in a map from name to tensor; each is dropped
 //! after its last reader (or moved into it, for ops that only change the shape), so memory
-//! holds the live frontier of the graph, not every activation. Convolutions, dense-shaped Gemm,
-//! pooling, global pooling, activations and softmax run on the `cnn-conv` kernels the
-//! model-file engine uses; the rest on [`crate::kernels`].
+//! holds the live frontier of the graph, not every activation. The buffers of dropped values
+//! are kept (a few, [`Spare`]) and reused for convolution outputs, which the kernels overwrite
+//! whole: such an output is then neither allocated nor zero-filled again. Convolutions,
+//! dense-shaped Gemm, pooling, global pooling, activations and softmax run on the `cnn-conv`
+//! kernels the model-file engine uses; the rest on [`crate::kernels`].
 
 use crate::error::OnnxError;
 use crate::kernels;
@@ -26,6 +28,40 @@ struct Env<'a> {
     inputs: HashMap<&'a str, (&'a [usize], &'a [f32])>,
     /// Index of the last node reading each value (graph outputs: never dropped).
     last_use: HashMap<&'a str, usize>,
+    /// Buffers of dropped values, for outputs that are overwritten whole.
+    spare: Spare,
+}
+
+/// Buffers of dropped values kept for reuse: at most [`Spare::KEPT`], the largest.
+#[derive(Default)]
+struct Spare {
+    buffers: Vec<Vec<f32>>,
+}
+
+impl Spare {
+    const KEPT: usize = 4;
+
+    /// Keeps `data`'s buffer (dropping the smallest one when more than `KEPT` are kept).
+    fn keep(&mut self, data: Vec<f32>) {
+        self.buffers.push(data);
+        if self.buffers.len() > Self::KEPT {
+            self.buffers
+                .sort_by_key(|v| std::cmp::Reverse(v.capacity()));
+            self.buffers.truncate(Self::KEPT);
+        }
+    }
+
+    /// The smallest kept buffer with room for `len` values, resized to `len` (its old contents
+    /// left in place, any part beyond its old length zeroed).
+    fn take(&mut self, len: usize) -> Option<Vec<f32>> {
+        let fit = (0..self.buffers.len())
+            .filter(|&i| self.buffers[i].capacity() >= len)
+            .min_by_key(|&i| self.buffers[i].capacity())?;
+        let mut v = self.buffers.swap_remove(fit);
+        v.truncate(len);
+        v.resize(len, 0.0);
+        Some(v)
+    }
 }
 
 impl<'a> Env<'a> {
@@ -59,6 +95,19 @@ impl<'a> Env<'a> {
             shape: shape.to_vec(),
             data: data.to_vec(),
         })
+    }
+
+    /// A buffer of `len` values for an output the kernel overwrites whole: a kept one
+    /// ([`Spare::take`]), else a new zero-filled one.
+    fn overwritable(
+        &mut self,
+        node: &crate::load::Node,
+        len: usize,
+    ) -> Result<Vec<f32>, OnnxError> {
+        match self.spare.take(len) {
+            Some(v) => Ok(v),
+            None => zeroed(node, len),
+        }
     }
 
     fn scalar(&self, node: &crate::load::Node, s: Scalar, default: f32) -> Result<f32, OnnxError> {
@@ -106,6 +155,7 @@ pub fn run_timed<'a, I: AsRef<[f32]>>(
         values: HashMap::new(),
         inputs: HashMap::new(),
         last_use: HashMap::new(),
+        spare: Spare::default(),
     };
     for (i, n) in model.nodes.iter().enumerate() {
         for input in n.inputs.iter().flatten() {
@@ -139,7 +189,9 @@ pub fn run_timed<'a, I: AsRef<[f32]>>(
         debug_assert_eq!(out.shape, np.output_shape);
         for input in node.inputs.iter().flatten() {
             if env.last_use.get(input.as_str()) == Some(&np.node) {
-                env.values.remove(input.as_str());
+                if let Some(v) = env.values.remove(input.as_str()) {
+                    env.spare.keep(v.data);
+                }
             }
         }
         env.values.insert(node.output(), out);
@@ -214,6 +266,8 @@ fn run_node<'a>(env: &mut Env<'a>, np: &NodePlan) -> Result<Value, OnnxError> {
             folded,
             packed,
         } => {
+            // Written whole by the kernels (whatever the buffer held before).
+            let mut out = env.overwritable(node, out_len)?;
             let (_, x) = env.get(input(0))?;
             let (w, bias) = match folded {
                 Some(f) => (f.weights.as_slice(), Some(f.bias.as_slice())),
@@ -225,7 +279,6 @@ fn run_node<'a>(env: &mut Env<'a>, np: &NodePlan) -> Result<Value, OnnxError> {
                     },
                 ),
             };
-            let mut out = zeroed(node, out_len)?;
             match packed {
                 Some(p) => cnn_conv::conv2d_packed(geom, x, *batch, p, bias, *act, &mut out),
                 None => cnn_conv::conv2d(geom, x, *batch, w, bias, *act, &mut out),
@@ -415,4 +468,36 @@ fn fast_pool(g: &crate::plan::PoolGeometry) -> Option<Pool2dGeometry> {
     };
     let geom = Pool2dGeometry::resolve(g.planes, g.in_hw[0], g.in_hw[1], &spec).ok()?;
     (geom.out_h == g.out_hw[0] && geom.out_w == g.out_hw[1]).then_some(geom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Spare;
+
+    #[test]
+    fn spare_buffers_keep_the_largest_and_give_the_smallest_fit() {
+        let mut spare = Spare::default();
+        for len in [10, 50, 20, 40, 30] {
+            spare.keep(vec![len as f32; len]);
+        }
+        // Five given, four kept: the 10-value buffer was dropped.
+        assert!(spare
+            .take(11)
+            .is_some_and(|v| v.capacity() == 20 && v == vec![20.0; 11]));
+        assert!(spare
+            .take(5)
+            .is_some_and(|v| v.capacity() == 30 && v.len() == 5));
+        // Longer than its old length: the old values stay, the new part is zero.
+        spare.keep(vec![7.0; 3]);
+        let mut grown = Vec::with_capacity(35);
+        grown.extend([1.0f32; 2]);
+        spare.keep(grown);
+        let v = spare.take(4).unwrap();
+        assert_eq!(v, [1.0, 1.0, 0.0, 0.0]);
+        assert!(spare.take(60).is_none());
+        assert_eq!(spare.take(40).map(|v| v.capacity()), Some(40));
+        assert_eq!(spare.take(1).map(|v| v.capacity()), Some(3));
+        assert_eq!(spare.take(1).map(|v| v.capacity()), Some(50));
+        assert!(spare.take(1).is_none());
+    }
 }
