@@ -73,8 +73,8 @@ fn pool(
         .zip(input.par_chunks(plane_in))
         .with_min_len(min_planes)
         .for_each_init(
-            || vec![0.0f32; g.in_w],
-            |acc, (out, src)| pool_plane(g, src, out, acc, reduce),
+            || vec![0.0f32; 2 * g.in_w],
+            |scratch, (out, src)| pool_plane(g, src, out, scratch, reduce),
         );
     Ok(())
 }
@@ -82,8 +82,18 @@ fn pool(
 /// One plane: for each output row, the window's input rows are first reduced element-wise
 /// into `acc` (`in_w` floats; a unit-stride, vectorisable loop), then each output reduces its
 /// columns of `acc`. Outputs whose window is not clipped by the border (the interior) run
-/// without any window arithmetic; `pool 2, stride 2` interior outputs pair up `acc` directly.
-fn pool_plane(g: &Pool2dGeometry, src: &[f32], out: &mut [f32], acc: &mut [f32], reduce: Reduce) {
+/// without any window arithmetic: `pool 2, stride 2` interior outputs pair up `acc` directly;
+/// other interior windows are reduced along the row first (`pool_w - 1` vectorisable passes
+/// into `slide`, `slide[i]` covering `acc[i .. i + pool_w]`), then every `stride_w`-th value
+/// is taken. `scratch` holds `2 * in_w` floats.
+fn pool_plane(
+    g: &Pool2dGeometry,
+    src: &[f32],
+    out: &mut [f32],
+    scratch: &mut [f32],
+    reduce: Reduce,
+) {
+    let (acc, slide) = scratch.split_at_mut(g.in_w);
     let (in_w, sw, pw) = (g.in_w, g.stride_w, g.pool_w);
     // Interior outputs: ow*sw >= pad_left and ow*sw - pad_left + pool_w <= in_w.
     let ow_lo = g.pad_left.div_ceil(sw).min(g.out_w);
@@ -133,10 +143,27 @@ fn pool_plane(g: &Pool2dGeometry, src: &[f32], out: &mut [f32], acc: &mut [f32],
                         .for_each(|(o, p)| *o = (p[0] + p[1]) * scale)
                 }
             }
-        } else {
-            for (i, o) in inner.iter_mut().enumerate() {
-                let w0 = start + i * sw;
-                *o = cell(w0, w0 + pw);
+        } else if !inner.is_empty() {
+            let starts = (inner.len() - 1) * sw + 1;
+            let slide = &mut slide[..starts];
+            slide.copy_from_slice(&acc[start..start + starts]);
+            for k in 1..pw {
+                let next = &acc[start + k..start + k + starts];
+                match reduce {
+                    Reduce::Max => slide.iter_mut().zip(next).for_each(|(m, &v)| *m = m.max(v)),
+                    Reduce::Avg => slide.iter_mut().zip(next).for_each(|(m, &v)| *m += v),
+                }
+            }
+            let picked = slide.iter().step_by(sw);
+            match reduce {
+                Reduce::Max => inner.iter_mut().zip(picked).for_each(|(o, &m)| *o = m),
+                Reduce::Avg => {
+                    let scale = 1.0 / (rows * pw) as f32;
+                    inner
+                        .iter_mut()
+                        .zip(picked)
+                        .for_each(|(o, &m)| *o = m * scale)
+                }
             }
         }
     }
