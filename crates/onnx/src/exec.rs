@@ -1,10 +1,11 @@
 //! Running a planned ONNX graph. Values live in a map from name to tensor; each is dropped
 //! after its last reader (or moved into it, for ops that only change the shape), so memory
 //! holds the live frontier of the graph, not every activation. The buffers of dropped values
-//! are kept (a few, [`Spare`]) and reused for convolution outputs, which the kernels overwrite
-//! whole: such an output is then neither allocated nor zero-filled again. Convolutions,
-//! dense-shaped Gemm, pooling, global pooling, activations and softmax run on the `cnn-conv`
-//! kernels the model-file engine uses; the rest on [`crate::kernels`].
+//! are kept (a few, [`Spare`]) and reused for convolution and pooling outputs, which the
+//! kernels overwrite whole: such an output is then neither allocated nor zero-filled again.
+//! An element-wise Add or Mul of two same-shaped tensors writes into the one no later node
+//! reads. Convolutions, dense-shaped Gemm, pooling, global pooling, activations and softmax
+//! run on the `cnn-conv` kernels the model-file engine uses; the rest on [`crate::kernels`].
 
 use crate::error::OnnxError;
 use crate::kernels;
@@ -249,11 +250,7 @@ fn run_node<'a>(env: &mut Env<'a>, np: &NodePlan) -> Result<Value, OnnxError> {
     }
     if matches!(
         np.kernel,
-        Kernel::MatMul { .. }
-            | Kernel::Binary(_)
-            | Kernel::Pool(_)
-            | Kernel::Concat { .. }
-            | Kernel::Pad { .. }
+        Kernel::MatMul { .. } | Kernel::Concat { .. } | Kernel::Pad { .. }
     ) {
         // These kernels allocate their result themselves: make sure it can be had first.
         drop(zeroed_capacity(node, out_len)?);
@@ -330,9 +327,31 @@ fn run_node<'a>(env: &mut Env<'a>, np: &NodePlan) -> Result<Value, OnnxError> {
             kernels::matmul(a_shape, a, b_shape, b, batch_shape)
         }
         Kernel::Binary(op) => {
-            let (sa, a) = env.get(input(0))?;
-            let (sb, b) = env.get(input(1))?;
-            kernels::binary(*op, sa, a, sb, b, &out_shape)
+            // Two tensors of the output's shape (a residual connection): the result goes into
+            // one of them when this node is its last reader, instead of a new buffer.
+            let same = |i: usize| {
+                env.get(input(i))
+                    .is_ok_and(|(s, _)| s == out_shape.as_slice())
+            };
+            let owned = |i: usize| {
+                env.last_use.get(input(i)) == Some(&np.node) && env.values.contains_key(input(i))
+            };
+            let reuse = (same(0) && same(1) && input(0) != input(1))
+                .then(|| (0..2).find(|&i| owned(i)))
+                .flatten();
+            match reuse {
+                Some(i) => {
+                    let mut acc = env.take(input(i), np.node)?.data;
+                    kernels::binary_in_place(*op, &mut acc, env.get(input(1 - i))?.1);
+                    acc
+                }
+                None => {
+                    drop(zeroed_capacity(node, out_len)?);
+                    let (sa, a) = env.get(input(0))?;
+                    let (sb, b) = env.get(input(1))?;
+                    kernels::binary(*op, sa, a, sb, b, &out_shape)
+                }
+            }
         }
         Kernel::Unary(u) => {
             let mut v = env.take(input(0), np.node)?.data;
@@ -366,22 +385,24 @@ fn run_node<'a>(env: &mut Env<'a>, np: &NodePlan) -> Result<Value, OnnxError> {
             v
         }
         Kernel::Alias => env.take(input(0), np.node)?.data,
-        Kernel::Pool(g) => {
-            let (_, x) = env.get(input(0))?;
-            match fast_pool(g) {
-                Some(geom) => {
-                    let mut out = zeroed(node, out_len)?;
-                    let r = if g.max {
-                        cnn_conv::max_pool2d(&geom, x, 1, &mut out)
-                    } else {
-                        cnn_conv::avg_pool2d(&geom, x, 1, &mut out)
-                    };
-                    r.map_err(|e| kernel_error(node, e))?;
-                    out
-                }
-                None => kernels::pool(g, x),
+        Kernel::Pool(g) => match fast_pool(g) {
+            Some(geom) => {
+                // Written whole by the kernels.
+                let mut out = env.overwritable(node, out_len)?;
+                let (_, x) = env.get(input(0))?;
+                let r = if g.max {
+                    cnn_conv::max_pool2d(&geom, x, 1, &mut out)
+                } else {
+                    cnn_conv::avg_pool2d(&geom, x, 1, &mut out)
+                };
+                r.map_err(|e| kernel_error(node, e))?;
+                out
             }
-        }
+            None => {
+                drop(zeroed_capacity(node, out_len)?);
+                kernels::pool(g, env.get(input(0))?.1)
+            }
+        },
         Kernel::GlobalPool {
             max,
             planes,

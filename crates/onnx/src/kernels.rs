@@ -52,6 +52,16 @@ fn for_rows(out: &[usize], sa: &[usize], sb: &[usize], mut f: impl FnMut(usize, 
 }
 
 /// `a op b` with numpy broadcasting into a tensor of shape `out`.
+/// `acc[i] = op(acc[i], other[i])` for two tensors of the same shape, in place (both ops are
+/// commutative, so `acc` may be either operand). `other` must be as long as `acc`.
+pub fn binary_in_place(op: BinaryOp, acc: &mut [f32], other: &[f32]) {
+    debug_assert_eq!(acc.len(), other.len());
+    match op {
+        BinaryOp::Add => acc.iter_mut().zip(other).for_each(|(x, &y)| *x += y),
+        BinaryOp::Mul => acc.iter_mut().zip(other).for_each(|(x, &y)| *x *= y),
+    }
+}
+
 pub fn binary(
     op: BinaryOp,
     a_shape: &[usize],

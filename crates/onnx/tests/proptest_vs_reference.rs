@@ -339,3 +339,53 @@ proptest! {
         }
     }
 }
+
+/// Element-wise Add/Mul write into an input that no later node reads (a residual connection
+/// reuses its buffer), and never into one that is read again, a graph input, or an operand
+/// given twice.
+#[test]
+fn binary_ops_reuse_only_inputs_nothing_reads_later() {
+    let shape = [1, 2, 3, 3];
+    let n: usize = shape.iter().product();
+    let op = |name: &str, op_type: &str, inputs: &[&str], out: &str| NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![out.into()],
+        name: name.into(),
+        op_type: op_type.into(),
+        ..Default::default()
+    };
+    let nodes = vec![
+        op("a", "Relu", &["x"], "a"),
+        op("b", "Relu", &["z"], "b"),
+        // `a` is read again below, `b` is not: the sum may go into `b` only.
+        op("s", "Add", &["a", "b"], "s"),
+        // Both are dead afterwards: the product goes into `s`.
+        op("t", "Mul", &["s", "a"], "t"),
+        // The same value twice: a new buffer.
+        op("u", "Add", &["t", "t"], "u"),
+        // `x` is the caller's input: never written.
+        op("v", "Add", &["u", "x"], "y"),
+    ];
+    let model = graph(
+        nodes,
+        vec![value_info("x", &shape), value_info("z", &shape)],
+        vec![],
+    );
+    let p = plan(&model, &[shape.to_vec(), shape.to_vec()]).unwrap();
+    let (x, z) = (values(n, 7), values(n, 8));
+    let got = run(&model, &p, &[x.clone(), z.clone()])
+        .unwrap()
+        .remove(0)
+        .data;
+    let want: Vec<f32> = x
+        .iter()
+        .zip(&z)
+        .map(|(&x, &z)| {
+            let (a, b) = (x.max(0.0), z.max(0.0));
+            let t = (a + b) * a;
+            (t + t) + x
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!((x, z), (values(n, 7), values(n, 8)), "inputs untouched");
+}
