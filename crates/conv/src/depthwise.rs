@@ -8,7 +8,8 @@
 //! tap's input is one unit-stride run over the whole plane flattened with a fixed row pitch:
 //! the taps are summed in one long branch-free loop (all nine at once for a 3x3 kernel), with
 //! no border cases and no strided reads at any stride, padding or dilation, and no per-row
-//! overhead on small planes. Rows are then copied out with the bias and activation. On x86-64
+//! overhead on small planes. Rows are then copied out, and the bias and activation applied to
+//! the whole plane in one pass. The layout of that block is computed once per call. On x86-64
 //! CPUs with AVX2 and FMA the plane kernel is compiled a second time with those features
 //! enabled (8-wide vectors) and picked at run time. Planes are spread over rayon tasks, each
 //! with its own scratch. Accumulation is in f32. This module does not handle grouped
@@ -71,6 +72,7 @@ pub fn depthwise_conv2d_tuned(
     let dm = geom.out_c_per_group();
     let min_planes = TASK_MIN_MACS.div_ceil((plane_out * taps).max(1));
     let simd = !portable && crate::microkernel::has_avx2_fma();
+    let layout = Phased::new(geom);
     output
         .par_chunks_mut(plane_out)
         .enumerate()
@@ -85,13 +87,51 @@ pub fn depthwise_conv2d_tuned(
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `simd` is only set when the CPU has AVX2 and FMA.
                 unsafe {
-                    plane_phased_avx2(geom, src, w, b, act, out, scratch)
+                    plane_phased_avx2(geom, &layout, src, w, b, act, out, scratch)
                 };
             } else {
-                plane_phased(geom, src, w, b, act, out, scratch);
+                plane_phased(geom, &layout, src, w, b, act, out, scratch);
             }
         });
     Ok(())
+}
+
+/// The layout of [`plane_phased`]'s scratch block, the same for every plane of a call (computed
+/// once: its divisions would cost a small plane as much as its arithmetic).
+struct Phased {
+    /// Padded input rows any tap reads.
+    rows: usize,
+    /// Columns of a phase (its row pitch) and values of one phase.
+    width: usize,
+    phase_len: usize,
+    /// Outputs of the flat run (`out_h` rows of pitch `width`, the last one `out_w` long).
+    len: usize,
+    /// Input columns that land inside the span.
+    n: usize,
+    /// Where tap `(kh, kw)`'s run starts in the block, in the weights' order.
+    taps: Vec<usize>,
+}
+
+impl Phased {
+    fn new(g: &Conv2dGeometry) -> Self {
+        let (sh, sw) = (g.stride_h, g.stride_w);
+        let rows = (g.out_h - 1) * sh + (g.k_h - 1) * g.dil_h + 1;
+        let span = (g.out_w - 1) * sw + (g.k_w - 1) * g.dil_w + 1;
+        let (height, width) = (rows.div_ceil(sh), span.div_ceil(sw));
+        let phase_len = height * width;
+        let taps = (0..g.k_h)
+            .flat_map(|kh| (0..g.k_w).map(move |kw| (kh * g.dil_h, kw * g.dil_w)))
+            .map(|(r, c)| ((r % sh) * sw + c % sw) * phase_len + (r / sh) * width + c / sw)
+            .collect();
+        Self {
+            rows,
+            width,
+            phase_len,
+            len: (g.out_h - 1) * width + g.out_w,
+            n: g.in_w.min(span.saturating_sub(g.pad_left)),
+            taps,
+        }
+    }
 }
 
 /// [`plane_phased`] compiled with AVX2 and FMA enabled.
@@ -100,8 +140,10 @@ pub fn depthwise_conv2d_tuned(
 /// The CPU supports AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn plane_phased_avx2(
     geom: &Conv2dGeometry,
+    layout: &Phased,
     src: &[f32],
     w: &[f32],
     bias: f32,
@@ -109,7 +151,7 @@ unsafe fn plane_phased_avx2(
     out: &mut [f32],
     scratch: &mut Vec<f32>,
 ) {
-    plane_phased(geom, src, w, bias, act, out, scratch)
+    plane_phased(geom, layout, src, w, bias, act, out, scratch)
 }
 
 /// One plane through a zero-padded, phase-split copy of its input: padded row `r` and column
@@ -119,11 +161,14 @@ unsafe fn plane_phased_avx2(
 /// over the whole plane, flattened with row pitch `width`, every tap is a single unit-stride
 /// run. The kernel sums all taps over that flat run — one long vectorisable loop whatever the
 /// stride, padding, dilation or plane size (the `width - out_w` columns between rows are
-/// computed and dropped) — and copies the rows out with bias and activation. The copy costs one
+/// computed and dropped) — copies the rows out, then adds the bias and applies the activation
+/// to the whole output plane at once. The copy costs one
 /// pass over the input plane.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn plane_phased(
     g: &Conv2dGeometry,
+    layout: &Phased,
     src: &[f32],
     w: &[f32],
     bias: f32,
@@ -132,24 +177,31 @@ fn plane_phased(
     scratch: &mut Vec<f32>,
 ) {
     let (sh, sw) = (g.stride_h, g.stride_w);
-    // Padded rows and columns any tap reads.
-    let rows = (g.out_h - 1) * sh + (g.k_h - 1) * g.dil_h + 1;
-    let span = (g.out_w - 1) * sw + (g.k_w - 1) * g.dil_w + 1;
-    let (height, width) = (rows.div_ceil(sh), span.div_ceil(sw));
-    let phase_len = height * width;
-    let len = (g.out_h - 1) * width + g.out_w;
+    let Phased {
+        rows,
+        width,
+        phase_len,
+        len,
+        n,
+        ..
+    } = *layout;
     scratch.clear();
     scratch.resize(sh * sw * phase_len + len, 0.0);
     let (phases, acc) = scratch.split_at_mut(sh * sw * phase_len);
-    // Input columns that land inside the span.
-    let n = g.in_w.min(span.saturating_sub(g.pad_left));
+    // Padded row `r` is row `r / sh` of phase `r % sh`; both are stepped, not divided (a
+    // division per row costs as much as a small plane's whole row of work).
+    let (mut phase, mut phase_row) = (0, 0);
     for r in 0..rows {
+        let (ph, at) = (phase, phase_row * width);
+        phase += 1;
+        if phase == sh {
+            (phase, phase_row) = (0, phase_row + 1);
+        }
         let Some(ih) = r.checked_sub(g.pad_top).filter(|&ih| ih < g.in_h) else {
             continue; // a padding row stays zero
         };
         let irow = &src[ih * g.in_w..(ih + 1) * g.in_w];
-        let block = &mut phases[(r % sh) * sw * phase_len..][..sw * phase_len];
-        let at = (r / sh) * width;
+        let block = &mut phases[ph * sw * phase_len..][..sw * phase_len];
         if sw == 1 {
             block[at + g.pad_left..][..n].copy_from_slice(&irow[..n]);
         } else if sw == 2 {
@@ -162,8 +214,7 @@ fn plane_phased(
         }
     }
     let tap = |kh: usize, kw: usize| {
-        let (r, c) = (kh * g.dil_h, kw * g.dil_w);
-        let start = ((r % sh) * sw + c % sw) * phase_len + (r / sh) * width + c / sw;
+        let start = layout.taps[kh * g.k_w + kw];
         &phases[start..start + len]
     };
     if g.k_h == 3 && g.k_w == 3 {
@@ -187,11 +238,10 @@ fn plane_phased(
         }
     }
     for (oh, orow) in out.chunks_exact_mut(g.out_w).enumerate() {
-        for (o, &a) in orow.iter_mut().zip(&acc[oh * width..]) {
-            *o = a + bias;
-        }
-        act.apply(orow);
+        orow.copy_from_slice(&acc[oh * width..][..g.out_w]);
     }
+    // Bias and activation over the whole plane at once (one long loop, not one per row).
+    act.apply_with_bias(out, bias);
 }
 
 /// Stride 2: splits the first `n` values of `row` (padded column of value `iw` is
