@@ -241,7 +241,9 @@ fn plane_phased(
         orow.copy_from_slice(&acc[oh * width..][..g.out_w]);
     }
     // Bias and activation over the whole plane at once (one long loop, not one per row).
-    act.apply_with_bias(out, bias);
+    if bias != 0.0 || act != Activation::Linear {
+        act.apply_with_bias(out, bias);
+    }
 }
 
 /// Stride 2: splits the first `n` values of `row` (padded column of value `iw` is
