@@ -185,8 +185,12 @@ fn plane_phased(
         n,
         ..
     } = *layout;
-    scratch.clear();
-    scratch.resize(sh * sw * phase_len + len, 0.0);
+    // Zero-filled once per scratch: every plane of a call copies its input to the same places,
+    // so the padding written as zeros for the first plane stays zero for the next ones.
+    if scratch.len() != sh * sw * phase_len + len {
+        scratch.clear();
+        scratch.resize(sh * sw * phase_len + len, 0.0);
+    }
     let (phases, acc) = scratch.split_at_mut(sh * sw * phase_len);
     // Padded row `r` is row `r / sh` of phase `r % sh`; both are stepped, not divided (a
     // division per row costs as much as a small plane's whole row of work).
@@ -229,6 +233,7 @@ fn plane_phased(
             *a = s0 + s1 + s2;
         }
     } else {
+        acc.fill(0.0);
         for (kh, wrow) in w.chunks_exact(g.k_w).enumerate() {
             for (kw, &wv) in wrow.iter().enumerate() {
                 acc.iter_mut()
