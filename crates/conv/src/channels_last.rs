@@ -21,9 +21,8 @@
 
 use crate::gemm::MatMut;
 use crate::microkernel::{Gather, Kernel, Tile, MR, NR};
-use crate::{Conv2dGeometry, KernelError};
+use crate::Conv2dGeometry;
 use rayon::prelude::*;
-use std::cell::Cell;
 
 /// Fewest input channels per group for which the channels-last path is chosen: the kernel's
 /// inner loop runs over one tap's channels.
@@ -111,36 +110,6 @@ fn copy_row(geom: &Conv2dGeometry, image: &[f32], y: usize, row: &mut [f32]) {
             row[x * c + ch] = v;
         }
     }
-}
-
-/// Largest buffer of channels-last copies a thread keeps between calls, in values (16 MiB).
-const KEPT_VALUES: usize = (16 << 20) / std::mem::size_of::<f32>();
-
-thread_local! {
-    /// This thread's buffer for channels-last copies, kept from one call to the next so that a
-    /// network's layers neither allocate nor zero-fill it again (at most [`KEPT_VALUES`]).
-    static COPIES: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-}
-
-/// Runs `f` on a buffer of `len` values for channels-last copies (contents unspecified):
-/// this thread's kept buffer (taken out for the call, so a nested call gets its own), or a
-/// fresh one when that is too short; afterwards the longer of the two is kept, up to
-/// [`KEPT_VALUES`].
-pub(crate) fn with_copies<R>(
-    len: usize,
-    f: impl FnOnce(&mut [f32]) -> Result<R, KernelError>,
-) -> Result<R, KernelError> {
-    let mut buf = COPIES.take();
-    if buf.len() < len {
-        drop(std::mem::take(&mut buf));
-        buf = cnn_tensor::try_zeroed(len, "the channels-last copy of the input")?;
-    }
-    let result = f(&mut buf[..len]);
-    if buf.len() <= KEPT_VALUES {
-        let kept = COPIES.take();
-        COPIES.set(if kept.len() > buf.len() { kept } else { buf });
-    }
-    result
 }
 
 /// Offsets, in a channels-last image, of every tap `(kh, kw)` (in the weights' order) from the

@@ -37,6 +37,7 @@ use crate::channels_last;
 use crate::error::{check_conv_geometry, check_len, mul_len};
 use crate::gemm::{bias_act, gemm, MatMut, MatRef, SharedOut};
 use crate::im2col::fill_cols;
+use crate::kept;
 use crate::microkernel::{Kernel, MR, NR};
 use crate::packed::{
     aligned_mut, column_panels_len, multiply, pack_columns, panel_rows, Orientation, PackedWeights,
@@ -396,7 +397,8 @@ impl Call<'_> {
         let per_round = (self.tuning.channels_last_bytes / image_bytes).clamp(1, batch);
         let len = stride.checked_mul(per_round).ok_or_else(too_large)?;
         let taps = channels_last::tap_offsets(g);
-        channels_last::with_copies(len, |buf| {
+        let what = "the channels-last copy of the input";
+        kept::with_buffer(&kept::COPIES, len, what, |buf| {
             let rounds = input
                 .chunks(per_round * g.in_len())
                 .zip(output.chunks_mut(per_round * g.out_len()));
@@ -443,15 +445,17 @@ impl Call<'_> {
             next: AtomicUsize::new(0),
             total: sched.tasks(batch, self.geom.groups),
         };
+        // Each worker's buffer is its thread's kept one (allocated, in parallel, when too short).
+        let what = "the convolution column tiles";
+        let work = || {
+            kept::with_buffer(&kept::TILES, buf_len, what, |buf| {
+                ctx.run(&out, &tasks, buf)
+            })
+        };
         if sched.workers <= 1 {
-            let mut buf = cnn_tensor::try_zeroed(buf_len, "the convolution column tile")?;
-            return ctx.run(&out, &tasks, &mut buf);
+            return work();
         }
-        // Each worker allocates (and zero-fills) its own buffer, in parallel.
-        (0..sched.workers).into_par_iter().try_for_each(|_| {
-            let mut buf = cnn_tensor::try_zeroed(buf_len, "the convolution column tiles")?;
-            ctx.run(&out, &tasks, &mut buf)
-        })
+        (0..sched.workers).into_par_iter().try_for_each(|_| work())
     }
 }
 

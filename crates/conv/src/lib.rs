@@ -24,6 +24,7 @@ pub mod error;
 mod gemm;
 pub mod geometry;
 pub mod im2col;
+mod kept;
 pub mod local;
 mod microkernel;
 pub mod packed;

@@ -279,7 +279,7 @@ pub(crate) fn column_panels_len(k: usize, n: usize, orientation: Orientation) ->
 /// Each row of the matrix is unfolded, for the whole output rows the tile touches, into `row`
 /// (cache-resident scratch of at least `pixels.len().next_multiple_of(16) + 2 * out_w`
 /// values) and then dealt out to the panels in whole-panel pieces. Pixels past the tile's end
-/// in the last panel get whatever the scratch holds there (finite values); they only feed
+/// in the last panel get whatever the scratch holds there (stale values); they only feed
 /// output columns that are never stored.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pack_columns(
