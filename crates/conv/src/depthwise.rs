@@ -162,8 +162,7 @@ unsafe fn plane_phased_avx2(
 /// run. The kernel sums all taps over that flat run — one long vectorisable loop whatever the
 /// stride, padding, dilation or plane size (the `width - out_w` columns between rows are
 /// computed and dropped) — copies the rows out, then adds the bias and applies the activation
-/// to the whole output plane at once. The copy costs one
-/// pass over the input plane.
+/// to the whole output plane at once. The copy costs one pass over the input plane.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn plane_phased(
