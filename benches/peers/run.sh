@@ -8,7 +8,9 @@
 # 5. report.py merges the JSON in results/ and rewrites docs/performance.md.
 #
 # Environment knobs: PEERS_VENV, CARGO_TARGET_DIR (default <repo>/target-peers), PEERS_THREADS
-# ("1 2"), PEERS_ROUNDS (5), PEERS_RUNS (10), PEERS_PASSES (4), PEERS_RUSTFLAGS
+# ("1 2"), PEERS_ROUNDS (5), PEERS_RUNS (10), PEERS_PASSES (4), PEERS_TWO_CORE_ROUNDS (8: with N > 1,
+# extra rounds of the engine and the control until that many saw the control scale >= 1.8x, at
+# most 30 s per layer; 0 turns them off), PEERS_RUSTFLAGS
 # (-C target-cpu=native), PEERS_QUIET_WAIT (60: seconds to wait, before each timed step, for the
 # machine to be at most 10% busy with other work), PEERS_QUIET_BUDGET (240: seconds each timed
 # step may wait in all, layer by layer, for the same). After that it runs anyway, and the report
@@ -24,6 +26,7 @@ elif [[ -x /work/venv/bin/python ]]; then VENV=/work/venv
 else VENV=$HERE/.venv; fi
 THREADS=${PEERS_THREADS:-1 2}
 ROUNDS=${PEERS_ROUNDS:-5}
+TWO_CORE_ROUNDS=${PEERS_TWO_CORE_ROUNDS:-8}
 RUNS=${PEERS_RUNS:-10}
 PASSES=${PEERS_PASSES:-4}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target-peers}
@@ -87,7 +90,7 @@ json.dump({
 EOF
 
 rust() { wait_quiet; "$BIN" --threads "$1" --rounds "$ROUNDS" --runs "$RUNS" --quiet-budget "$QUIET_BUDGET" \
-    --out "$RESULTS/rust_t$1_p$2.json"; }
+    --two-core-rounds "$TWO_CORE_ROUNDS" --out "$RESULTS/rust_t$1_p$2.json"; }
 ortb() { wait_quiet; "$PY" ort_bench.py --threads "$1" --rounds "$ROUNDS" --runs "$RUNS" --quiet-budget "$QUIET_BUDGET" \
     --out "$RESULTS/ort_t$1_p$2.json"; }
 

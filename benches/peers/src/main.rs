@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! cnn-peers --threads N [--models DIR] [--out FILE] [--rounds R] [--runs K] [--only NAME]
+//!           [--two-core-rounds R] [--two-core-seconds S]
 //! ```
 //!
 //! Per layer it
@@ -30,7 +31,10 @@
 //! and whole on the 1-thread pool, both timed in the same rounds as the engine. Its ratio is the
 //! parallel speed-up this shared VM delivered to a perfectly divisible job while the layer was
 //! timed (2.0 on two idle cores); when another tenant holds a core it drops, and the engine's and
-//! the peers' scaling with it.
+//! the peers' scaling with it. With `--two-core-rounds R`, extra rounds of only the engine and the
+//! control follow, until R of them saw the control scale at least 1.8x (or `--two-core-seconds`,
+//! 30, ran out): the engine's scaling in those rounds is its speed-up when the VM did give it the
+//! cores.
 //!
 //! Threads: the engine runs inside a private `N`-thread rayon pool (`install`), tract uses
 //! `tract_linalg::multithread::Executor::multithread(N)` for N > 1 (its single-thread default
@@ -74,6 +78,8 @@ struct Args {
     attempts: usize,
     max_foreign: f64,
     quiet_budget: f64,
+    two_core_rounds: usize,
+    two_core_seconds: f64,
 }
 
 fn parse_args() -> Result<Args> {
@@ -88,6 +94,8 @@ fn parse_args() -> Result<Args> {
         attempts: 4,
         max_foreign: 0.10,
         quiet_budget: 300.0,
+        two_core_rounds: 0,
+        two_core_seconds: 30.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -102,10 +110,13 @@ fn parse_args() -> Result<Args> {
             "--attempts" => args.attempts = val()?.parse()?,
             "--max-foreign" => args.max_foreign = val()?.parse()?,
             "--quiet-budget" => args.quiet_budget = val()?.parse()?,
+            "--two-core-rounds" => args.two_core_rounds = val()?.parse()?,
+            "--two-core-seconds" => args.two_core_seconds = val()?.parse()?,
             "-h" | "--help" => {
                 println!(
                     "cnn-peers --threads N [--models DIR] [--out FILE] [--rounds R] [--runs K] [--only NAME] \\
-                     [--attempts A] [--max-foreign FRACTION] [--quiet-budget SECONDS]"
+                     [--attempts A] [--max-foreign FRACTION] [--quiet-budget SECONDS] \\
+                     [--two-core-rounds R] [--two-core-seconds S]"
                 );
                 std::process::exit(0);
             }
@@ -663,6 +674,7 @@ fn time_layer(
         c.samples = samples;
         c.round_medians = rm;
     }
+    let two_core = two_core_rounds(&mut all, &ok, args, &l.name)?;
 
     let mut results = serde_json::Map::new();
     let mut line = format!("{:16}", l.name);
@@ -699,6 +711,67 @@ fn time_layer(
         "foreign_cpu": foreign,
         "steal_cpu": steal,
         "results": results,
+        "two_core": two_core,
+    }))
+}
+
+/// A round counts as one in which the VM gave both cores when the control scaled this much.
+const TWO_CORES: f64 = 1.8;
+
+/// With `--two-core-rounds R` (and N > 1 threads): further rounds of only the engine and the
+/// control, each on N threads and on one, until R rounds have seen the control scale at least
+/// [`TWO_CORES`] (or `--two-core-seconds` have passed). The engine's scaling over those rounds
+/// is its parallel speed-up when the VM did give it N cores; the counts are reported with it.
+fn two_core_rounds(
+    all: &mut [Contender<'_>],
+    ok: &[usize],
+    args: &Args,
+    layer: &str,
+) -> Result<Value> {
+    let find = |name: &str| ok.iter().copied().find(|&i| all[i].name == name);
+    let (Some(e2), Some(e1), Some(m2), Some(m1)) = (
+        find("engine"),
+        find("engine_1t"),
+        find("machine"),
+        find("machine_1t"),
+    ) else {
+        return Ok(Value::Null);
+    };
+    if args.two_core_rounds == 0 {
+        return Ok(Value::Null);
+    }
+    let order = [e2, m1, e1, m2];
+    let (start, mut rounds, mut kept) = (Instant::now(), 0usize, Vec::new());
+    // The engine's one-thread round medians of every extra round, and its two-thread ones of
+    // the rounds kept.
+    let (mut one_thread, mut two_threads) = (Vec::new(), Vec::new());
+    while kept.len() < args.two_core_rounds && start.elapsed().as_secs_f64() < args.two_core_seconds
+    {
+        let mut med = [0.0; 4];
+        for j in 0..4 {
+            let k = (rounds + j) % 4;
+            let mut round = Vec::with_capacity(args.runs);
+            (all[order[k]].block)(args.runs, &mut round)?;
+            med[k] = median(&round);
+        }
+        rounds += 1;
+        // med: engine 2T, machine 1T, engine 1T, machine 2T.
+        one_thread.push(med[2]);
+        if med[1] / med[3] >= TWO_CORES {
+            kept.push(med[2] / med[0]);
+            two_threads.push(med[0]);
+        }
+    }
+    eprintln!(
+        "  {layer}: {} of {rounds} extra rounds with the control at >= {TWO_CORES}x",
+        kept.len()
+    );
+    Ok(json!({
+        "threshold": TWO_CORES,
+        "rounds": rounds,
+        "engine_scaling": kept,
+        "engine_1t_round_ms": one_thread,
+        "engine_2t_kept_round_ms": two_threads,
     }))
 }
 
