@@ -171,14 +171,25 @@ pub(crate) fn multiply(
         for (b, block) in taps.chunks(per_block).enumerate() {
             let t0 = b * per_block;
             let vc = &panel[t0 * cpg * NR..][..block.len() * cpg * NR];
-            for (tile, starts) in tiles.chunks_exact_mut(MR * NR).zip(starts.chunks_exact(MR)) {
+            let tiles = tiles.chunks_exact_mut(MR * NR).zip(starts.chunks_exact(MR));
+            for (t, (tile, starts)) in tiles.enumerate() {
                 let gather = Gather {
                     src: image,
                     pixels: std::array::from_fn(|i| starts[i]),
                     taps: block,
                     steps: cpg,
+                    // The block's first tile fetches the next block of weights, which follows
+                    // in memory (the next panel's first after a panel's last): with few pixels
+                    // and many channels (c512 at 7x7: 9 tiles, 9.4 MB of weights) they come
+                    // from L3 or memory once per call, and would stall that block's first tile.
+                    prefetch_next: t == 0,
                 };
-                if let Ok(tile) = <&mut Tile>::try_from(tile) {
+                // A last tile of one pixel (c512 at 7x7: 49 = 8 * 6 + 1) gets the one-row loop.
+                if n - t * MR == 1 {
+                    if let Ok(row) = <&mut [f32; NR]>::try_from(&mut tile[..NR]) {
+                        kernel.gather_first_row(&gather, vc, row, b > 0);
+                    }
+                } else if let Ok(tile) = <&mut Tile>::try_from(tile) {
                     kernel.gather_tile(&gather, vc, tile, b > 0);
                 }
             }

@@ -91,22 +91,43 @@ impl Kernel {
     /// (checked once per tile, before the loop).
     #[inline]
     pub fn gather_tile(self, g: &Gather<'_>, vc: &[f32], out: &mut Tile, accumulate: bool) {
-        let steps = g.taps.len() * g.steps;
-        let vc = &vc[..steps * NR];
-        let reach = g.pixels.iter().max().copied().unwrap_or(0)
-            + g.taps.iter().max().copied().unwrap_or(0)
-            + g.steps;
-        assert!(
-            g.taps.is_empty() || g.steps == 0 || reach <= g.src.len(),
-            "gathered reads reach {reach}, past the source's {} values",
-            g.src.len()
-        );
+        let vc = checked_gather(g, vc);
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Avx2` is only built by `detect` when the CPU has AVX2 and FMA; every read
-            // is `src[pixels[i] + taps[t] + s]` with `s < steps`, below `reach <= src.len()`.
-            Kernel::Avx2 => unsafe { gather_tile_avx2(g, vc.as_ptr(), out, accumulate) },
-            _ => gather_tile_portable(g, vc, out, accumulate),
+            // is `src[pixels[i] + taps[t] + s]` with `s < steps`, inside `src` (checked).
+            Kernel::Avx2 => unsafe {
+                if g.prefetch_next {
+                    gather_tile_avx2::<true>(g, vc.as_ptr(), out, accumulate)
+                } else {
+                    gather_tile_avx2::<false>(g, vc.as_ptr(), out, accumulate)
+                }
+            },
+            _ => gather_tile_portable::<MR>(g, vc, out, accumulate),
+        }
+    }
+
+    /// Row 0 of [`Kernel::gather_tile`] alone (pixel `g.pixels[0]`), into `out`: for a last
+    /// tile with one pixel. The six-row loop would spend six rows' FMAs on it; this one runs
+    /// four steps' products in separate accumulators, about one step per cycle instead of six.
+    /// The sum is taken in another order, so it may differ from the tile's row 0 by rounding.
+    ///
+    /// # Panics
+    /// As [`Kernel::gather_tile`].
+    #[inline]
+    pub fn gather_first_row(
+        self,
+        g: &Gather<'_>,
+        vc: &[f32],
+        out: &mut [f32; NR],
+        accumulate: bool,
+    ) {
+        let vc = checked_gather(g, vc);
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as in `gather_tile`; only `pixels[0]` is read.
+            Kernel::Avx2 => unsafe { gather_row_avx2(g, vc.as_ptr(), out, accumulate) },
+            _ => gather_tile_portable::<1>(g, vc, out, accumulate),
         }
     }
 
@@ -142,11 +163,38 @@ pub(crate) struct Gather<'a> {
     pub pixels: [usize; MR],
     pub taps: &'a [usize],
     pub steps: usize,
+    /// Also asks the CPU to fetch, one cache line per step, the values that follow the weights
+    /// `vc` in memory, as many as `vc` has: the next block of weights, which would otherwise
+    /// come from L3 or memory in the next block's first tile. Only a hint: nothing is read.
+    pub prefetch_next: bool,
 }
 
-/// The portable build of [`Kernel::gather_tile`].
-fn gather_tile_portable(g: &Gather<'_>, vc: &[f32], out: &mut Tile, accumulate: bool) {
-    let mut acc = [[0.0f32; NR]; MR];
+/// `vc` cut to the steps `g` reads, after checking that every read of `g` is inside `g.src`.
+///
+/// # Panics
+/// If a read would fall outside `g.src`, or `vc` is shorter than `taps * steps` steps.
+fn checked_gather<'v>(g: &Gather<'_>, vc: &'v [f32]) -> &'v [f32] {
+    let steps = g.taps.len() * g.steps;
+    let reach = g.pixels.iter().max().copied().unwrap_or(0)
+        + g.taps.iter().max().copied().unwrap_or(0)
+        + g.steps;
+    assert!(
+        g.taps.is_empty() || g.steps == 0 || reach <= g.src.len(),
+        "gathered reads reach {reach}, past the source's {} values",
+        g.src.len()
+    );
+    &vc[..steps * NR]
+}
+
+/// The portable build of [`Kernel::gather_tile`] (`ROWS` = `MR`), and of
+/// [`Kernel::gather_first_row`] (`ROWS` = 1): rows `0 .. ROWS` of the tile into `out`.
+fn gather_tile_portable<const ROWS: usize>(
+    g: &Gather<'_>,
+    vc: &[f32],
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    let mut acc = [[0.0f32; NR]; ROWS];
     let mut steps = vc.chunks_exact(NR);
     for &tap in g.taps {
         for (s, v) in steps.by_ref().take(g.steps).enumerate() {
@@ -167,15 +215,26 @@ fn gather_tile_portable(g: &Gather<'_>, vc: &[f32], out: &mut Tile, accumulate: 
 
 /// The AVX2+FMA build of [`Kernel::gather_tile`].
 ///
+/// `PREFETCH` is `g.prefetch_next`, made a constant so that the loop without it has no test.
+///
 /// # Safety
 /// The CPU has AVX2 and FMA; `vc` points to `taps * steps * NR` readable values; every
 /// `src[pixels[i] + taps[t] + s]`, `s < steps`, is inside `g.src`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gather_tile_avx2(g: &Gather<'_>, vc: *const f32, out: &mut Tile, accumulate: bool) {
+unsafe fn gather_tile_avx2<const PREFETCH: bool>(
+    g: &Gather<'_>,
+    vc: *const f32,
+    out: &mut Tile,
+    accumulate: bool,
+) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     let src = g.src.as_ptr();
+    // The distance from a step's weights to the same step's in the next block (one cache line
+    // of 16 values per step). Prefetching never faults, so the address may lie past `vc`'s
+    // allocation (the last block); `wrapping_add` keeps computing it defined.
+    let ahead = g.taps.len() * g.steps * NR;
     let mut v = vc;
     for &tap in g.taps {
         // SAFETY (whole loop): the reads are the caller's promise; `v` advances by NR values per
@@ -188,6 +247,9 @@ unsafe fn gather_tile_avx2(g: &Gather<'_>, vc: *const f32, out: &mut Tile, accum
                 let b = _mm256_broadcast_ss(&*pi.add(s));
                 row[0] = _mm256_fmadd_ps(b, v0, row[0]);
                 row[1] = _mm256_fmadd_ps(b, v1, row[1]);
+            }
+            if PREFETCH {
+                _mm_prefetch::<_MM_HINT_T1>(v.wrapping_add(ahead).cast::<i8>());
             }
             v = v.add(NR);
         }
@@ -203,6 +265,53 @@ unsafe fn gather_tile_avx2(g: &Gather<'_>, vc: *const f32, out: &mut Tile, accum
         _mm256_storeu_ps(o.add(i * NR), r0);
         _mm256_storeu_ps(o.add(i * NR + 8), r1);
     }
+}
+
+/// The AVX2+FMA build of [`Kernel::gather_first_row`]: steps `4u .. 4u + 4` of a tap go to
+/// four pairs of accumulators, so that eight FMA chains hide the FMA latency.
+///
+/// # Safety
+/// As [`gather_tile_avx2`], for `pixels[0]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gather_row_avx2(g: &Gather<'_>, vc: *const f32, out: &mut [f32; NR], accumulate: bool) {
+    use std::arch::x86_64::*;
+    const SETS: usize = 4;
+    let mut acc = [[_mm256_setzero_ps(); 2]; SETS];
+    let src = g.src.as_ptr().add(g.pixels[0]);
+    let mut v = vc;
+    for &tap in g.taps {
+        // SAFETY (whole loop): as in `gather_tile_avx2`.
+        let p = src.add(tap);
+        let whole = g.steps / SETS * SETS;
+        for s in (0..whole).step_by(SETS) {
+            for (u, a) in acc.iter_mut().enumerate() {
+                let b = _mm256_broadcast_ss(&*p.add(s + u));
+                a[0] = _mm256_fmadd_ps(b, _mm256_loadu_ps(v.add(u * NR)), a[0]);
+                a[1] = _mm256_fmadd_ps(b, _mm256_loadu_ps(v.add(u * NR + 8)), a[1]);
+            }
+            v = v.add(SETS * NR);
+        }
+        for s in whole..g.steps {
+            let b = _mm256_broadcast_ss(&*p.add(s));
+            acc[0][0] = _mm256_fmadd_ps(b, _mm256_loadu_ps(v), acc[0][0]);
+            acc[0][1] = _mm256_fmadd_ps(b, _mm256_loadu_ps(v.add(8)), acc[0][1]);
+            v = v.add(NR);
+        }
+    }
+    let sum = |h: usize| {
+        let pair = |x: usize, y: usize| _mm256_add_ps(acc[x][h], acc[y][h]);
+        _mm256_add_ps(pair(0, 1), pair(2, 3))
+    };
+    let (mut r0, mut r1) = (sum(0), sum(1));
+    let o = out.as_mut_ptr();
+    // SAFETY: `out` holds NR values.
+    if accumulate {
+        r0 = _mm256_add_ps(r0, _mm256_loadu_ps(o));
+        r1 = _mm256_add_ps(r1, _mm256_loadu_ps(o.add(8)));
+    }
+    _mm256_storeu_ps(o, r0);
+    _mm256_storeu_ps(o.add(8), r1);
 }
 
 /// The portable kernel: the same tile with plain arithmetic.
@@ -323,19 +432,37 @@ mod tests {
                 }
             }
         }
-        let g = Gather {
-            src: &src,
-            pixels,
-            taps: &taps,
-            steps,
-        };
-        for kernel in [Kernel::detect(false), Kernel::Portable] {
+        for (kernel, prefetch_next) in [Kernel::detect(false), Kernel::Portable]
+            .into_iter()
+            .flat_map(|k| [(k, false), (k, true)])
+        {
+            let g = Gather {
+                src: &src,
+                pixels,
+                taps: &taps,
+                steps,
+                prefetch_next,
+            };
             let mut out = [f32::NAN; MR * NR];
             kernel.gather_tile(&g, &vc, &mut out, false);
-            assert_eq!(out, want, "{kernel:?}");
+            assert_eq!(out, want, "{kernel:?} {prefetch_next}");
             kernel.gather_tile(&g, &vc, &mut out, true);
             let twice: Vec<f32> = want.iter().map(|w| 2.0 * w).collect();
-            assert_eq!(out.to_vec(), twice, "{kernel:?} accumulating");
+            assert_eq!(
+                out.to_vec(),
+                twice,
+                "{kernel:?} {prefetch_next} accumulating"
+            );
+            // Row 0 alone (another summation order; these values sum exactly).
+            let mut row = [f32::NAN; NR];
+            kernel.gather_first_row(&g, &vc, &mut row, false);
+            assert_eq!(row[..], want[..NR], "{kernel:?} {prefetch_next} row");
+            kernel.gather_first_row(&g, &vc, &mut row, true);
+            assert_eq!(
+                row[..],
+                twice[..NR],
+                "{kernel:?} {prefetch_next} row accumulating"
+            );
         }
     }
 
@@ -348,6 +475,7 @@ mod tests {
             pixels: [0, 1, 2, 3, 4, 15],
             taps: &[0, 2],
             steps: 4,
+            prefetch_next: false,
         };
         let mut out = [0.0; MR * NR];
         Kernel::detect(false).gather_tile(&g, &[0.0; 8 * NR], &mut out, false);
