@@ -57,8 +57,12 @@ impl Kernel {
     #[inline]
     pub fn tile(self, k: usize, bc: &[f32], vc: &[f32], out: &mut Tile) {
         let (bc, vc) = (&bc[..k * MR], &vc[..k * NR]);
+        let one = Panels {
+            count: 1,
+            stride: 0,
+        };
         // SAFETY: the panels hold exactly `k` steps; `out` holds a whole tile.
-        unsafe { self.run(k, bc, vc, Dst::Tile(out)) }
+        unsafe { self.run(k, bc, vc, one, Dst::Tile(out)) }
     }
 
     /// Like [`Kernel::tile`], but writes the tile straight into a matrix: row `i` at
@@ -77,9 +81,43 @@ impl Kernel {
         rs: usize,
         accumulate: bool,
     ) {
-        let (bc, vc) = (&bc[..k * MR], &vc[..k * NR]);
-        // SAFETY: the panels hold exactly `k` steps; the destination is the caller's promise.
-        unsafe { self.run(k, bc, vc, Dst::Raw { c, rs, accumulate }) }
+        // SAFETY: the caller's promise, for one tile.
+        unsafe { self.tiles_into(k, bc, vc, 1, 0, c, rs, accumulate) }
+    }
+
+    /// [`Kernel::tile_into`] for `count` tiles side by side in one call: tile `t` multiplies
+    /// `bc` by the column panel at `vc[t * stride ..]` (`k` steps) and goes to the `NR`
+    /// columns from `c.add(t * NR)`. One call per row of tiles, not per tile: with a short
+    /// reduction (K = 27 for a first RGB layer) a call's own cost is a tenth of a tile's.
+    ///
+    /// # Panics
+    /// If `vc` is shorter than the last panel's end, or `bc` than `k` steps.
+    ///
+    /// # Safety
+    /// For every `i < MR`, the `count * NR` values at `c.add(i * rs)` are valid for reads and
+    /// writes and not accessed by anyone else during the call.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn tiles_into(
+        self,
+        k: usize,
+        bc: &[f32],
+        vc: &[f32],
+        count: usize,
+        stride: usize,
+        c: *mut f32,
+        rs: usize,
+        accumulate: bool,
+    ) {
+        if count == 0 {
+            return;
+        }
+        let bc = &bc[..k * MR];
+        let vc = &vc[..(count - 1) * stride + k * NR];
+        let panels = Panels { count, stride };
+        // SAFETY: the panels hold `k` steps each (sliced above); the destination is the
+        // caller's promise.
+        unsafe { self.run(k, bc, vc, panels, Dst::Raw { c, rs, accumulate }) }
     }
 
     /// The tile of a product whose broadcast operand is read in place, not from a panel:
@@ -132,17 +170,26 @@ impl Kernel {
     }
 
     /// # Safety
-    /// `bc` and `vc` hold exactly `k` steps; a raw destination is as [`Kernel::tile_into`].
-    unsafe fn run(self, k: usize, bc: &[f32], vc: &[f32], dst: Dst<'_>) {
+    /// `bc` holds `k` steps and `vc` the `k` steps of each of `panels`; a raw destination is
+    /// as [`Kernel::tiles_into`]; a tile destination comes with one panel.
+    unsafe fn run(self, k: usize, bc: &[f32], vc: &[f32], panels: Panels, dst: Dst<'_>) {
+        debug_assert!(matches!(dst, Dst::Raw { .. }) || panels.count == 1);
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Avx2` is only built by `detect` when the CPU has AVX2 and FMA; the
             // rest is this function's contract.
-            Kernel::Avx2 => unsafe { tile_avx2(k, bc.as_ptr(), vc.as_ptr(), dst) },
+            Kernel::Avx2 => unsafe { tile_avx2(k, bc.as_ptr(), vc.as_ptr(), panels, dst) },
             // SAFETY: this function's contract.
-            _ => unsafe { tile_portable(bc, vc, dst) },
+            _ => unsafe { tile_portable(k, bc, vc, panels, dst) },
         }
     }
+}
+
+/// The column panels of a row of tiles: `count` panels, `stride` values apart.
+#[derive(Clone, Copy)]
+struct Panels {
+    count: usize,
+    stride: usize,
 }
 
 /// Where a kernel puts its tile.
@@ -314,34 +361,37 @@ unsafe fn gather_row_avx2(g: &Gather<'_>, vc: *const f32, out: &mut [f32; NR], a
     _mm256_storeu_ps(o.add(8), r1);
 }
 
-/// The portable kernel: the same tile with plain arithmetic.
+/// The portable kernel: the same tiles with plain arithmetic.
 ///
 /// # Safety
-/// A raw destination is as [`Kernel::tile_into`].
-unsafe fn tile_portable(bc: &[f32], vc: &[f32], dst: Dst<'_>) {
-    let mut acc = [[0.0f32; NR]; MR];
-    for (b, v) in bc.chunks_exact(MR).zip(vc.chunks_exact(NR)) {
-        for (row, &bi) in acc.iter_mut().zip(b) {
-            for (a, &vj) in row.iter_mut().zip(v) {
-                *a += bi * vj;
-            }
-        }
-    }
-    match dst {
-        Dst::Raw { c, rs, accumulate } => {
-            for (i, row) in acc.iter().enumerate() {
-                // SAFETY: the caller's promise: row i's NR values are ours to read and write.
-                let d = unsafe { std::slice::from_raw_parts_mut(c.add(i * rs), NR) };
-                if accumulate {
-                    d.iter_mut().zip(row).for_each(|(d, &a)| *d += a);
-                } else {
-                    d.copy_from_slice(row);
+/// As [`Kernel::run`].
+unsafe fn tile_portable(k: usize, bc: &[f32], vc: &[f32], panels: Panels, mut dst: Dst<'_>) {
+    for t in 0..panels.count {
+        let vc = &vc[t * panels.stride..][..k * NR];
+        let mut acc = [[0.0f32; NR]; MR];
+        for (b, v) in bc.chunks_exact(MR).zip(vc.chunks_exact(NR)) {
+            for (row, &bi) in acc.iter_mut().zip(b) {
+                for (a, &vj) in row.iter_mut().zip(v) {
+                    *a += bi * vj;
                 }
             }
         }
-        Dst::Tile(out) => {
-            for (d, row) in out.chunks_exact_mut(NR).zip(&acc) {
-                d.copy_from_slice(row);
+        match &mut dst {
+            &mut Dst::Raw { c, rs, accumulate } => {
+                for (i, row) in acc.iter().enumerate() {
+                    // SAFETY: the caller's promise: row i's NR values of tile t are ours.
+                    let d = unsafe { std::slice::from_raw_parts_mut(c.add(i * rs + t * NR), NR) };
+                    if accumulate {
+                        d.iter_mut().zip(row).for_each(|(d, &a)| *d += a);
+                    } else {
+                        d.copy_from_slice(row);
+                    }
+                }
+            }
+            Dst::Tile(out) => {
+                for (d, row) in out.chunks_exact_mut(NR).zip(&acc) {
+                    d.copy_from_slice(row);
+                }
             }
         }
     }
@@ -350,47 +400,49 @@ unsafe fn tile_portable(bc: &[f32], vc: &[f32], dst: Dst<'_>) {
 /// The AVX2+FMA kernel.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `bc` and `vc` point to `k * MR` and `k * NR` readable values; a
-/// raw destination is as [`Kernel::tile_into`].
+/// The CPU has AVX2 and FMA; `bc` points to `k * MR` readable values and `vc` to `panels`
+/// (each `k * NR` values); the destination is as [`Kernel::run`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2(k: usize, bc: *const f32, vc: *const f32, dst: Dst<'_>) {
+unsafe fn tile_avx2(k: usize, bc: *const f32, vc: *const f32, panels: Panels, mut dst: Dst<'_>) {
     use std::arch::x86_64::*;
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    let (mut b, mut v) = (bc, vc);
-    for _ in 0..k {
-        // SAFETY (whole loop): step l reads bc[l*MR .. l*MR + MR] and vc[l*NR .. l*NR + NR],
-        // inside the panels for l < k.
-        let v0 = _mm256_loadu_ps(v);
-        let v1 = _mm256_loadu_ps(v.add(8));
-        for (i, row) in acc.iter_mut().enumerate() {
-            let a = _mm256_broadcast_ss(&*b.add(i));
-            row[0] = _mm256_fmadd_ps(a, v0, row[0]);
-            row[1] = _mm256_fmadd_ps(a, v1, row[1]);
-        }
-        b = b.add(MR);
-        v = v.add(NR);
-    }
-    match dst {
-        Dst::Raw { c, rs, accumulate } => {
-            for (i, row) in acc.iter().enumerate() {
-                // SAFETY: the caller's promise: row i's NR values are ours to read and write.
-                let p = c.add(i * rs);
-                let (mut r0, mut r1) = (row[0], row[1]);
-                if accumulate {
-                    r0 = _mm256_add_ps(r0, _mm256_loadu_ps(p));
-                    r1 = _mm256_add_ps(r1, _mm256_loadu_ps(p.add(8)));
-                }
-                _mm256_storeu_ps(p, r0);
-                _mm256_storeu_ps(p.add(8), r1);
+    for t in 0..panels.count {
+        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        let (mut b, mut v) = (bc, vc.add(t * panels.stride));
+        for _ in 0..k {
+            // SAFETY (whole loop): step l reads bc[l*MR .. l*MR + MR] and the panel's
+            // [l*NR .. l*NR + NR], inside the panels for l < k.
+            let v0 = _mm256_loadu_ps(v);
+            let v1 = _mm256_loadu_ps(v.add(8));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let a = _mm256_broadcast_ss(&*b.add(i));
+                row[0] = _mm256_fmadd_ps(a, v0, row[0]);
+                row[1] = _mm256_fmadd_ps(a, v1, row[1]);
             }
+            b = b.add(MR);
+            v = v.add(NR);
         }
-        Dst::Tile(out) => {
-            let o = out.as_mut_ptr();
-            for (i, row) in acc.iter().enumerate() {
-                // SAFETY: `out` holds MR rows of NR values.
-                _mm256_storeu_ps(o.add(i * NR), row[0]);
-                _mm256_storeu_ps(o.add(i * NR + 8), row[1]);
+        match &mut dst {
+            &mut Dst::Raw { c, rs, accumulate } => {
+                for (i, row) in acc.iter().enumerate() {
+                    // SAFETY: the caller's promise: row i's NR values of tile t are ours.
+                    let p = c.add(i * rs + t * NR);
+                    let (mut r0, mut r1) = (row[0], row[1]);
+                    if accumulate {
+                        r0 = _mm256_add_ps(r0, _mm256_loadu_ps(p));
+                        r1 = _mm256_add_ps(r1, _mm256_loadu_ps(p.add(8)));
+                    }
+                    _mm256_storeu_ps(p, r0);
+                    _mm256_storeu_ps(p.add(8), r1);
+                }
+            }
+            Dst::Tile(out) => {
+                let o = out.as_mut_ptr();
+                for (i, row) in acc.iter().enumerate() {
+                    // SAFETY: `out` holds MR rows of NR values.
+                    _mm256_storeu_ps(o.add(i * NR), row[0]);
+                    _mm256_storeu_ps(o.add(i * NR + 8), row[1]);
+                }
             }
         }
     }
@@ -505,6 +557,40 @@ mod tests {
                 unsafe { kernel.tile_into(k, &bc, &vc, c.as_mut_ptr(), rs, false) };
                 assert_eq!(c[(MR - 1) * rs + NR - 1], want[MR * NR - 1]);
                 assert_eq!(c[NR], 1.0, "the gap between rows is left alone");
+            }
+        }
+    }
+
+    #[test]
+    fn both_builds_compute_a_row_of_tiles() {
+        // Three column panels of k steps, `stride` values apart (a gap of 5 values between
+        // them), into three tiles side by side in rows of 60 values.
+        let (k, count, rs) = (9, 3, 60);
+        let stride = k * NR + 5;
+        let bc: Vec<f32> = (0..k * MR).map(|x| (x % 7) as f32 - 3.0).collect();
+        let vc: Vec<f32> = (0..(count - 1) * stride + k * NR)
+            .map(|x| (x % 5) as f32 * 0.5 - (x / 150) as f32)
+            .collect();
+        let want: Vec<Tile> = (0..count)
+            .map(|t| reference(k, &bc, &vc[t * stride..][..k * NR]))
+            .collect();
+        for kernel in [Kernel::detect(false), Kernel::Portable] {
+            for accumulate in [false, true] {
+                let mut c = vec![1.0; MR * rs];
+                // SAFETY: `c` holds MR rows of count * NR values at stride rs.
+                unsafe {
+                    kernel.tiles_into(k, &bc, &vc, count, stride, c.as_mut_ptr(), rs, accumulate)
+                };
+                for (i, row) in c.chunks_exact(rs).enumerate() {
+                    for (j, &got) in row.iter().enumerate() {
+                        let (t, u) = (j / NR, j % NR);
+                        let expected = match want.get(t) {
+                            Some(tile) => tile[i * NR + u] + if accumulate { 1.0 } else { 0.0 },
+                            None => 1.0,
+                        };
+                        assert_eq!(got, expected, "{kernel:?} {accumulate} ({i}, {j})");
+                    }
+                }
             }
         }
     }

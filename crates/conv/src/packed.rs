@@ -410,7 +410,7 @@ pub(crate) fn multiply(
     for pc in (0..k).step_by(kc_even) {
         let kc = kc_even.min(k - pc);
         let accumulate = pc > 0;
-        let mut run = |wp: usize, cp: usize| {
+        let mut run = |c: &mut MatMut<'_>, wp: usize, cp: usize| {
             let col_panel = &cols[(cp * k + pc) * cw..][..kc * cw];
             let w_panel = &weights[(wp * k + pc) * ww..][..kc * ww];
             match orientation {
@@ -435,8 +435,24 @@ pub(crate) fn multiply(
         // this reduction step range, kept in L2) stream past it; the output is written
         // along its rows.
         for wp in 0..w_panels {
-            for cp in 0..c_panels {
-                run(wp, cp);
+            // The whole tiles of a row of tiles in one kernel call, the rest one by one.
+            let mut done = 0;
+            if orientation == Orientation::PixelsInVectors {
+                let whole = n / NR;
+                if let Some((ptr, rs)) = c.sub_block_ptr(wp * MR, 0, MR, whole * NR) {
+                    let w_panel = &weights[(wp * k + pc) * ww..][..kc * ww];
+                    // SAFETY: the MR x whole*NR sub-block at (wp*MR, 0) lies inside `c`, whose
+                    // elements the `&mut` borrow makes ours; panel t's block starts at
+                    // cols[(t*k + pc)*NR].
+                    unsafe {
+                        let vc = &cols[pc * cw..];
+                        kernel.tiles_into(kc, w_panel, vc, whole, k * cw, ptr, rs, accumulate);
+                    }
+                    done = whole;
+                }
+            }
+            for cp in done..c_panels {
+                run(c, wp, cp);
             }
         }
     }
@@ -446,15 +462,27 @@ pub(crate) fn multiply(
 /// to `(i0 + t, j0 + u)`, or to `(i0 + u, j0 + t)` when `transposed`.
 fn store(c: &mut MatMut<'_>, tile: &Tile, i0: usize, j0: usize, transposed: bool, add: bool) {
     let (m, n) = c.dims();
-    let (rows, cols) = if transposed { (NR, MR) } else { (MR, NR) };
-    for i in 0..rows.min(m - i0) {
-        let row = &mut c.row(i0 + i)[j0..];
-        for (j, d) in row.iter_mut().take(cols.min(n - j0)).enumerate() {
-            let v = if transposed {
-                tile[j * NR + i]
+    if !transposed {
+        // Whole row pieces (the last weight panel of 64 channels has 4 of 6 rows: a sixteenth
+        // of the tiles of a first RGB layer, stored as vectors, not value by value).
+        let len = NR.min(n - j0);
+        for (i, src) in tile.chunks_exact(NR).take(MR.min(m - i0)).enumerate() {
+            let dst = &mut c.row(i0 + i)[j0..j0 + len];
+            if add {
+                dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
+            } else if let Ok(whole) = <&mut [f32; NR]>::try_from(&mut *dst) {
+                // A fixed-size copy: two vector moves, not a call to `memcpy`.
+                whole.copy_from_slice(src);
             } else {
-                tile[i * NR + j]
-            };
+                dst.copy_from_slice(&src[..len]);
+            }
+        }
+        return;
+    }
+    for i in 0..NR.min(m - i0) {
+        let row = &mut c.row(i0 + i)[j0..];
+        for (j, d) in row.iter_mut().take(MR.min(n - j0)).enumerate() {
+            let v = tile[j * NR + i];
             *d = if add { *d + v } else { v };
         }
     }
