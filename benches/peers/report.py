@@ -189,7 +189,8 @@ def main():
     if "dirty" in meta:
         dirty = meta["dirty"]
     else:
-        dirty = [l.split()[-1] for l in sh("git", "-C", ROOT, "status", "--short", "crates/conv").splitlines()]
+        dirty = [l.split()[-1] for l in sh("git", "-C", ROOT, "status", "--short", "crates/conv/src",
+                                           "crates/conv/Cargo.toml", "crates/tensor").splitlines()]
     layers_meta = json.load(open(os.path.join(HERE, "models", "layers.json")))["layers"] if os.path.exists(
         os.path.join(HERE, "models", "layers.json")) else []
     names = [l["name"] for l in layers_meta] or sorted({n for ds in rust.values() for d in ds for n in [x["name"] for x in d["layers"]]})

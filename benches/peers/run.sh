@@ -65,9 +65,12 @@ PY=$VENV/bin/python
 say "Models"
 "$PY" make_models.py
 
-# What is measured is what crates/conv holds when the harness is built: note the commit now.
+# What is measured is what crates/conv holds when the harness is built: note the commit now, and
+# any uncommitted change to what the harness compiles of it (its sources and manifest, and the
+# cnn-tensor crate it depends on; not its tests, benches or examples).
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "?")
-DIRTY=$(git -C "$ROOT" status --short crates/conv 2>/dev/null | awk '{print $2}' | tr '\n' ' ')
+DIRTY=$(git -C "$ROOT" status --short crates/conv/src crates/conv/Cargo.toml crates/tensor 2>/dev/null \
+    | awk '{print $2}' | tr '\n' ' ')
 
 say "Building the Rust harness (release; the first build of tract takes 6-10 min)"
 cargo build --release --manifest-path "$HERE/Cargo.toml"
