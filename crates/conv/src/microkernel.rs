@@ -213,6 +213,8 @@ pub(crate) struct Gather<'a> {
     /// Also asks the CPU to fetch, one cache line per step, the values that follow the weights
     /// `vc` in memory, as many as `vc` has: the next block of weights, which would otherwise
     /// come from L3 or memory in the next block's first tile. Only a hint: nothing is read.
+    /// (Only the AVX2 build prefetches.)
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub prefetch_next: bool,
 }
 
