@@ -58,15 +58,27 @@ pub fn image_len(geom: &Conv2dGeometry) -> Option<usize> {
 
 /// Writes `image` (`[in_c, in_h, in_w]`) into `dst` (one [`image_len`] block) as the padded
 /// channels-last image `[in_h + pads, in_w + pads, in_c]`, zeros in the padding (whatever
-/// `dst` held before). With `parallel`, rows are copied on rayon's threads.
-pub fn to_channels_last(geom: &Conv2dGeometry, image: &[f32], dst: &mut [f32], parallel: bool) {
+/// `dst` held before). With `parallel`, rows are copied on rayon's threads. The kernel build
+/// picks the copy's: 8x8 blocks transposed with AVX2 shuffles, or by the portable code.
+pub(crate) fn to_channels_last(
+    geom: &Conv2dGeometry,
+    image: &[f32],
+    dst: &mut [f32],
+    parallel: bool,
+    kernel: Kernel,
+) {
     let (_, wp) = padded_dims(geom);
     let row_len = wp * geom.in_c;
     let (top, rest) = dst.split_at_mut(geom.pad_top * row_len);
     let (interior, bottom) = rest.split_at_mut(geom.in_h * row_len);
     top.fill(0.0);
     bottom.fill(0.0);
-    let copy_row = |(y, row): (usize, &mut [f32])| copy_row(geom, image, y, row);
+    let copy_row = |(y, row): (usize, &mut [f32])| match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Avx2` is only built when the CPU has AVX2 (and FMA).
+        Kernel::Avx2 => unsafe { copy_row_avx2(geom, image, y, row) },
+        _ => copy_row::<false>(geom, image, y, row),
+    };
     if parallel {
         interior
             .par_chunks_mut(row_len)
@@ -77,23 +89,41 @@ pub fn to_channels_last(geom: &Conv2dGeometry, image: &[f32], dst: &mut [f32], p
     }
 }
 
-/// Copies input row `y` of every channel into `row` (one padded channels-last row).
-fn copy_row(geom: &Conv2dGeometry, image: &[f32], y: usize, row: &mut [f32]) {
+/// [`copy_row`] with its 8x8 blocks transposed by AVX2 shuffles.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn copy_row_avx2(geom: &Conv2dGeometry, image: &[f32], y: usize, row: &mut [f32]) {
+    copy_row::<true>(geom, image, y, row)
+}
+
+/// Copies input row `y` of every channel into `row` (one padded channels-last row), in blocks
+/// of 8 channels x 8 pixels (by AVX2 shuffles when `AVX2`, which only [`copy_row_avx2`] sets).
+#[inline(always)]
+fn copy_row<const AVX2: bool>(geom: &Conv2dGeometry, image: &[f32], y: usize, row: &mut [f32]) {
     let (c, w) = (geom.in_c, geom.in_w);
     let (left, rest) = row.split_at_mut(geom.pad_left * c);
     let (row, right) = rest.split_at_mut(w * c);
     left.fill(0.0);
     right.fill(0.0);
     let src = |ch: usize| &image[(ch * geom.in_h + y) * w..][..w];
-    // Blocks of 8 channels x 8 pixels, transposed through a fixed-size block the compiler keeps
-    // in vector registers.
     let (c8, w8) = (c / 8 * 8, w / 8 * 8);
     for c0 in (0..c8).step_by(8) {
         let rows: [&[f32]; 8] = std::array::from_fn(|i| src(c0 + i));
         for x0 in (0..w8).step_by(8) {
+            let out = &mut row[x0 * c..][..7 * c + c0 + 8];
+            #[cfg(target_arch = "x86_64")]
+            if AVX2 {
+                // SAFETY: only reached from `copy_row_avx2`, on a CPU with AVX2.
+                unsafe { transpose8_avx2(&rows, x0, out, c, c0) };
+                continue;
+            }
+            // A fixed-size block the compiler keeps in registers.
             let block: [[f32; 8]; 8] =
                 std::array::from_fn(|i| std::array::from_fn(|j| rows[i][x0 + j]));
-            for (j, pixel) in row[x0 * c..].chunks_exact_mut(c).take(8).enumerate() {
+            for (j, pixel) in out.chunks_mut(c).enumerate() {
                 let values: [f32; 8] = std::array::from_fn(|i| block[i][j]);
                 pixel[c0..c0 + 8].copy_from_slice(&values);
             }
@@ -109,6 +139,53 @@ fn copy_row(geom: &Conv2dGeometry, image: &[f32], y: usize, row: &mut [f32]) {
         for (x, &v) in src(ch).iter().enumerate() {
             row[x * c + ch] = v;
         }
+    }
+}
+
+/// Pixels `x0 .. x0 + 8` of the 8 channel rows `rows` into `out`: pixel `j`'s 8 values at
+/// `out[j * c + c0 ..]`. The classic 8x8 transpose: unpack pairs, shuffle quads, swap lanes.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn transpose8_avx2(rows: &[&[f32]; 8], x0: usize, out: &mut [f32], c: usize, c0: usize) {
+    use std::arch::x86_64::*;
+    // A loop, not `rows.map(..)`: the closure would not inherit AVX2 and the call was kept.
+    let mut r = [_mm256_setzero_ps(); 8];
+    for (v, row) in r.iter_mut().zip(rows) {
+        *v = _mm256_loadu_ps(row[x0..x0 + 8].as_ptr());
+    }
+    let t = [
+        _mm256_unpacklo_ps(r[0], r[1]),
+        _mm256_unpackhi_ps(r[0], r[1]),
+        _mm256_unpacklo_ps(r[2], r[3]),
+        _mm256_unpackhi_ps(r[2], r[3]),
+        _mm256_unpacklo_ps(r[4], r[5]),
+        _mm256_unpackhi_ps(r[4], r[5]),
+        _mm256_unpacklo_ps(r[6], r[7]),
+        _mm256_unpackhi_ps(r[6], r[7]),
+    ];
+    // For q < 4, s[q] holds channels 0-3 and s[q + 4] channels 4-7 of pixel q (low lanes) and
+    // of pixel q + 4 (high lanes).
+    let s = [
+        _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+        _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+        _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+        _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+        _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+        _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+        _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+        _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+    ];
+    for q in 0..4 {
+        let (low, high) = (
+            _mm256_permute2f128_ps::<0x20>(s[q], s[q + 4]),
+            _mm256_permute2f128_ps::<0x31>(s[q], s[q + 4]),
+        );
+        _mm256_storeu_ps(out[q * c + c0..][..8].as_mut_ptr(), low);
+        _mm256_storeu_ps(out[(q + 4) * c + c0..][..8].as_mut_ptr(), high);
     }
 }
 

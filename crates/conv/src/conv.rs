@@ -407,7 +407,7 @@ impl Call<'_> {
                 let copies = &mut buf[..count * stride];
                 let parallel = self.threads > 1 && g.in_len() >= PAR_MIN_COPY;
                 for (image, copy) in images.chunks(g.in_len()).zip(copies.chunks_mut(stride)) {
-                    channels_last::to_channels_last(g, image, copy, parallel);
+                    channels_last::to_channels_last(g, image, copy, parallel, self.kernel);
                 }
                 let min_macs = self.tuning.par_min_macs;
                 let sched = Schedule::new(g, self.path, count, self.threads, min_macs);
