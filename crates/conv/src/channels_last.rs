@@ -23,6 +23,7 @@ use crate::gemm::MatMut;
 use crate::microkernel::{Gather, Kernel, Tile, MR, NR};
 use crate::Conv2dGeometry;
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Fewest input channels per group for which the channels-last path is chosen: the kernel's
 /// inner loop runs over one tap's channels.
@@ -117,7 +118,7 @@ fn copy_row<const AVX2: bool>(geom: &Conv2dGeometry, image: &[f32], y: usize, ro
             #[cfg(target_arch = "x86_64")]
             if AVX2 {
                 // SAFETY: only reached from `copy_row_avx2`, on a CPU with AVX2.
-                unsafe { transpose8_avx2(&rows, x0, out, c, c0) };
+                unsafe { copy_block_avx2(&rows, x0, out, c, c0) };
                 continue;
             }
             // A fixed-size block the compiler keeps in registers.
@@ -143,20 +144,35 @@ fn copy_row<const AVX2: bool>(geom: &Conv2dGeometry, image: &[f32], y: usize, ro
 }
 
 /// Pixels `x0 .. x0 + 8` of the 8 channel rows `rows` into `out`: pixel `j`'s 8 values at
-/// `out[j * c + c0 ..]`. The classic 8x8 transpose: unpack pairs, shuffle quads, swap lanes.
+/// `out[j * c + c0 ..]`, by [`transpose8`].
 ///
 /// # Safety
 /// The CPU has AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn transpose8_avx2(rows: &[&[f32]; 8], x0: usize, out: &mut [f32], c: usize, c0: usize) {
+unsafe fn copy_block_avx2(rows: &[&[f32]; 8], x0: usize, out: &mut [f32], c: usize, c0: usize) {
     use std::arch::x86_64::*;
     // A loop, not `rows.map(..)`: the closure would not inherit AVX2 and the call was kept.
     let mut r = [_mm256_setzero_ps(); 8];
     for (v, row) in r.iter_mut().zip(rows) {
         *v = _mm256_loadu_ps(row[x0..x0 + 8].as_ptr());
     }
+    for (j, v) in transpose8(r).into_iter().enumerate() {
+        _mm256_storeu_ps(out[j * c + c0..][..8].as_mut_ptr(), v);
+    }
+}
+
+/// The 8x8 transpose of `r` (value `j` of vector `i` becomes value `i` of vector `j`): unpack
+/// pairs, shuffle quads, swap 128-bit lanes.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn transpose8(r: [std::arch::x86_64::__m256; 8]) -> [std::arch::x86_64::__m256; 8] {
+    use std::arch::x86_64::*;
     let t = [
         _mm256_unpacklo_ps(r[0], r[1]),
         _mm256_unpackhi_ps(r[0], r[1]),
@@ -167,8 +183,8 @@ unsafe fn transpose8_avx2(rows: &[&[f32]; 8], x0: usize, out: &mut [f32], c: usi
         _mm256_unpacklo_ps(r[6], r[7]),
         _mm256_unpackhi_ps(r[6], r[7]),
     ];
-    // For q < 4, s[q] holds channels 0-3 and s[q + 4] channels 4-7 of pixel q (low lanes) and
-    // of pixel q + 4 (high lanes).
+    // For q < 4, s[q] holds values 0-3 and s[q + 4] values 4-7 of column q (low lanes) and of
+    // column q + 4 (high lanes).
     let s = [
         _mm256_shuffle_ps::<0x44>(t[0], t[2]),
         _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
@@ -179,14 +195,16 @@ unsafe fn transpose8_avx2(rows: &[&[f32]; 8], x0: usize, out: &mut [f32], c: usi
         _mm256_shuffle_ps::<0x44>(t[5], t[7]),
         _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
     ];
-    for q in 0..4 {
-        let (low, high) = (
-            _mm256_permute2f128_ps::<0x20>(s[q], s[q + 4]),
-            _mm256_permute2f128_ps::<0x31>(s[q], s[q + 4]),
-        );
-        _mm256_storeu_ps(out[q * c + c0..][..8].as_mut_ptr(), low);
-        _mm256_storeu_ps(out[(q + 4) * c + c0..][..8].as_mut_ptr(), high);
-    }
+    [
+        _mm256_permute2f128_ps::<0x20>(s[0], s[4]),
+        _mm256_permute2f128_ps::<0x20>(s[1], s[5]),
+        _mm256_permute2f128_ps::<0x20>(s[2], s[6]),
+        _mm256_permute2f128_ps::<0x20>(s[3], s[7]),
+        _mm256_permute2f128_ps::<0x31>(s[0], s[4]),
+        _mm256_permute2f128_ps::<0x31>(s[1], s[5]),
+        _mm256_permute2f128_ps::<0x31>(s[2], s[6]),
+        _mm256_permute2f128_ps::<0x31>(s[3], s[7]),
+    ]
 }
 
 /// Offsets, in a channels-last image, of every tap `(kh, kw)` (in the weights' order) from the
@@ -275,13 +293,54 @@ pub(crate) fn multiply(
         // `STORE_PIXELS` pixels at a time, so that the tiles' rows are read from L1 by all 16
         // output rows.
         for (b, block) in tiles[..n * NR].chunks(STORE_PIXELS * NR).enumerate() {
-            let q0 = b * STORE_PIXELS;
-            for i in 0..NR.min(m - rows) {
-                let out = &mut c.row(rows + i)[q0..];
-                for (d, tile_row) in out.iter_mut().zip(block.chunks_exact(NR)) {
-                    *d = tile_row[i];
-                }
+            let channels = rows..rows + NR.min(m - rows);
+            match kernel {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `Avx2` is only built when the CPU has AVX2 (and FMA).
+                Kernel::Avx2 => unsafe { store_avx2(block, c, channels, b * STORE_PIXELS) },
+                _ => store(block, c, channels, 0, b * STORE_PIXELS),
             }
         }
     }
+}
+
+/// Stores the pixel-major `block` (rows of `NR` channels) into the output rows `rows` of `c`
+/// from column `q0`, row `rows.start + i` taking tile channel `first + i`:
+/// `c[rows.start + i][q0 + p] = block[p * NR + first + i]`.
+fn store(block: &[f32], c: &mut MatMut<'_>, rows: Range<usize>, first: usize, q0: usize) {
+    for (i, r) in rows.enumerate() {
+        let out = &mut c.row(r)[q0..];
+        for (d, tile_row) in out.iter_mut().zip(block.chunks_exact(NR)) {
+            *d = tile_row[first + i];
+        }
+    }
+}
+
+/// [`store`] of tile channels `0 .. rows.len()`, whole 8x8 blocks (8 pixels of 8 channels)
+/// transposed by AVX2 shuffles; the last `pixels % 8` pixels and `rows % 8` channels as
+/// [`store`] does them.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn store_avx2(block: &[f32], c: &mut MatMut<'_>, rows: Range<usize>, q0: usize) {
+    use std::arch::x86_64::*;
+    let pixels = block.len() / NR;
+    let (p8, c8) = (pixels / 8 * 8, rows.len() / 8 * 8);
+    for g in (0..c8).step_by(8) {
+        for p0 in (0..p8).step_by(8) {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (k, v) in r.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(block[(p0 + k) * NR + g..][..8].as_ptr());
+            }
+            for (j, v) in transpose8(r).into_iter().enumerate() {
+                let out = &mut c.row(rows.start + g + j)[q0 + p0..][..8];
+                _mm256_storeu_ps(out.as_mut_ptr(), v);
+            }
+        }
+        let group = rows.start + g..rows.start + g + 8;
+        store(&block[p8 * NR..], c, group, g, q0 + p8);
+    }
+    store(block, c, rows.start + c8..rows.end, c8, q0);
 }
