@@ -36,6 +36,18 @@ impl Activation {
         }
     }
 
+    /// The activation as the clamp a kernel applies while storing (`at_most(at_least(x, lo),
+    /// hi)`): `Some(None)` for none, `Some(Some((lo, hi)))` for ReLU and Clip, `None` for
+    /// those that are not a clamp (sigmoid, tanh).
+    pub(crate) fn as_clamp(self) -> Option<Option<(f32, f32)>> {
+        match self {
+            Activation::Linear => Some(None),
+            Activation::Relu => Some(Some((0.0, f32::INFINITY))),
+            Activation::Clip { min, max } => Some(Some(clip_bounds(min, max))),
+            Activation::Sigmoid | Activation::Tanh => None,
+        }
+    }
+
     /// Adds `bias` to every element of `data` and applies the activation, in one pass.
     pub(crate) fn apply_with_bias(self, data: &mut [f32], bias: f32) {
         match self {
@@ -54,7 +66,7 @@ impl Activation {
 
 /// Clip's bounds with a NaN bound made infinite: `f32::max(x, NaN)` is `x`, and so is
 /// `at_least(x, -inf)`.
-fn clip_bounds(min: f32, max: f32) -> (f32, f32) {
+pub(crate) fn clip_bounds(min: f32, max: f32) -> (f32, f32) {
     let min = if min.is_nan() { f32::NEG_INFINITY } else { min };
     let max = if max.is_nan() { f32::INFINITY } else { max };
     (min, max)
@@ -64,7 +76,7 @@ fn clip_bounds(min: f32, max: f32) -> (f32, f32) {
 /// select, which compiles to one `maxps` per vector; `f32::max` adds a NaN fix-up sequence
 /// that made the bias + activation pass three times longer.
 #[inline(always)]
-fn at_least(x: f32, lo: f32) -> f32 {
+pub(crate) fn at_least(x: f32, lo: f32) -> f32 {
     if x > lo {
         x
     } else {
@@ -74,7 +86,7 @@ fn at_least(x: f32, lo: f32) -> f32 {
 
 /// `min(x, hi)` for a non-NaN `x` (the result of [`at_least`]): one `minps` per vector.
 #[inline(always)]
-fn at_most(x: f32, hi: f32) -> f32 {
+pub(crate) fn at_most(x: f32, hi: f32) -> f32 {
     if x < hi {
         x
     } else {

@@ -21,6 +21,7 @@
 
 use crate::gemm::MatMut;
 use crate::microkernel::{Gather, Kernel, Tile, MR, NR};
+use crate::packed::Finish;
 use crate::Conv2dGeometry;
 use rayon::prelude::*;
 use std::ops::Range;
@@ -239,6 +240,7 @@ pub(crate) fn multiply(
     weights: &[f32],
     scratch: &mut [f32],
     c: &mut MatMut<'_>,
+    finish: Option<Finish<'_>>,
 ) {
     let (m, n) = c.dims();
     if m == 0 || n == 0 {
@@ -294,11 +296,12 @@ pub(crate) fn multiply(
         // output rows.
         for (b, block) in tiles[..n * NR].chunks(STORE_PIXELS * NR).enumerate() {
             let channels = rows..rows + NR.min(m - rows);
+            let q0 = b * STORE_PIXELS;
             match kernel {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `Avx2` is only built when the CPU has AVX2 (and FMA).
-                Kernel::Avx2 => unsafe { store_avx2(block, c, channels, b * STORE_PIXELS) },
-                _ => store(block, c, channels, 0, b * STORE_PIXELS),
+                Kernel::Avx2 => unsafe { store_avx2(block, c, channels, q0, finish) },
+                _ => store(block, c, channels, 0, q0, finish),
             }
         }
     }
@@ -306,12 +309,21 @@ pub(crate) fn multiply(
 
 /// Stores the pixel-major `block` (rows of `NR` channels) into the output rows `rows` of `c`
 /// from column `q0`, row `rows.start + i` taking tile channel `first + i`:
-/// `c[rows.start + i][q0 + p] = block[p * NR + first + i]`.
-fn store(block: &[f32], c: &mut MatMut<'_>, rows: Range<usize>, first: usize, q0: usize) {
+/// `c[rows.start + i][q0 + p] = block[p * NR + first + i]`, finished by `finish` (bias and
+/// clamp of row `rows.start + i`) when given.
+fn store(
+    block: &[f32],
+    c: &mut MatMut<'_>,
+    rows: Range<usize>,
+    first: usize,
+    q0: usize,
+    finish: Option<Finish<'_>>,
+) {
     for (i, r) in rows.enumerate() {
         let out = &mut c.row(r)[q0..];
         for (d, tile_row) in out.iter_mut().zip(block.chunks_exact(NR)) {
-            *d = tile_row[first + i];
+            let v = tile_row[first + i];
+            *d = finish.map_or(v, |f| f.apply(r, v));
         }
     }
 }
@@ -324,23 +336,41 @@ fn store(block: &[f32], c: &mut MatMut<'_>, rows: Range<usize>, first: usize, q0
 /// The CPU has AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn store_avx2(block: &[f32], c: &mut MatMut<'_>, rows: Range<usize>, q0: usize) {
+unsafe fn store_avx2(
+    block: &[f32],
+    c: &mut MatMut<'_>,
+    rows: Range<usize>,
+    q0: usize,
+    finish: Option<Finish<'_>>,
+) {
     use std::arch::x86_64::*;
     let pixels = block.len() / NR;
     let (p8, c8) = (pixels / 8 * 8, rows.len() / 8 * 8);
+    let bias = finish.and_then(|f| f.bias);
+    let clamp = finish
+        .and_then(|f| f.clamp)
+        .map(|(lo, hi)| (_mm256_set1_ps(lo), _mm256_set1_ps(hi)));
     for g in (0..c8).step_by(8) {
         for p0 in (0..p8).step_by(8) {
             let mut r = [_mm256_setzero_ps(); 8];
             for (k, v) in r.iter_mut().enumerate() {
                 *v = _mm256_loadu_ps(block[(p0 + k) * NR + g..][..8].as_ptr());
             }
-            for (j, v) in transpose8(r).into_iter().enumerate() {
-                let out = &mut c.row(rows.start + g + j)[q0 + p0..][..8];
+            for (j, mut v) in transpose8(r).into_iter().enumerate() {
+                let row = rows.start + g + j;
+                if let Some(b) = bias {
+                    v = _mm256_add_ps(v, _mm256_set1_ps(b[row]));
+                }
+                if let Some((lo, hi)) = clamp {
+                    // maxps gives its second operand for a NaN: `at_least`'s `lo`.
+                    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+                }
+                let out = &mut c.row(row)[q0 + p0..][..8];
                 _mm256_storeu_ps(out.as_mut_ptr(), v);
             }
         }
         let group = rows.start + g..rows.start + g + 8;
-        store(&block[p8 * NR..], c, group, g, q0 + p8);
+        store(&block[p8 * NR..], c, group, g, q0 + p8, finish);
     }
-    store(block, c, rows.start + c8..rows.end, c8, q0);
+    store(block, c, rows.start + c8..rows.end, c8, q0, finish);
 }

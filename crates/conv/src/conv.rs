@@ -16,7 +16,9 @@
 //!   cache (about 1 MiB together). A 1x1 convolution (stride 1, no padding) needs no
 //!   unfolding: its panels are copied from the input rows as they are.
 //!
-//! Bias and activation are applied, in one pass, to each GEMM block right after it is written.
+//! Bias and a clamping activation (none, ReLU, Clip) are applied as the GEMM stores its finished
+//! values (the last reduction block's stores; [`crate::packed::Finish`]); sigmoid and tanh in one
+//! pass over each GEMM block right after it is written.
 //! The work of a call (on the channels-last path: of each round of copied images) is cut into
 //! independent tasks `(image, group, column tile, block of output channels)`, each writing a
 //! disjoint block of the output; at most `rayon::current_num_threads()` workers, each with its
@@ -40,8 +42,8 @@ use crate::im2col::fill_cols;
 use crate::kept;
 use crate::microkernel::{Kernel, MR, NR};
 use crate::packed::{
-    aligned_mut, column_panels_len, multiply, pack_columns, panel_rows, Orientation, PackedWeights,
-    ALIGN_SLACK,
+    aligned_mut, column_panels_len, multiply, pack_columns, panel_rows, Finish, Orientation,
+    PackedWeights, ALIGN_SLACK,
 };
 use crate::{depthwise_conv2d, Activation, Conv2dGeometry, KernelError};
 use rayon::prelude::*;
@@ -771,11 +773,14 @@ impl Ctx<'_> {
             // exactly one worker, and the block lives only until the end of this iteration.
             let mut c = unsafe { out.block(n * g.out_c + first, m, p0, ncols)? };
             let w = call.weights.panels(grp, m0, m);
+            let bias = call.bias.map(|b| &b[first..first + m]);
+            // Bias and a clamping activation are fused into the stores of the GEMM's results.
+            let finish = Finish::of(bias, call.act);
             match &mut cols {
                 Columns::Shared(sh) => {
                     let t = (n * g.groups + grp) * s.tiles + tile;
                     let panels = &sh.data[t * sh.stride..(t + 1) * sh.stride];
-                    multiply(call.kernel, orientation, k, w, panels, &mut c);
+                    multiply(call.kernel, orientation, k, w, panels, &mut c, finish);
                 }
                 Columns::Own { input, panels, row } => {
                     if unfolded != Some((n, grp, tile)) {
@@ -796,14 +801,17 @@ impl Ctx<'_> {
                         }
                         unfolded = Some((n, grp, tile));
                     }
-                    multiply(call.kernel, orientation, k, w, panels, &mut c);
+                    multiply(call.kernel, orientation, k, w, panels, &mut c, finish);
                 }
                 Columns::InPlace { copies, tile } => {
                     let (image, taps) = (copies.image(n), copies.taps);
-                    channels_last::multiply(call.kernel, g, image, grp, p0, taps, w, tile, &mut c);
+                    let (kernel, out) = (call.kernel, &mut c);
+                    channels_last::multiply(kernel, g, image, grp, p0, taps, w, tile, out, finish);
                 }
             }
-            bias_act(&mut c, call.bias.map(|b| &b[first..first + m]), call.act);
+            if finish.is_none() {
+                bias_act(&mut c, bias, call.act);
+            }
         }
         Ok(())
     }

@@ -8,7 +8,10 @@
 //! Two builds of the same loop: [`tile_avx2`] with AVX2+FMA intrinsics, chosen at run time by
 //! [`has_avx2_fma`], and a portable one the compiler vectorises for the baseline target (SSE2
 //! on x86-64, NEON on aarch64). Packing and the loops around the kernel live in
-//! [`crate::packed`]; this module only multiplies panels.
+//! [`crate::packed`]; this module only multiplies panels (and finishes stored tiles with bias and
+//! a clamping activation, [`Epilogue`], when asked).
+
+use crate::activation::{at_least, at_most};
 
 /// Values broadcast per step: rows of a tile.
 pub(crate) const MR: usize = 6;
@@ -65,30 +68,12 @@ impl Kernel {
         unsafe { self.run(k, bc, vc, one, Dst::Tile(out)) }
     }
 
-    /// Like [`Kernel::tile`], but writes the tile straight into a matrix: row `i` at
-    /// `c.add(i * rs)`, `NR` values, added to what is there when `accumulate` is set.
-    ///
-    /// # Safety
-    /// For every `i < MR` the `NR` values at `c.add(i * rs)` are valid for reads and writes
-    /// and not accessed by anyone else during the call.
-    #[inline]
-    pub unsafe fn tile_into(
-        self,
-        k: usize,
-        bc: &[f32],
-        vc: &[f32],
-        c: *mut f32,
-        rs: usize,
-        accumulate: bool,
-    ) {
-        // SAFETY: the caller's promise, for one tile.
-        unsafe { self.tiles_into(k, bc, vc, 1, 0, c, rs, accumulate) }
-    }
-
-    /// [`Kernel::tile_into`] for `count` tiles side by side in one call: tile `t` multiplies
-    /// `bc` by the column panel at `vc[t * stride ..]` (`k` steps) and goes to the `NR`
-    /// columns from `c.add(t * NR)`. One call per row of tiles, not per tile: with a short
-    /// reduction (K = 27 for a first RGB layer) a call's own cost is a tenth of a tile's.
+    /// Like [`Kernel::tile`], but for `count` tiles side by side, written straight into a
+    /// matrix: tile `t` multiplies `bc` by the column panel at `vc[t * stride ..]` (`k` steps);
+    /// its row `i` goes to the `NR` values at `c.add(i * rs + t * NR)`, added to what is there
+    /// when `accumulate` is set, then finished by `epilogue` (bias and clamp) when given. One
+    /// call per row of tiles, not per tile: with a short reduction (K = 27 for a first RGB
+    /// layer) a call's own cost is a tenth of a tile's.
     ///
     /// # Panics
     /// If `vc` is shorter than the last panel's end, or `bc` than `k` steps.
@@ -108,6 +93,7 @@ impl Kernel {
         c: *mut f32,
         rs: usize,
         accumulate: bool,
+        epilogue: Option<&Epilogue>,
     ) {
         if count == 0 {
             return;
@@ -115,9 +101,15 @@ impl Kernel {
         let bc = &bc[..k * MR];
         let vc = &vc[..(count - 1) * stride + k * NR];
         let panels = Panels { count, stride };
+        let dst = Dst::Raw {
+            c,
+            rs,
+            accumulate,
+            epilogue: epilogue.copied(),
+        };
         // SAFETY: the panels hold `k` steps each (sliced above); the destination is the
         // caller's promise.
-        unsafe { self.run(k, bc, vc, panels, Dst::Raw { c, rs, accumulate }) }
+        unsafe { self.run(k, bc, vc, panels, dst) }
     }
 
     /// The tile of a product whose broadcast operand is read in place, not from a panel:
@@ -185,6 +177,36 @@ impl Kernel {
     }
 }
 
+/// What a kernel does to a finished tile row `i` as it stores it: adds `bias[i]`, then clamps
+/// to `[lo, hi]` as the activations do (`at_most(at_least(x, lo), hi)`: a NaN becomes `lo`).
+/// ReLU is `(0, inf)`, Clip its bounds; no activation is no clamp (a NaN stays NaN).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Epilogue {
+    pub bias: Option<[f32; MR]>,
+    pub clamp: Option<(f32, f32)>,
+}
+
+impl Epilogue {
+    /// `x` finished as tile row `i`.
+    #[inline(always)]
+    pub fn apply(&self, i: usize, x: f32) -> f32 {
+        finish_value(x, self.bias.map(|b| b[i]), self.clamp)
+    }
+}
+
+/// `x` plus `bias`, then clamped as the activations do (see [`Epilogue`]).
+#[inline(always)]
+pub(crate) fn finish_value(x: f32, bias: Option<f32>, clamp: Option<(f32, f32)>) -> f32 {
+    let x = match bias {
+        Some(b) => x + b,
+        None => x,
+    };
+    match clamp {
+        Some((lo, hi)) => at_most(at_least(x, lo), hi),
+        None => x,
+    }
+}
+
 /// The column panels of a row of tiles: `count` panels, `stride` values apart.
 #[derive(Clone, Copy)]
 struct Panels {
@@ -200,6 +222,7 @@ enum Dst<'a> {
         c: *mut f32,
         rs: usize,
         accumulate: bool,
+        epilogue: Option<Epilogue>,
     },
 }
 
@@ -379,7 +402,12 @@ unsafe fn tile_portable(k: usize, bc: &[f32], vc: &[f32], panels: Panels, mut ds
             }
         }
         match &mut dst {
-            &mut Dst::Raw { c, rs, accumulate } => {
+            &mut Dst::Raw {
+                c,
+                rs,
+                accumulate,
+                epilogue,
+            } => {
                 for (i, row) in acc.iter().enumerate() {
                     // SAFETY: the caller's promise: row i's NR values of tile t are ours.
                     let d = unsafe { std::slice::from_raw_parts_mut(c.add(i * rs + t * NR), NR) };
@@ -387,6 +415,9 @@ unsafe fn tile_portable(k: usize, bc: &[f32], vc: &[f32], panels: Panels, mut ds
                         d.iter_mut().zip(row).for_each(|(d, &a)| *d += a);
                     } else {
                         d.copy_from_slice(row);
+                    }
+                    if let Some(e) = &epilogue {
+                        d.iter_mut().for_each(|d| *d = e.apply(i, *d));
                     }
                 }
             }
@@ -425,7 +456,12 @@ unsafe fn tile_avx2(k: usize, bc: *const f32, vc: *const f32, panels: Panels, mu
             v = v.add(NR);
         }
         match &mut dst {
-            &mut Dst::Raw { c, rs, accumulate } => {
+            &mut Dst::Raw {
+                c,
+                rs,
+                accumulate,
+                epilogue,
+            } => {
                 for (i, row) in acc.iter().enumerate() {
                     // SAFETY: the caller's promise: row i's NR values of tile t are ours.
                     let p = c.add(i * rs + t * NR);
@@ -433,6 +469,18 @@ unsafe fn tile_avx2(k: usize, bc: *const f32, vc: *const f32, panels: Panels, mu
                     if accumulate {
                         r0 = _mm256_add_ps(r0, _mm256_loadu_ps(p));
                         r1 = _mm256_add_ps(r1, _mm256_loadu_ps(p.add(8)));
+                    }
+                    if let Some(e) = &epilogue {
+                        if let Some(b) = e.bias {
+                            let b = _mm256_set1_ps(b[i]);
+                            (r0, r1) = (_mm256_add_ps(r0, b), _mm256_add_ps(r1, b));
+                        }
+                        if let Some((lo, hi)) = e.clamp {
+                            // maxps gives its second operand for a NaN: `at_least`'s `lo`.
+                            let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+                            r0 = _mm256_min_ps(_mm256_max_ps(r0, lo), hi);
+                            r1 = _mm256_min_ps(_mm256_max_ps(r1, lo), hi);
+                        }
                     }
                     _mm256_storeu_ps(p, r0);
                     _mm256_storeu_ps(p.add(8), r1);
@@ -549,14 +597,14 @@ mod tests {
                 let rs = 20;
                 let mut c = vec![1.0; (MR - 1) * rs + NR];
                 // SAFETY: `c` holds MR rows of NR values at stride rs.
-                unsafe { kernel.tile_into(k, &bc, &vc, c.as_mut_ptr(), rs, true) };
+                unsafe { kernel.tiles_into(k, &bc, &vc, 1, 0, c.as_mut_ptr(), rs, true, None) };
                 for i in 0..MR {
                     for j in 0..NR {
                         assert_eq!(c[i * rs + j], want[i * NR + j] + 1.0);
                     }
                 }
                 // SAFETY: as above.
-                unsafe { kernel.tile_into(k, &bc, &vc, c.as_mut_ptr(), rs, false) };
+                unsafe { kernel.tiles_into(k, &bc, &vc, 1, 0, c.as_mut_ptr(), rs, false, None) };
                 assert_eq!(c[(MR - 1) * rs + NR - 1], want[MR * NR - 1]);
                 assert_eq!(c[NR], 1.0, "the gap between rows is left alone");
             }
@@ -581,7 +629,17 @@ mod tests {
                 let mut c = vec![1.0; MR * rs];
                 // SAFETY: `c` holds MR rows of count * NR values at stride rs.
                 unsafe {
-                    kernel.tiles_into(k, &bc, &vc, count, stride, c.as_mut_ptr(), rs, accumulate)
+                    kernel.tiles_into(
+                        k,
+                        &bc,
+                        &vc,
+                        count,
+                        stride,
+                        c.as_mut_ptr(),
+                        rs,
+                        accumulate,
+                        None,
+                    )
                 };
                 for (i, row) in c.chunks_exact(rs).enumerate() {
                     for (j, &got) in row.iter().enumerate() {
@@ -591,6 +649,56 @@ mod tests {
                             None => 1.0,
                         };
                         assert_eq!(got, expected, "{kernel:?} {accumulate} ({i}, {j})");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn both_builds_finish_tiles_as_bias_and_activation_do() {
+        use crate::Activation;
+        // A NaN in row 2 of the broadcast panel makes tile row 2 NaN: a clamp turns it into the
+        // lower bound, no activation keeps it.
+        let k = 5;
+        let mut bc: Vec<f32> = (0..k * MR).map(|x| (x % 7) as f32 - 3.0).collect();
+        bc[2] = f32::NAN;
+        let vc: Vec<f32> = (0..k * NR).map(|x| (x % 5) as f32 * 0.5 - 1.0).collect();
+        let want = reference(k, &bc, &vc);
+        let bias = [0.5, -1.0, 2.0, 0.0, -0.25, 3.0];
+        let acts = [
+            Activation::Linear,
+            Activation::Relu,
+            Activation::Clip { min: 0.0, max: 6.0 },
+            Activation::Clip {
+                min: -2.0,
+                max: f32::NAN,
+            },
+        ];
+        for kernel in [Kernel::detect(false), Kernel::Portable] {
+            for act in acts {
+                for with_bias in [false, true] {
+                    let epilogue = Epilogue {
+                        bias: with_bias.then_some(bias),
+                        clamp: act.as_clamp().expect("a clamp"),
+                    };
+                    let mut c = vec![f32::NAN; MR * NR];
+                    // SAFETY: `c` holds MR rows of NR values.
+                    unsafe {
+                        let p = c.as_mut_ptr();
+                        kernel.tiles_into(k, &bc, &vc, 1, 0, p, NR, false, Some(&epilogue))
+                    };
+                    for (i, (got, row)) in c.chunks(NR).zip(want.chunks(NR)).enumerate() {
+                        let mut expected = row.to_vec();
+                        match with_bias {
+                            true => act.apply_with_bias(&mut expected, bias[i]),
+                            false => act.apply(&mut expected),
+                        }
+                        let same = got
+                            .iter()
+                            .zip(&expected)
+                            .all(|(g, e)| g.to_bits() == e.to_bits() || (g.is_nan() && e.is_nan()));
+                        assert!(same, "{kernel:?} {act:?} {with_bias} row {i}: {got:?}");
                     }
                 }
             }

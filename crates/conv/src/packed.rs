@@ -25,8 +25,8 @@
 use crate::error::check_len;
 use crate::gemm::MatMut;
 use crate::im2col::fill_col_row;
-use crate::microkernel::{Kernel, Tile, MR, NR};
-use crate::{Conv2dGeometry, KernelError};
+use crate::microkernel::{finish_value, Epilogue, Kernel, Tile, MR, NR};
+use crate::{Activation, Conv2dGeometry, KernelError};
 use std::ops::Range;
 
 /// Reduction steps per block when pixels are in the vectors: the tile goes straight into the
@@ -374,9 +374,46 @@ fn pack_columns_w<const W: usize>(
     }
 }
 
+/// What [`multiply`] applies to the block it stores: each output channel's bias (`bias[i]` for
+/// row `i` of the block) and a clamping activation ([`Activation::as_clamp`]), fused into the
+/// stores of the last reduction block instead of a separate pass over the output.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Finish<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub clamp: Option<(f32, f32)>,
+}
+
+impl<'a> Finish<'a> {
+    /// The finish of `bias` and `act`, or `None` when `act` is not a clamp.
+    pub fn of(bias: Option<&'a [f32]>, act: Activation) -> Option<Self> {
+        Some(Self {
+            bias,
+            clamp: act.as_clamp()?,
+        })
+    }
+
+    /// The kernel's epilogue for tile rows `i0 .. i0 + MR` of the block (`m` rows in all).
+    fn rows(&self, i0: usize, m: usize) -> Epilogue {
+        let bias = self
+            .bias
+            .map(|b| std::array::from_fn(|i| if i0 + i < m { b[i0 + i] } else { 0.0 }));
+        Epilogue {
+            bias,
+            clamp: self.clamp,
+        }
+    }
+
+    /// `x` finished as row `i` of the block.
+    #[inline(always)]
+    pub fn apply(&self, i: usize, x: f32) -> f32 {
+        finish_value(x, self.bias.map(|b| b[i]), self.clamp)
+    }
+}
+
 /// `c = W x cols` for one block: `weights` are the panels of the block's `m` output channels
 /// (from [`PackedWeights::panels`]), `cols` the column panels of its `n` pixels (from
-/// [`pack_columns`]), `k` the reduction length; `c` is `m x n` and is overwritten.
+/// [`pack_columns`]), `k` the reduction length; `c` is `m x n` and is overwritten, then
+/// finished by `finish` when given.
 pub(crate) fn multiply(
     kernel: Kernel,
     orientation: Orientation,
@@ -384,6 +421,7 @@ pub(crate) fn multiply(
     weights: &[f32],
     cols: &[f32],
     c: &mut MatMut<'_>,
+    finish: Option<Finish<'_>>,
 ) {
     debug_assert_ne!(
         orientation,
@@ -395,7 +433,10 @@ pub(crate) fn multiply(
         return;
     }
     if k == 0 {
-        (0..m).for_each(|i| c.row(i).fill(0.0));
+        for i in 0..m {
+            let x = finish.map_or(0.0, |f| f.apply(i, 0.0));
+            c.row(i).fill(x);
+        }
         return;
     }
     let (ww, cw) = (orientation.weight_panel(), orientation.column_panel());
@@ -410,24 +451,20 @@ pub(crate) fn multiply(
     for pc in (0..k).step_by(kc_even) {
         let kc = kc_even.min(k - pc);
         let accumulate = pc > 0;
-        let mut run = |c: &mut MatMut<'_>, wp: usize, cp: usize| {
+        // The last reduction block stores the finished values.
+        let finish = finish.filter(|_| pc + kc == k);
+        // A tile at the block's edge: computed whole, its valid part stored.
+        let mut edge = |c: &mut MatMut<'_>, wp: usize, cp: usize| {
             let col_panel = &cols[(cp * k + pc) * cw..][..kc * cw];
             let w_panel = &weights[(wp * k + pc) * ww..][..kc * ww];
             match orientation {
                 Orientation::PixelsInVectors => {
-                    let (i0, j0) = (wp * MR, cp * NR);
-                    if let Some((ptr, rs)) = c.sub_block_ptr(i0, j0, MR, NR) {
-                        // SAFETY: the MR x NR sub-block at (i0, j0) lies inside `c`, whose
-                        // elements the `&mut` borrow makes ours.
-                        unsafe { kernel.tile_into(kc, w_panel, col_panel, ptr, rs, accumulate) };
-                    } else {
-                        kernel.tile(kc, w_panel, col_panel, &mut tile);
-                        store(c, &tile, i0, j0, false, accumulate);
-                    }
+                    kernel.tile(kc, w_panel, col_panel, &mut tile);
+                    store(c, &tile, (wp * MR, cp * NR), false, accumulate, finish);
                 }
                 Orientation::ChannelsInVectors | Orientation::ChannelsLast => {
                     kernel.tile(kc, col_panel, w_panel, &mut tile);
-                    store(c, &tile, wp * NR, cp * MR, true, accumulate);
+                    store(c, &tile, (wp * NR, cp * MR), true, accumulate, finish);
                 }
             }
         };
@@ -441,27 +478,47 @@ pub(crate) fn multiply(
                 let whole = n / NR;
                 if let Some((ptr, rs)) = c.sub_block_ptr(wp * MR, 0, MR, whole * NR) {
                     let w_panel = &weights[(wp * k + pc) * ww..][..kc * ww];
+                    let epilogue = finish.map(|f| f.rows(wp * MR, m));
                     // SAFETY: the MR x whole*NR sub-block at (wp*MR, 0) lies inside `c`, whose
                     // elements the `&mut` borrow makes ours; panel t's block starts at
                     // cols[(t*k + pc)*NR].
                     unsafe {
                         let vc = &cols[pc * cw..];
-                        kernel.tiles_into(kc, w_panel, vc, whole, k * cw, ptr, rs, accumulate);
+                        let (count, stride) = (whole, k * cw);
+                        kernel.tiles_into(
+                            kc,
+                            w_panel,
+                            vc,
+                            count,
+                            stride,
+                            ptr,
+                            rs,
+                            accumulate,
+                            epilogue.as_ref(),
+                        );
                     }
                     done = whole;
                 }
             }
             for cp in done..c_panels {
-                run(c, wp, cp);
+                edge(c, wp, cp);
             }
         }
     }
 }
 
 /// Writes (or adds) the valid part of a tile into `c` at `(i0, j0)`: tile element `(t, u)` goes
-/// to `(i0 + t, j0 + u)`, or to `(i0 + u, j0 + t)` when `transposed`.
-fn store(c: &mut MatMut<'_>, tile: &Tile, i0: usize, j0: usize, transposed: bool, add: bool) {
+/// to `(i0 + t, j0 + u)`, or to `(i0 + u, j0 + t)` when `transposed`; then `finish`es it.
+fn store(
+    c: &mut MatMut<'_>,
+    tile: &Tile,
+    (i0, j0): (usize, usize),
+    transposed: bool,
+    add: bool,
+    finish: Option<Finish<'_>>,
+) {
     let (m, n) = c.dims();
+    let done = |i: usize, x: f32| finish.map_or(x, |f| f.apply(i, x));
     if !transposed {
         // Whole row pieces (the last weight panel of 64 channels has 4 of 6 rows: a sixteenth
         // of the tiles of a first RGB layer, stored as vectors, not value by value).
@@ -476,6 +533,9 @@ fn store(c: &mut MatMut<'_>, tile: &Tile, i0: usize, j0: usize, transposed: bool
             } else {
                 dst.copy_from_slice(&src[..len]);
             }
+            if finish.is_some() {
+                dst.iter_mut().for_each(|d| *d = done(i0 + i, *d));
+            }
         }
         return;
     }
@@ -483,7 +543,7 @@ fn store(c: &mut MatMut<'_>, tile: &Tile, i0: usize, j0: usize, transposed: bool
         let row = &mut c.row(i0 + i)[j0..];
         for (j, d) in row.iter_mut().take(MR.min(n - j0)).enumerate() {
             let v = tile[j * NR + i];
-            *d = if add { *d + v } else { v };
+            *d = done(i0 + i, if add { *d + v } else { v });
         }
     }
 }
