@@ -8,14 +8,15 @@
 //! tap's input is one unit-stride run over the whole plane flattened with a fixed row pitch:
 //! the taps are summed in one long branch-free loop (all nine at once for a 3x3 kernel), with
 //! no border cases and no strided reads at any stride, padding or dilation, and no per-row
-//! overhead on small planes. Rows are then copied out, and the bias and activation applied to
-//! the whole plane in one pass. The layout of that block is computed once per call. On x86-64
+//! overhead on small planes. Rows are then copied out, the bias and a clamping activation (ReLU,
+//! Clip) applied as they are (others over the whole plane in one pass after). The layout of that block is computed once per call. On x86-64
 //! CPUs with AVX2 and FMA the plane kernel is compiled a second time with those features
 //! enabled (8-wide vectors) and picked at run time. Planes are spread over rayon tasks, each
 //! with its own scratch. Accumulation is in f32. This module does not handle grouped
 //! convolutions with more than one channel per group (that is the im2col path of
 //! [`crate::conv2d`]).
 
+use crate::activation::{at_least, at_most};
 use crate::conv::check_conv_args;
 use crate::{Activation, Conv2dGeometry, KernelError};
 use rayon::prelude::*;
@@ -161,8 +162,9 @@ unsafe fn plane_phased_avx2(
 /// over the whole plane, flattened with row pitch `width`, every tap is a single unit-stride
 /// run. The kernel sums all taps over that flat run — one long vectorisable loop whatever the
 /// stride, padding, dilation or plane size (the `width - out_w` columns between rows are
-/// computed and dropped) — copies the rows out, then adds the bias and applies the activation
-/// to the whole output plane at once. The copy costs one pass over the input plane.
+/// computed and dropped) — copies the rows out adding the bias and clamping (ReLU, Clip), or
+/// else applies the activation to the whole output plane at once after the copy. The copy in
+/// costs one pass over the input plane.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn plane_phased(
@@ -241,13 +243,28 @@ fn plane_phased(
             }
         }
     }
-    for (oh, orow) in out.chunks_exact_mut(g.out_w).enumerate() {
-        orow.copy_from_slice(&acc[oh * width..][..g.out_w]);
+    // The rows out of the flat run; bias and a clamping activation are applied on the way,
+    // others over the whole plane at once after it (one long loop, not one per row).
+    let rows = out
+        .chunks_exact_mut(g.out_w)
+        .zip(acc.chunks(width).map(|row| &row[..g.out_w]));
+    match act.as_clamp() {
+        Some(None) if bias == 0.0 => rows.for_each(|(o, a)| o.copy_from_slice(a)),
+        Some(None) => rows.for_each(|(o, a)| finish_row(o, a, |x| x + bias)),
+        Some(Some((lo, hi))) => {
+            rows.for_each(|(o, a)| finish_row(o, a, |x| at_most(at_least(x + bias, lo), hi)))
+        }
+        None => {
+            rows.for_each(|(o, a)| o.copy_from_slice(a));
+            act.apply_with_bias(out, bias);
+        }
     }
-    // Bias and activation over the whole plane at once (one long loop, not one per row).
-    if bias != 0.0 || act != Activation::Linear {
-        act.apply_with_bias(out, bias);
-    }
+}
+
+/// `out[i] = f(src[i])`.
+#[inline(always)]
+fn finish_row(out: &mut [f32], src: &[f32], f: impl Fn(f32) -> f32) {
+    out.iter_mut().zip(src).for_each(|(o, &x)| *o = f(x));
 }
 
 /// Stride 2: splits the first `n` values of `row` (padded column of value `iw` is
