@@ -20,8 +20,7 @@
 //! layers (the first layer of an RGB network) keep the unfolded panels of [`crate::packed`].
 
 use crate::gemm::MatMut;
-use crate::microkernel::{Gather, Kernel, Tile, MR, NR};
-use crate::packed::Finish;
+use crate::microkernel::{Finish, Gather, Kernel, Tile, MR, NR};
 use crate::Conv2dGeometry;
 use rayon::prelude::*;
 use std::ops::Range;
@@ -346,10 +345,6 @@ unsafe fn store_avx2(
     use std::arch::x86_64::*;
     let pixels = block.len() / NR;
     let (p8, c8) = (pixels / 8 * 8, rows.len() / 8 * 8);
-    let bias = finish.and_then(|f| f.bias);
-    let clamp = finish
-        .and_then(|f| f.clamp)
-        .map(|(lo, hi)| (_mm256_set1_ps(lo), _mm256_set1_ps(hi)));
     for g in (0..c8).step_by(8) {
         for p0 in (0..p8).step_by(8) {
             let mut r = [_mm256_setzero_ps(); 8];
@@ -358,12 +353,8 @@ unsafe fn store_avx2(
             }
             for (j, mut v) in transpose8(r).into_iter().enumerate() {
                 let row = rows.start + g + j;
-                if let Some(b) = bias {
-                    v = _mm256_add_ps(v, _mm256_set1_ps(b[row]));
-                }
-                if let Some((lo, hi)) = clamp {
-                    // maxps gives its second operand for a NaN: `at_least`'s `lo`.
-                    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+                if let Some(f) = &finish {
+                    v = f.apply8(row, v);
                 }
                 let out = &mut c.row(row)[q0 + p0..][..8];
                 _mm256_storeu_ps(out.as_mut_ptr(), v);

@@ -17,7 +17,7 @@
 //!   unfolding: its panels are copied from the input rows as they are.
 //!
 //! Bias and a clamping activation (none, ReLU, Clip) are applied as the GEMM stores its finished
-//! values (the last reduction block's stores; [`crate::packed::Finish`]); sigmoid and tanh in one
+//! values (the last reduction block's stores; [`crate::microkernel::Finish`]); sigmoid and tanh in one
 //! pass over each GEMM block right after it is written.
 //! The work of a call (on the channels-last path: of each round of copied images) is cut into
 //! independent tasks `(image, group, column tile, block of output channels)`, each writing a
@@ -40,10 +40,10 @@ use crate::error::{check_conv_geometry, check_len, mul_len};
 use crate::gemm::{bias_act, gemm, MatMut, MatRef, SharedOut};
 use crate::im2col::fill_cols;
 use crate::kept;
-use crate::microkernel::{Kernel, MR, NR};
+use crate::microkernel::{Finish, Kernel, MR, NR};
 use crate::packed::{
-    aligned_mut, column_panels_len, multiply, pack_columns, panel_rows, Finish, Orientation,
-    PackedWeights, ALIGN_SLACK,
+    aligned_mut, column_panels_len, multiply, pack_columns, panel_rows, Orientation, PackedWeights,
+    ALIGN_SLACK,
 };
 use crate::{depthwise_conv2d, Activation, Conv2dGeometry, KernelError};
 use rayon::prelude::*;

@@ -9,9 +9,10 @@
 //! [`has_avx2_fma`], and a portable one the compiler vectorises for the baseline target (SSE2
 //! on x86-64, NEON on aarch64). Packing and the loops around the kernel live in
 //! [`crate::packed`]; this module only multiplies panels (and finishes stored tiles with bias and
-//! a clamping activation, [`Epilogue`], when asked).
+//! a clamping activation, [`Finish`], when asked).
 
 use crate::activation::{at_least, at_most};
+use crate::Activation;
 
 /// Values broadcast per step: rows of a tile.
 pub(crate) const MR: usize = 6;
@@ -71,7 +72,7 @@ impl Kernel {
     /// Like [`Kernel::tile`], but for `count` tiles side by side, written straight into a
     /// matrix: tile `t` multiplies `bc` by the column panel at `vc[t * stride ..]` (`k` steps);
     /// its row `i` goes to the `NR` values at `c.add(i * rs + t * NR)`, added to what is there
-    /// when `accumulate` is set, then finished by `epilogue` (bias and clamp) when given. One
+    /// when `accumulate` is set, then finished by `finish` (rows from 0) when given. One
     /// call per row of tiles, not per tile: with a short reduction (K = 27 for a first RGB
     /// layer) a call's own cost is a tenth of a tile's.
     ///
@@ -93,7 +94,7 @@ impl Kernel {
         c: *mut f32,
         rs: usize,
         accumulate: bool,
-        epilogue: Option<&Epilogue>,
+        finish: Option<Finish<'_>>,
     ) {
         if count == 0 {
             return;
@@ -105,7 +106,7 @@ impl Kernel {
             c,
             rs,
             accumulate,
-            epilogue: epilogue.copied(),
+            finish,
         };
         // SAFETY: the panels hold `k` steps each (sliced above); the destination is the
         // caller's promise.
@@ -177,33 +178,70 @@ impl Kernel {
     }
 }
 
-/// What a kernel does to a finished tile row `i` as it stores it: adds `bias[i]`, then clamps
+/// Bias and a clamping activation, applied to values as they are stored instead of in a
+/// separate pass over the output: row `i` of what is stored gets `x + bias[i]`, then is clamped
 /// to `[lo, hi]` as the activations do (`at_most(at_least(x, lo), hi)`: a NaN becomes `lo`).
 /// ReLU is `(0, inf)`, Clip its bounds; no activation is no clamp (a NaN stays NaN).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Epilogue {
-    pub bias: Option<[f32; MR]>,
+pub(crate) struct Finish<'a> {
+    pub bias: Option<&'a [f32]>,
     pub clamp: Option<(f32, f32)>,
 }
 
-impl Epilogue {
-    /// `x` finished as tile row `i`.
+impl<'a> Finish<'a> {
+    /// The finish of `bias` and `act`, or `None` when `act` is not a clamp (sigmoid, tanh).
+    pub fn of(bias: Option<&'a [f32]>, act: Activation) -> Option<Self> {
+        Some(Self {
+            bias,
+            clamp: act.as_clamp()?,
+        })
+    }
+
+    /// The same finish for the rows from `i0` on (its row 0 is this one's row `i0`).
+    pub fn rows_from(self, i0: usize) -> Self {
+        Self {
+            bias: self.bias.map(|b| &b[i0..]),
+            ..self
+        }
+    }
+
+    /// `x` finished as row `i`.
     #[inline(always)]
     pub fn apply(&self, i: usize, x: f32) -> f32 {
-        finish_value(x, self.bias.map(|b| b[i]), self.clamp)
+        let x = match self.bias {
+            Some(b) => x + b[i],
+            None => x,
+        };
+        match self.clamp {
+            Some((lo, hi)) => at_most(at_least(x, lo), hi),
+            None => x,
+        }
     }
-}
 
-/// `x` plus `bias`, then clamped as the activations do (see [`Epilogue`]).
-#[inline(always)]
-pub(crate) fn finish_value(x: f32, bias: Option<f32>, clamp: Option<(f32, f32)>) -> f32 {
-    let x = match bias {
-        Some(b) => x + b,
-        None => x,
-    };
-    match clamp {
-        Some((lo, hi)) => at_most(at_least(x, lo), hi),
-        None => x,
+    /// [`Finish::apply`] to the 8 values of `v`, all of row `i`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub unsafe fn apply8(
+        &self,
+        i: usize,
+        v: std::arch::x86_64::__m256,
+    ) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        let v = match self.bias {
+            Some(b) => _mm256_add_ps(v, _mm256_set1_ps(b[i])),
+            None => v,
+        };
+        match self.clamp {
+            // maxps gives its second operand for a NaN: `at_least`'s `lo`.
+            Some((lo, hi)) => {
+                _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(lo)), _mm256_set1_ps(hi))
+            }
+            None => v,
+        }
     }
 }
 
@@ -222,7 +260,7 @@ enum Dst<'a> {
         c: *mut f32,
         rs: usize,
         accumulate: bool,
-        epilogue: Option<Epilogue>,
+        finish: Option<Finish<'a>>,
     },
 }
 
@@ -406,7 +444,7 @@ unsafe fn tile_portable(k: usize, bc: &[f32], vc: &[f32], panels: Panels, mut ds
                 c,
                 rs,
                 accumulate,
-                epilogue,
+                finish,
             } => {
                 for (i, row) in acc.iter().enumerate() {
                     // SAFETY: the caller's promise: row i's NR values of tile t are ours.
@@ -416,8 +454,8 @@ unsafe fn tile_portable(k: usize, bc: &[f32], vc: &[f32], panels: Panels, mut ds
                     } else {
                         d.copy_from_slice(row);
                     }
-                    if let Some(e) = &epilogue {
-                        d.iter_mut().for_each(|d| *d = e.apply(i, *d));
+                    if let Some(f) = &finish {
+                        d.iter_mut().for_each(|d| *d = f.apply(i, *d));
                     }
                 }
             }
@@ -460,7 +498,7 @@ unsafe fn tile_avx2(k: usize, bc: *const f32, vc: *const f32, panels: Panels, mu
                 c,
                 rs,
                 accumulate,
-                epilogue,
+                finish,
             } => {
                 for (i, row) in acc.iter().enumerate() {
                     // SAFETY: the caller's promise: row i's NR values of tile t are ours.
@@ -470,17 +508,8 @@ unsafe fn tile_avx2(k: usize, bc: *const f32, vc: *const f32, panels: Panels, mu
                         r0 = _mm256_add_ps(r0, _mm256_loadu_ps(p));
                         r1 = _mm256_add_ps(r1, _mm256_loadu_ps(p.add(8)));
                     }
-                    if let Some(e) = &epilogue {
-                        if let Some(b) = e.bias {
-                            let b = _mm256_set1_ps(b[i]);
-                            (r0, r1) = (_mm256_add_ps(r0, b), _mm256_add_ps(r1, b));
-                        }
-                        if let Some((lo, hi)) = e.clamp {
-                            // maxps gives its second operand for a NaN: `at_least`'s `lo`.
-                            let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
-                            r0 = _mm256_min_ps(_mm256_max_ps(r0, lo), hi);
-                            r1 = _mm256_min_ps(_mm256_max_ps(r1, lo), hi);
-                        }
+                    if let Some(f) = &finish {
+                        (r0, r1) = (f.apply8(i, r0), f.apply8(i, r1));
                     }
                     _mm256_storeu_ps(p, r0);
                     _mm256_storeu_ps(p.add(8), r1);
@@ -678,15 +707,15 @@ mod tests {
         for kernel in [Kernel::detect(false), Kernel::Portable] {
             for act in acts {
                 for with_bias in [false, true] {
-                    let epilogue = Epilogue {
-                        bias: with_bias.then_some(bias),
+                    let finish = Finish {
+                        bias: with_bias.then_some(&bias[..]),
                         clamp: act.as_clamp().expect("a clamp"),
                     };
                     let mut c = vec![f32::NAN; MR * NR];
                     // SAFETY: `c` holds MR rows of NR values.
                     unsafe {
                         let p = c.as_mut_ptr();
-                        kernel.tiles_into(k, &bc, &vc, 1, 0, p, NR, false, Some(&epilogue))
+                        kernel.tiles_into(k, &bc, &vc, 1, 0, p, NR, false, Some(finish))
                     };
                     for (i, (got, row)) in c.chunks(NR).zip(want.chunks(NR)).enumerate() {
                         let mut expected = row.to_vec();

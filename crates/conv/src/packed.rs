@@ -25,8 +25,8 @@
 use crate::error::check_len;
 use crate::gemm::MatMut;
 use crate::im2col::fill_col_row;
-use crate::microkernel::{finish_value, Epilogue, Kernel, Tile, MR, NR};
-use crate::{Activation, Conv2dGeometry, KernelError};
+use crate::microkernel::{Finish, Kernel, Tile, MR, NR};
+use crate::{Conv2dGeometry, KernelError};
 use std::ops::Range;
 
 /// Reduction steps per block when pixels are in the vectors: the tile goes straight into the
@@ -374,42 +374,6 @@ fn pack_columns_w<const W: usize>(
     }
 }
 
-/// What [`multiply`] applies to the block it stores: each output channel's bias (`bias[i]` for
-/// row `i` of the block) and a clamping activation ([`Activation::as_clamp`]), fused into the
-/// stores of the last reduction block instead of a separate pass over the output.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Finish<'a> {
-    pub bias: Option<&'a [f32]>,
-    pub clamp: Option<(f32, f32)>,
-}
-
-impl<'a> Finish<'a> {
-    /// The finish of `bias` and `act`, or `None` when `act` is not a clamp.
-    pub fn of(bias: Option<&'a [f32]>, act: Activation) -> Option<Self> {
-        Some(Self {
-            bias,
-            clamp: act.as_clamp()?,
-        })
-    }
-
-    /// The kernel's epilogue for tile rows `i0 .. i0 + MR` of the block (`m` rows in all).
-    fn rows(&self, i0: usize, m: usize) -> Epilogue {
-        let bias = self
-            .bias
-            .map(|b| std::array::from_fn(|i| if i0 + i < m { b[i0 + i] } else { 0.0 }));
-        Epilogue {
-            bias,
-            clamp: self.clamp,
-        }
-    }
-
-    /// `x` finished as row `i` of the block.
-    #[inline(always)]
-    pub fn apply(&self, i: usize, x: f32) -> f32 {
-        finish_value(x, self.bias.map(|b| b[i]), self.clamp)
-    }
-}
-
 /// `c = W x cols` for one block: `weights` are the panels of the block's `m` output channels
 /// (from [`PackedWeights::panels`]), `cols` the column panels of its `n` pixels (from
 /// [`pack_columns`]), `k` the reduction length; `c` is `m x n` and is overwritten, then
@@ -478,7 +442,6 @@ pub(crate) fn multiply(
                 let whole = n / NR;
                 if let Some((ptr, rs)) = c.sub_block_ptr(wp * MR, 0, MR, whole * NR) {
                     let w_panel = &weights[(wp * k + pc) * ww..][..kc * ww];
-                    let epilogue = finish.map(|f| f.rows(wp * MR, m));
                     // SAFETY: the MR x whole*NR sub-block at (wp*MR, 0) lies inside `c`, whose
                     // elements the `&mut` borrow makes ours; panel t's block starts at
                     // cols[(t*k + pc)*NR].
@@ -494,7 +457,7 @@ pub(crate) fn multiply(
                             ptr,
                             rs,
                             accumulate,
-                            epilogue.as_ref(),
+                            finish.map(|f| f.rows_from(wp * MR)),
                         );
                     }
                     done = whole;
