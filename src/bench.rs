@@ -88,6 +88,31 @@ pub struct Network {
     pub largest_column_buffer_bytes: u64,
 }
 
+impl Network {
+    /// The static facts of `graph`, planned at `batch` (MACs per image).
+    pub fn of_graph(graph: &cnn_graph::Graph, batch: usize) -> Self {
+        let batch = batch.max(1) as u64;
+        Network {
+            name: graph.name.clone(),
+            layers: graph
+                .nodes
+                .iter()
+                .map(|l| LayerInfo {
+                    name: l.name.clone(),
+                    type_name: l.type_name.clone(),
+                    macs: l.macs / batch,
+                })
+                .collect(),
+            total_macs: graph.total_macs() / batch,
+            largest_column_buffer_bytes: cnn_graph::explain(graph)
+                .iter()
+                .map(|e| e.column_bytes_allocated)
+                .max()
+                .unwrap_or(0),
+        }
+    }
+}
+
 /// Runs `forward` (which adds each layer's time to its slot) `opts.warmup` times untimed and
 /// `opts.iters` times timed on a pool of `opts.threads`, and reports medians.
 pub fn measure<F>(net: &Network, opts: BenchOptions, mut forward: F) -> Result<BenchReport, String>
@@ -172,24 +197,7 @@ pub fn bench(model: &Model, opts: BenchOptions) -> Result<BenchReport, String> {
     model.weights().ok_or("the model has no weights")?;
     let plan = &model.plan;
     let x = random_input(plan, opts.batch.max(1), opts.seed)?;
-    let net = Network {
-        name: plan.name().to_string(),
-        layers: plan
-            .layers
-            .iter()
-            .map(|l| LayerInfo {
-                name: l.name.clone(),
-                type_name: l.type_name.to_string(),
-                macs: l.macs,
-            })
-            .collect(),
-        total_macs: plan.total_macs(),
-        largest_column_buffer_bytes: cnn_model::explain(plan)
-            .iter()
-            .map(|e| e.column_bytes_allocated)
-            .max()
-            .unwrap_or(0),
-    };
+    let net = Network::of_graph(&plan.graph, 1);
     measure(&net, opts, |times| {
         model
             .forward_profiled(&x, times)

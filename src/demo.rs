@@ -33,7 +33,7 @@ fn run_one(path: &Path, seed: u64, max_bytes: u128) -> Result<Row, String> {
     let name = plan.name().to_string();
     let params = group_digits(plan.total_params() as u128);
     let macs = group_digits(plan.total_macs() as u128);
-    let layers = plan.layers.len().to_string();
+    let layers = plan.layers().len().to_string();
     if check_ceiling(plan, max_bytes).is_err() {
         return Ok(Row {
             cells: vec![
@@ -257,10 +257,10 @@ fn onnx_networks(max_bytes: u128) -> Result<String, String> {
         t.row(vec![
             name,
             m.nodes.len().to_string(),
-            group_digits(p.total_params() as u128),
+            group_digits(p.graph.total_params() as u128),
             group_digits(m.initializer_float_elements() as u128),
-            group_digits(p.non_trainable_params() as u128),
-            group_digits(p.total_macs() as u128),
+            group_digits(p.graph.non_trainable_params() as u128),
+            group_digits(p.graph.total_macs() as u128),
             format!("{ms:.1}"),
             format!("{diff:.1e}"),
         ]);

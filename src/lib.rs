@@ -1,11 +1,14 @@
 //! `cnn`: a CPU inference engine for convolutional networks that shows its arithmetic.
 //!
-//! This facade re-exports the three engine crates — [`tensor`] (the NCHW tensor), [`conv`]
-//! (im2col + GEMM and the other kernels) and [`model`] (model files, shape inference, parameter
-//! accounting, forward passes) — and holds what the `cnn` command line needs on top of them:
-//! `.npy` input/output ([`npy`]), report rendering ([`report`]) and the demo ([`demo`]).
+//! This facade re-exports the engine crates — [`tensor`] (the NCHW tensor), [`conv`] (im2col +
+//! GEMM and the other kernels), [`graph`] (the one graph IR: plan records, compile passes,
+//! executor), [`model`] (the model-file front door) and [`onnx_import`] (the ONNX front door)
+//! — and holds what the `cnn` command line needs on top of them: opening a model by its kind
+//! ([`front`]), `.npy` input/output ([`npy`]), report rendering ([`report`]) and the demo
+//! ([`demo`]).
 
 pub use cnn_conv as conv;
+pub use cnn_graph as graph;
 pub use cnn_model as model;
 pub use cnn_onnx as onnx_import;
 pub use cnn_tensor as tensor;
@@ -16,8 +19,8 @@ pub use cnn_tensor::Tensor;
 pub mod bench;
 pub mod classify;
 pub mod demo;
+pub mod front;
 pub mod npy;
-pub mod onnx;
 pub mod pictures;
 pub mod report;
 

@@ -3,6 +3,7 @@
 //! errors); nothing a user types or feeds makes it panic.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use cnn::front::{self, Front, Kind};
 use cnn::model::format::parse_bytes;
 use cnn::report::{compare, explain, run, summary};
 use cnn::{npy, Model};
@@ -152,6 +153,24 @@ fn plan(path: &Path) -> Result<Model, String> {
     Model::plan_file(path).map_err(|e| e.to_string())
 }
 
+/// Opens `model` for a command that takes either kind; `--weights` is refused for an ONNX
+/// file before it is read (the file carries its own).
+fn open(model: &Path, weights: &Option<PathBuf>, max_bytes: u128) -> Result<Front, String> {
+    if Kind::of(model) == Kind::Onnx {
+        no_weight_file(weights)?;
+    }
+    front::open(model, max_bytes)
+}
+
+/// A model file's weights: read from `file`, else seeded random ones.
+fn give_weights(m: &mut Model, file: &Option<PathBuf>, seed: u64, max: u128) -> Result<(), String> {
+    match file {
+        Some(file) => m.load_weights(file, max),
+        None => m.allocate(seed, max),
+    }
+    .map_err(|e| e.to_string())
+}
+
 /// `cnn run` on an ONNX file: exactly one float32 `.npy` array.
 fn run_onnx(
     model: &Path,
@@ -179,9 +198,11 @@ fn run_onnx(
             array.display()
         ));
     }
-    let m = cnn::onnx::load(model, max_bytes)?;
+    let Front::Onnx(m) = front::open(model, max_bytes)? else {
+        return Err(format!("{}: not an ONNX file", model.display()));
+    };
     let k = usize::try_from(top).unwrap_or(usize::MAX);
-    let doc = cnn::onnx::run(&m, array, save_output, k)?;
+    let doc = m.run(array, save_output, k)?;
     Ok(match format {
         Format::Table => run::render(&doc, k),
         Format::Json => to_json(&doc)?,
@@ -211,7 +232,7 @@ fn execute(cli: Cli) -> Result<String, String> {
         return cnn::demo::run(cli.seed, max_bytes);
     };
     match command {
-        Command::Init { model, .. } if cnn::onnx::is_onnx(&model) => Err(format!(
+        Command::Init { model, .. } if Kind::of(&model) == Kind::Onnx => Err(format!(
             "{}: an ONNX file carries its own weights; `cnn init` writes weights for model files (.toml)",
             model.display()
         )),
@@ -234,32 +255,30 @@ fn execute(cli: Cli) -> Result<String, String> {
             format,
             no_alloc,
         } => {
-            let (doc, alloc, layout) = if cnn::onnx::is_onnx(&model) {
-                no_weight_file(&weights)?;
-                let m = cnn::onnx::load(&model, max_bytes)?;
-                cnn::onnx::summary(&m, &cnn::onnx::plan_declared(&m, 1)?)?
-            } else {
-                let mut m = plan(&model)?;
-                let alloc = if let Some(file) = &weights {
-                    m.load_weights(file, max_bytes).map_err(|e| e.to_string())?;
-                    summary::Allocation::Loaded(
-                        m.allocated_params().unwrap_or(0),
-                        file.display().to_string(),
-                    )
-                } else if no_alloc {
-                    summary::Allocation::Skipped
-                } else if cnn::model::weights::check_ceiling(&m.plan, max_bytes).is_err() {
-                    summary::Allocation::OverCeiling {
-                        bytes: m.plan.weight_bytes(),
-                        ceiling: max_bytes,
+            let mut f = open(&model, &weights, max_bytes)?;
+            let alloc = match &mut f {
+                Front::Onnx(_) => summary::Allocation::Skipped,
+                Front::ModelFile(m) => {
+                    if let Some(file) = &weights {
+                        m.load_weights(file, max_bytes).map_err(|e| e.to_string())?;
+                        summary::Allocation::Loaded(
+                            m.allocated_params().unwrap_or(0),
+                            file.display().to_string(),
+                        )
+                    } else if no_alloc {
+                        summary::Allocation::Skipped
+                    } else if cnn::model::weights::check_ceiling(&m.plan, max_bytes).is_err() {
+                        summary::Allocation::OverCeiling {
+                            bytes: m.plan.weight_bytes(),
+                            ceiling: max_bytes,
+                        }
+                    } else {
+                        m.allocate(cli.seed, max_bytes).map_err(|e| e.to_string())?;
+                        summary::Allocation::Held(m.allocated_params().unwrap_or(0))
                     }
-                } else {
-                    m.allocate(cli.seed, max_bytes).map_err(|e| e.to_string())?;
-                    summary::Allocation::Held(m.allocated_params().unwrap_or(0))
-                };
-                let doc = summary::to_json(&m.plan, &alloc);
-                (doc, alloc, summary::Layout::of_plan(&m.plan))
+                }
             };
+            let (doc, alloc, layout) = f.summary(&alloc)?;
             Ok(match format {
                 SummaryFormat::Table => summary::render_doc_table(&doc, &alloc, &layout),
                 SummaryFormat::Markdown => summary::render_doc_markdown(&doc, &alloc, &layout),
@@ -284,44 +303,29 @@ fn execute(cli: Cli) -> Result<String, String> {
                 batch: to_usize(batch),
                 seed: cli.seed,
             };
-            let report = if cnn::onnx::is_onnx(&model) {
-                no_weight_file(&weights)?;
-                cnn::onnx::bench(&cnn::onnx::load(&model, max_bytes)?, opts)?
-            } else {
-                let mut m = plan(&model)?;
-                match &weights {
-                    Some(file) => m.load_weights(file, max_bytes),
-                    None => m.allocate(cli.seed, max_bytes),
-                }
-                .map_err(|e| e.to_string())?;
-                cnn::bench::bench(&m, opts)?
-            };
+            let mut f = open(&model, &weights, max_bytes)?;
+            if let Front::ModelFile(m) = &mut f {
+                give_weights(m, &weights, cli.seed, max_bytes)?;
+            }
+            let report = f.bench(opts)?;
             Ok(match format {
                 Format::Table => cnn::bench::render(&report),
                 Format::Json => to_json(&report)?,
             })
         }
-        Command::Explain { model, format } if cnn::onnx::is_onnx(&model) => {
-            let m = cnn::onnx::load(&model, max_bytes)?;
-            let items = cnn::onnx::explanations(&cnn::onnx::plan_declared(&m, 1)?);
+        Command::Explain { model, format } => {
+            let f = front::open(&model, max_bytes)?;
+            let items = f.explanations()?;
             Ok(match format {
-                Format::Table => explain::render_named(&m.name, &items),
+                Format::Table => explain::render_named(f.name(), &items),
                 Format::Json => to_json(&explain::ExplainDoc {
-                    model: m.name.clone(),
+                    model: f.name().to_string(),
                     layers: &items,
                 })?,
             })
         }
-        Command::Explain { model, format } => {
-            let m = plan(&model)?;
-            let items = cnn::model::explain(&m.plan);
-            Ok(match format {
-                Format::Table => explain::render(&m.plan, &items),
-                Format::Json => to_json(&explain::to_json(&m.plan, &items))?,
-            })
-        }
-        Command::Compare { a, b, .. } if cnn::onnx::is_onnx(&a) || cnn::onnx::is_onnx(&b) => {
-            let onnx = if cnn::onnx::is_onnx(&a) { a } else { b };
+        Command::Compare { a, b, .. } if Kind::of(&a) == Kind::Onnx || Kind::of(&b) == Kind::Onnx => {
+            let onnx = if Kind::of(&a) == Kind::Onnx { a } else { b };
             Err(format!(
                 "{}: `cnn compare` reads model files (.toml); for an ONNX file use `cnn summary`",
                 onnx.display()
@@ -343,7 +347,7 @@ fn execute(cli: Cli) -> Result<String, String> {
             top,
             format,
         } => {
-            if cnn::onnx::is_onnx(&model) {
+            if Kind::of(&model) == Kind::Onnx {
                 let mut arrays: Vec<PathBuf> = input.into_iter().collect();
                 arrays.extend(inputs);
                 return run_onnx(&model, &weights, &arrays, save_output.as_deref(), top, format, max_bytes);
@@ -373,11 +377,7 @@ fn execute(cli: Cli) -> Result<String, String> {
                 .collect::<Result<Vec<_>, _>>()?;
             let bar = cnn::classify::progress(pictures.len());
             let decoded = cnn::classify::load_pictures(&m.plan.spec, &pictures, &bar)?;
-            match &weights {
-                Some(file) => m.load_weights(file, max_bytes),
-                None => m.allocate(cli.seed, max_bytes),
-            }
-            .map_err(|e| e.to_string())?;
+            give_weights(&mut m, &weights, cli.seed, max_bytes)?;
             let outputs = cnn::classify::run_batches(&m, &decoded, &bar)?;
             bar.finish_and_clear();
             let ranking = run::Ranking {

@@ -20,7 +20,7 @@ fn plan(name: &str) -> Model {
 
 /// Checks that each printed formula evaluates to its layer's count.
 fn formulas_agree(plan: &ModelPlan) {
-    for l in &plan.layers {
+    for l in plan.layers() {
         let from_text = match &l.formula {
             Some(_) => evaluate_text(&l.formula_text()),
             None => Some(0),
@@ -45,7 +45,7 @@ fn check(name: &str, total: u64, layers: &[(&str, u64)]) {
     for (layer, count) in layers {
         let l = m
             .plan
-            .layers
+            .layers()
             .iter()
             .find(|l| l.name == *layer)
             .unwrap_or_else(|| panic!("{name}: no layer {layer}"));
@@ -62,14 +62,15 @@ fn check(name: &str, total: u64, layers: &[(&str, u64)]) {
         expected.extend_from_slice(m.plan.output_shape());
         assert_eq!(y.shape(), expected.as_slice(), "{name}: output shape");
         assert!(y.as_slice().iter().all(|v| v.is_finite()), "{name}: finite");
-        let last = m.plan.layers.last().unwrap();
-        if matches!(
+        let last = m.plan.layers().last().unwrap();
+        let dense_softmax = matches!(
             last.op,
-            cnn::model::Op::Dense {
-                activation: cnn::model::ActivationKind::Softmax,
+            cnn::graph::Op::Dense {
+                epilogue: cnn::graph::Epilogue { softmax: true, .. },
                 ..
             }
-        ) {
+        );
+        if dense_softmax {
             for row in y.as_slice().chunks(y.len() / batch) {
                 let s: f64 = row.iter().map(|&v| v as f64).sum();
                 assert!((s - 1.0).abs() < 1e-5, "{name}: softmax row sums to {s}");
@@ -129,8 +130,9 @@ fn conv_490_seed_001() {
     // 490 = 10*(4*4*3+1); output 10x29x29.
     check("keras_conv_490", 490, &[("conv2d_1", 490)]);
     let m = plan("keras_conv_490");
-    assert_eq!(m.plan.layers[0].output_shape, vec![10, 29, 29]);
-    assert_eq!(m.plan.layers[0].formula_text(), "(4*4*3+1)*10");
+    // Graph shapes carry the batch (1 in the plan).
+    assert_eq!(m.plan.layers()[0].output_shape, vec![1, 10, 29, 29]);
+    assert_eq!(m.plan.layers()[0].formula_text(), "(4*4*3+1)*10");
 }
 
 #[test]
@@ -142,8 +144,8 @@ fn channel_sum_170_seed_001() {
         &[("channel_sum_1", 0), ("conv2d_1", 170)],
     );
     assert_eq!(
-        plan("channel_sum_170").plan.layers[0].output_shape,
-        vec![1, 32, 32]
+        plan("channel_sum_170").plan.layers()[0].output_shape,
+        vec![1, 1, 32, 32]
     );
 }
 
@@ -153,7 +155,7 @@ fn separable_88_and_depthwise_51_seed_001() {
     check("separable_88", 88, &[]);
     check("depthwise_51", 51, &[]);
     assert_eq!(
-        plan("separable_88").plan.layers[0].formula_text(),
+        plan("separable_88").plan.layers()[0].formula_text(),
         "4*4*3 + 3*10 + 10"
     );
 }
@@ -179,8 +181,8 @@ fn locally_connected_10_to_the_8() {
     // Each of the 10^6 hidden units has its own 10x10 patch: 10^8 weights (400 MB, allocated).
     check("local_10x10", 100_000_000, &[]);
     assert_eq!(
-        plan("local_10x10").plan.layers[0].output_shape,
-        vec![1, 1000, 1000]
+        plan("local_10x10").plan.layers()[0].output_shape,
+        vec![1, 1, 1000, 1000]
     );
 }
 
@@ -207,9 +209,9 @@ fn lasagne_mnist_217706() {
     let m = plan("lasagne_mnist");
     let shapes: Vec<Vec<usize>> = m
         .plan
-        .layers
+        .layers()
         .iter()
-        .map(|l| l.output_shape.clone())
+        .map(|l| l.output_shape[1..].to_vec())
         .collect();
     assert_eq!(shapes[0], vec![32, 24, 24]);
     assert_eq!(shapes[1], vec![32, 12, 12]);

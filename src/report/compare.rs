@@ -5,13 +5,13 @@
 use super::paren_shape;
 use super::table::{Align, Table};
 use cnn_model::format::group_digits;
-use cnn_model::{LayerPlan, ModelPlan, Source};
+use cnn_model::{LayerPlan, ModelPlan};
 use serde::Serialize;
 
 const MARK: &str = "<- most";
 
 fn heaviest(plan: &ModelPlan) -> Option<&LayerPlan> {
-    plan.layers
+    plan.layers()
         .iter()
         .filter(|l| l.param_count > 0)
         .max_by_key(|l| l.param_count)
@@ -27,15 +27,16 @@ fn share(part: u64, total: u64) -> f64 {
 
 /// What a layer reads, described for the explanation ("the 4,608-value flatten of 32x12x12").
 fn reads(plan: &ModelPlan, layer: &LayerPlan) -> String {
-    let input = &layer.input_shapes[0];
+    // Shapes without the batch, as model files print them.
+    let input = &layer.input_shapes[0][1..];
     let values: u128 = input.iter().map(|&d| d as u128).product();
-    if let Some(Source::Layer(i)) = layer.inputs.first() {
-        let src = &plan.layers[*i];
+    if let Some(i) = layer.input(0).and_then(|v| plan.graph.producer(v)) {
+        let src = &plan.layers()[i];
         if src.type_name == "flatten" {
             return format!(
                 "the {}-value flatten of a {} map",
                 group_digits(values),
-                cnn_tensor::format_shape(&src.input_shapes[0])
+                cnn_tensor::format_shape(&src.input_shapes[0][1..])
             );
         }
     }
@@ -53,8 +54,8 @@ fn describe(plan: &ModelPlan) -> String {
             "{}: {} parameters in {} layer{}; {} holds {} ({:.1}%) = {}, reading {}.",
             plan.name(),
             group_digits(total as u128),
-            plan.layers.len(),
-            if plan.layers.len() == 1 { "" } else { "s" },
+            plan.layers().len(),
+            if plan.layers().len() == 1 { "" } else { "s" },
             h.name,
             group_digits(h.param_count as u128),
             share(h.param_count, total),
@@ -67,17 +68,17 @@ fn describe(plan: &ModelPlan) -> String {
 
 fn verdict(a: &ModelPlan, b: &ModelPlan) -> String {
     let (ta, tb) = (a.total_params(), b.total_params());
-    let (la, lb) = (a.layers.len(), b.layers.len());
+    let (la, lb) = (a.layers().len(), b.layers().len());
     let (deep, shallow) = if lb >= la { (b, a) } else { (a, b) };
     let (td, ts) = (deep.total_params(), shallow.total_params());
     if ta == tb {
         return format!("Both have {} parameters.", group_digits(ta as u128));
     }
-    let mut s = if deep.layers.len() != shallow.layers.len() && td < ts {
+    let mut s = if deep.layers().len() != shallow.layers().len() && td < ts {
         format!(
             "{} has {} more layers yet {} fewer parameters ({:.2}x).",
             deep.name(),
-            deep.layers.len() - shallow.layers.len(),
+            deep.layers().len() - shallow.layers().len(),
             group_digits((ts - td) as u128),
             td as f64 / ts as f64
         )
@@ -92,8 +93,8 @@ fn verdict(a: &ModelPlan, b: &ModelPlan) -> String {
         )
     };
     if let (Some(hd), Some(hs)) = (heaviest(deep), heaviest(shallow)) {
-        let vd: u128 = hd.input_shapes[0].iter().map(|&d| d as u128).product();
-        let vs: u128 = hs.input_shapes[0].iter().map(|&d| d as u128).product();
+        let vd: u128 = hd.input_shapes[0][1..].iter().map(|&d| d as u128).product();
+        let vs: u128 = hs.input_shapes[0][1..].iter().map(|&d| d as u128).product();
         if vd != vs {
             s.push_str(&format!(
                 " The heaviest layer decides it: {}'s {} reads {} values, {}'s {} reads {}.",
@@ -104,7 +105,7 @@ fn verdict(a: &ModelPlan, b: &ModelPlan) -> String {
                 hs.name,
                 group_digits(vs)
             ));
-            if td < ts && deep.layers.len() > shallow.layers.len() {
+            if td < ts && deep.layers().len() > shallow.layers().len() {
                 s.push_str(
                     " The extra convolution and pooling stages shrink the map before it is \
                      flattened, and that costs far fewer weights than they add.",
@@ -130,10 +131,10 @@ pub fn render(a: &ModelPlan, b: &ModelPlan) -> String {
     ]);
     let (ha, hb) = (heaviest(a).map(|l| &l.name), heaviest(b).map(|l| &l.name));
     let side = |plan: &ModelPlan, i: usize, h: Option<&String>| -> [String; 4] {
-        match plan.layers.get(i) {
+        match plan.layers().get(i) {
             Some(l) => [
                 format!("{} ({})", l.name, l.type_name),
-                paren_shape(&l.output_shape),
+                paren_shape(&l.output_shape[1..]),
                 group_digits(l.param_count as u128),
                 if Some(&l.name) == h {
                     MARK.to_string()
@@ -144,7 +145,7 @@ pub fn render(a: &ModelPlan, b: &ModelPlan) -> String {
             None => Default::default(),
         }
     };
-    for i in 0..a.layers.len().max(b.layers.len()) {
+    for i in 0..a.layers().len().max(b.layers().len()) {
         let [n1, o1, p1, m1] = side(a, i, ha);
         let [n2, o2, p2, m2] = side(b, i, hb);
         t.row(vec![(i + 1).to_string(), n1, o1, p1, m1, n2, o2, p2, m2]);

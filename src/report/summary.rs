@@ -3,8 +3,9 @@
 //! bytes — and the number of values actually held in weight buffers. Also as JSON (the
 //! contract in `docs/cli.md`) and Markdown.
 
+use super::paren_shape;
 use super::table::{Align, Table};
-use super::{input_names, is_sequential, paren_shape};
+use cnn_graph::Graph;
 use cnn_model::format::{group_digits, human_bytes};
 use cnn_model::ModelPlan;
 use serde::Serialize;
@@ -23,7 +24,7 @@ pub enum Allocation {
 }
 
 impl Allocation {
-    fn held(&self) -> Option<u64> {
+    pub fn held(&self) -> Option<u64> {
         match self {
             Allocation::Held(n) | Allocation::Loaded(n, _) => Some(*n),
             _ => None,
@@ -64,39 +65,64 @@ pub struct SummaryJson {
     pub path: String,
 }
 
-/// The JSON document of a summary.
-pub fn to_json(plan: &ModelPlan, alloc: &Allocation) -> SummaryJson {
+/// What a summary says of a model beyond its graph.
+pub struct Meta {
+    pub name: String,
+    /// The model's file.
+    pub path: String,
+    /// `input_shape` of the document.
+    pub input_shape: Vec<usize>,
+    /// Whether layer shapes keep the graph's batch dimension (ONNX: yes; model files print
+    /// Keras' per-image shapes).
+    pub batch_in_shapes: bool,
+}
+
+/// The JSON document of a summary of `graph`.
+pub fn graph_json(graph: &Graph, meta: &Meta, alloc: &Allocation) -> SummaryJson {
+    let skip = usize::from(!meta.batch_in_shapes);
     SummaryJson {
-        name: plan.name().to_string(),
-        input_shape: plan.input_shape(),
-        layers: plan
-            .layers
+        name: meta.name.clone(),
+        input_shape: meta.input_shape.clone(),
+        layers: graph
+            .nodes
             .iter()
-            .map(|l| LayerJson {
+            .enumerate()
+            .map(|(i, l)| LayerJson {
                 name: l.name.clone(),
-                type_name: l.type_name.to_string(),
-                output_shape: l.output_shape.clone(),
+                type_name: l.type_name.clone(),
+                output_shape: l.output_shape[skip.min(l.output_shape.len())..].to_vec(),
                 params: l.param_count,
                 trainable_params: l.trainable,
                 non_trainable_params: l.non_trainable,
                 formula: l.formula_text(),
                 macs: l.macs,
-                inputs: input_names(plan, &l.inputs),
+                inputs: graph.input_names(i),
             })
             .collect(),
-        total_params: plan.total_params(),
-        trainable_params: plan.trainable_params(),
-        non_trainable_params: plan.non_trainable_params(),
+        total_params: graph.total_params(),
+        trainable_params: graph.trainable_params(),
+        non_trainable_params: graph.non_trainable_params(),
         allocated_params: alloc.held(),
         weights: match alloc {
             Allocation::Held(_) => Some("allocated".to_string()),
             Allocation::Loaded(_, path) => Some(path.clone()),
             _ => None,
         },
-        total_macs: plan.total_macs(),
-        weight_bytes: plan.weight_bytes(),
-        path: plan.spec.path.clone(),
+        total_macs: graph.total_macs(),
+        weight_bytes: graph.weight_bytes(),
+        path: meta.path.clone(),
     }
+}
+
+/// The JSON document of a model file's summary.
+pub fn to_json(plan: &ModelPlan, alloc: &Allocation) -> SummaryJson {
+    let meta = Meta {
+        name: plan.name().to_string(),
+        path: plan.spec.path.clone(),
+        input_shape: plan.input_shape(),
+        batch_in_shapes: false,
+    };
+    graph_json(&plan.graph, &meta, alloc)
 }
 
 fn layer_table(doc: &SummaryJson, connected: bool) -> Table {
@@ -190,7 +216,7 @@ impl Layout {
     pub fn of_plan(plan: &ModelPlan) -> Self {
         Self {
             header: header(plan),
-            connected: !is_sequential(plan),
+            connected: !plan.graph.is_sequential(),
             macs_label: "MACs per image",
         }
     }

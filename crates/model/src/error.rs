@@ -86,6 +86,10 @@ pub enum ModelError {
     #[error("{0}")]
     WeightFile(Box<crate::weights_file::WeightFileError>),
 
+    /// A forward pass failed at a layer for another reason (an engine bug or memory).
+    #[error("layer `{layer}`: {message}")]
+    Run { layer: String, message: String },
+
     /// A kernel rejected its buffers (an engine bug; reported, never a panic).
     #[error("layer `{layer}`: {source}")]
     Kernel {

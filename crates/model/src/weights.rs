@@ -20,7 +20,7 @@ pub const DEFAULT_MAX_WEIGHT_BYTES: u128 = 2 << 30;
 /// One buffer of weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WeightTensor {
-    pub name: &'static str,
+    pub name: String,
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
 }
@@ -78,8 +78,8 @@ pub fn check_ceiling(plan: &ModelPlan, max_bytes: u128) -> Result<(), ModelError
 pub fn allocate(plan: &ModelPlan, seed: u64, max_bytes: u128) -> Result<Weights, ModelError> {
     check_ceiling(plan, max_bytes)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut layers = Vec::with_capacity(plan.layers.len());
-    for layer in &plan.layers {
+    let mut layers = Vec::with_capacity(plan.layers().len());
+    for layer in plan.layers() {
         let mut tensors = Vec::with_capacity(layer.params.len());
         for p in &layer.params {
             let what = format!("{}.{} ({} values)", layer.name, p.name, p.len());
@@ -88,9 +88,9 @@ pub fn allocate(plan: &ModelPlan, seed: u64, max_bytes: u128) -> Result<Weights,
                     model: plan.name().to_string(),
                     source,
                 })?;
-            initialise(p.name, p.fan_in, p.fan_out, &mut data, &mut rng);
+            initialise(&p.name, p.fan_in, p.fan_out, &mut data, &mut rng);
             tensors.push(WeightTensor {
-                name: p.name,
+                name: p.name.clone(),
                 shape: p.shape.clone(),
                 data,
             });
@@ -118,15 +118,15 @@ fn initialise(name: &str, fan_in: usize, fan_out: usize, data: &mut [f32], rng: 
 /// Compares, layer by layer, the values held in `weights` with the planned count (from the
 /// formula) and each buffer's length with its planned shape. Returns the total held.
 pub fn verify(plan: &ModelPlan, weights: &Weights) -> Result<u64, ModelError> {
-    if weights.layers.len() != plan.layers.len() {
+    if weights.layers.len() != plan.layers().len() {
         return Err(ModelError::CountMismatch {
             layer: plan.name().to_string(),
-            formula: format!("{} layers", plan.layers.len()),
-            symbolic: plan.layers.len() as u64,
+            formula: format!("{} layers", plan.layers().len()),
+            symbolic: plan.layers().len() as u64,
             allocated: weights.layers.len() as u64,
         });
     }
-    for (layer, held) in plan.layers.iter().zip(&weights.layers) {
+    for (layer, held) in plan.layers().iter().zip(&weights.layers) {
         verify_layer(layer, held)?;
     }
     Ok(weights.held())

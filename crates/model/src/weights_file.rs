@@ -106,8 +106,8 @@ pub fn load_weights(plan: &ModelPlan, path: &Path, max_bytes: u128) -> Result<We
         .collect();
 
     let mut expected_names = BTreeSet::new();
-    let mut layers = Vec::with_capacity(plan.layers.len());
-    for layer in &plan.layers {
+    let mut layers = Vec::with_capacity(plan.layers().len());
+    for layer in plan.layers() {
         let mut tensors = Vec::with_capacity(layer.params.len());
         for p in &layer.params {
             let name = format!("{}.{}", layer.name, p.name);
@@ -145,7 +145,7 @@ pub fn load_weights(plan: &ModelPlan, path: &Path, max_bytes: u128) -> Result<We
                 *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             }
             tensors.push(WeightTensor {
-                name: p.name,
+                name: p.name.clone(),
                 shape: p.shape.clone(),
                 data,
             });
@@ -186,7 +186,7 @@ pub fn save_weights(plan: &ModelPlan, weights: &Weights, path: &Path) -> Result<
         reason,
     };
     let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (layer, held) in plan.layers.iter().zip(&weights.layers) {
+    for (layer, held) in plan.layers().iter().zip(&weights.layers) {
         for t in &held.tensors {
             let bytes: Vec<u8> = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
             buffers.push((format!("{}.{}", layer.name, t.name), t.shape.clone(), bytes));
@@ -239,7 +239,7 @@ mod tests {
     }
 
     fn all_tensors(p: &ModelPlan) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
-        p.layers
+        p.layers()
             .iter()
             .flat_map(|l| {
                 l.params.iter().map(move |t| {

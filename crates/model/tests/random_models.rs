@@ -3,7 +3,7 @@
 //! plans must allocate, run forward on a batch, and produce exactly the planned output shape
 //! with finite values. This is the contract between shape inference and the kernels.
 
-use cnn_model::{allocate, forward, parse_model, plan, DEFAULT_MAX_WEIGHT_BYTES};
+use cnn_model::{parse_model, Model, DEFAULT_MAX_WEIGHT_BYTES};
 use cnn_tensor::Tensor;
 use proptest::prelude::*;
 
@@ -90,14 +90,14 @@ proptest! {
             text.push_str(l);
         }
         let spec = parse_model(&text, "r.toml").expect("generated text is valid model syntax");
-        let Ok(p) = plan(&spec) else { return Ok(()) };
-        let weights = allocate(&p, 3, DEFAULT_MAX_WEIGHT_BYTES).expect("small models allocate");
+        let Ok(mut m) = Model::plan_spec(&spec) else { return Ok(()) };
+        m.allocate(3, DEFAULT_MAX_WEIGHT_BYTES).expect("small models allocate");
         let mut shape = vec![batch, c, h, w];
         let n: usize = shape.iter().product();
         let x = Tensor::from_vec(&shape, (0..n).map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.5).collect()).unwrap();
-        let y = forward(&p, &weights, &x).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        let y = m.forward(&x).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         shape.truncate(1);
-        shape.extend_from_slice(p.output_shape());
+        shape.extend_from_slice(m.plan.output_shape());
         prop_assert_eq!(y.shape(), shape.as_slice(), "{}", text);
         prop_assert!(y.as_slice().iter().all(|v| v.is_finite()), "{}", text);
     }

@@ -4,13 +4,14 @@
 //! shapes, parameter counts, formulas, MACs and outputs are checked against hand computation.
 
 use cnn_conv::Activation;
+use cnn_graph::{Epilogue, Op};
 use cnn_onnx::constant::encode_f32;
 use cnn_onnx::proto::{
     attribute_type, data_type, AttributeProto, Dimension, DimensionValue, GraphProto, ModelProto,
     NodeProto, OperatorSetIdProto, SparseTensorProto, StringStringEntryProto, TensorProto,
     TensorShapeProto, TypeProto, TypeProtoTensor, Unread, ValueInfoProto,
 };
-use cnn_onnx::{declared_input_shapes, plan, run, Kernel, OnnxModel, OnnxPlan};
+use cnn_onnx::{declared_input_shapes, plan, run, OnnxModel, OnnxPlan};
 use prost::Message;
 use std::path::Path;
 
@@ -757,7 +758,7 @@ fn an_int64_graph_input_must_be_bound_before_planning() {
         )
         .unwrap();
     let p = plan(&model, &[vec![1, 2, 3]]).unwrap();
-    assert_eq!(p.outputs[0].1, vec![2, 3]);
+    assert_eq!(p.graph.values[p.graph.outputs[0]].shape, vec![2, 3]);
     let e = model
         .bind_constant("nope", cnn_onnx::Constant::f32(vec![], vec![1.0]))
         .unwrap_err()
@@ -1394,7 +1395,7 @@ fn batch_normalization_in_training_mode_or_with_wrong_statistics_is_refused() {
     );
     // The statistics as they should be: 4 * 2 parameters, 4 of them non-trainable.
     let (_, p) = plan_declared(&bn(vec![], &["y"], &[2])).unwrap();
-    let n = &p.nodes[0];
+    let n = &p.graph.nodes[0];
     assert_eq!(
         (
             n.param_count,
@@ -1424,7 +1425,7 @@ fn dropout_with_a_mask_output_is_refused() {
     // Without the mask it is an identity.
     let m = single(node("drop", "Dropout", &["x"], &["y"]), vec![], &[1, 4]);
     let (model, p) = plan_declared(&m).unwrap();
-    assert_eq!(p.nodes[0].kernel, Kernel::Alias);
+    assert_eq!(p.graph.nodes[0].op, Op::Alias);
     let y = run(&model, &p, &[vec![1.0, -2.0, 3.0, -4.0]]).unwrap();
     assert_eq!(y[0].data, vec![1.0, -2.0, 3.0, -4.0]);
 }
@@ -1513,7 +1514,7 @@ fn zero_sized_inputs_do_not_panic() {
         let m = single(n, inits, &x);
         let result = std::panic::catch_unwind(|| {
             let (model, p) = plan_declared(&m)?;
-            let len: usize = p.inputs[0].1.iter().product();
+            let len: usize = p.inputs()[0].1.iter().product();
             run(&model, &p, &[vec![0.5; len]]).map_err(|e| e.to_string())?;
             Ok::<(), String>(())
         });
@@ -1612,7 +1613,7 @@ fn load_plan_run(bytes: &[u8]) -> Result<(), String> {
         return Ok(());
     }
     let p = plan(&model, &shapes).map_err(|e| e.to_string())?;
-    if !p.nodes.iter().all(|n| small(&n.output_shape)) {
+    if !p.graph.nodes.iter().all(|n| small(&n.output_shape)) {
         return Ok(());
     }
     let inputs: Vec<Vec<f32>> = shapes
@@ -1921,12 +1922,13 @@ fn a_tiny_network_plans_counts_and_runs_as_computed_by_hand() {
     assert_eq!(model.opset, 13);
     type Row<'a> = (&'a str, &'a str, Vec<usize>, u64, String, u64);
     let rows: Vec<Row> = p
+        .graph
         .nodes
         .iter()
         .map(|n| {
             (
                 n.name.as_str(),
-                n.op_type.as_str(),
+                n.type_name.as_str(),
                 n.output_shape.clone(),
                 n.param_count,
                 n.formula_text(),
@@ -1961,30 +1963,45 @@ fn a_tiny_network_plans_counts_and_runs_as_computed_by_hand() {
             ("prob", "Softmax", vec![1, 3], 0, "-".to_string(), 0),
         ]
     );
-    assert_eq!(p.total_params(), 91);
-    assert_eq!(p.trainable_params(), 91);
-    assert_eq!(p.non_trainable_params(), 0);
+    assert_eq!(p.graph.total_params(), 91);
+    assert_eq!(p.graph.trainable_params(), 91);
+    assert_eq!(p.graph.non_trainable_params(), 0);
     assert_eq!(model.initializer_float_elements(), 91);
-    assert_eq!(p.total_macs(), 1_812);
+    assert_eq!(p.graph.total_macs(), 1_812);
     assert!(p.unused_initializers.is_empty());
-    assert_eq!(p.outputs, vec![("y".to_string(), vec![1, 3])]);
-    // The Relu is folded into the convolution; the Gemm runs on the dense kernel.
-    assert!(
-        matches!(
-            p.nodes[0].kernel,
-            Kernel::Conv {
-                act: Activation::Relu,
-                batch: 1,
-                ..
-            }
+    let out = p.graph.outputs[0];
+    assert_eq!(
+        (
+            p.graph.values[out].name.as_str(),
+            &p.graph.values[out].shape
         ),
-        "{:?}",
-        p.nodes[0].kernel
+        ("y", &vec![1, 3])
     );
-    assert_eq!(p.nodes[1].kernel, Kernel::Alias);
+    // The Relu is folded into the convolution when compiled; the Gemm runs on the dense
+    // kernel.
     assert!(matches!(
-        p.nodes[4].kernel,
-        Kernel::Gemm { dense: true, .. }
+        p.graph.nodes[0].op,
+        Op::Conv {
+            epilogue: Epilogue {
+                act: Activation::Linear,
+                softmax: false
+            },
+            batch: 1,
+            ..
+        }
+    ));
+    let compiled = cnn_onnx::compile(&model, &p);
+    assert_eq!(compiled.nodes[0].fused, Some(Activation::Relu));
+    assert!(compiled.nodes[0].packed[0].is_some());
+    assert!(compiled.nodes[1].alias);
+    assert!(matches!(
+        p.graph.nodes[4].op,
+        Op::Dense {
+            m: 1,
+            k: 4,
+            n: 3,
+            ..
+        }
     ));
 
     // By hand: direct convolution, relu, mean over the 25 positions, dense, softmax.
@@ -2011,8 +2028,8 @@ fn a_tiny_network_plans_counts_and_runs_as_computed_by_hand() {
     }
     // The same network planned at batch 2 runs both images alike.
     let p2 = plan(&model, &[vec![2, 2, 5, 5]]).unwrap();
-    assert_eq!(p2.total_macs(), 2 * 1_800 + 2 * 12);
-    assert_eq!(p2.total_params(), 91);
+    assert_eq!(p2.graph.total_macs(), 2 * 1_800 + 2 * 12);
+    assert_eq!(p2.graph.total_params(), 91);
     let mut x2 = x.clone();
     x2.extend_from_slice(&x);
     let y2 = run(&model, &p2, &[x2]).unwrap();
@@ -2037,14 +2054,10 @@ fn a_relu_reading_a_graph_output_is_not_fused() {
         r#type: None,
     });
     let (model, p) = plan_declared(&m).unwrap();
-    assert!(matches!(
-        p.nodes[0].kernel,
-        Kernel::Conv {
-            act: Activation::Linear,
-            ..
-        }
-    ));
-    assert!(matches!(p.nodes[1].kernel, Kernel::Unary(_)));
+    let compiled = cnn_onnx::compile(&model, &p);
+    assert_eq!(compiled.nodes[0].fused, None);
+    assert!(!compiled.nodes[1].alias);
+    assert!(matches!(p.graph.nodes[1].op, Op::Unary(_)));
     let y = run(&model, &p, std::slice::from_ref(&x)).unwrap();
     let conv = direct_conv(&x, 2, 5, 5, &w1, &b1);
     assert_eq!(y[1].shape, vec![1, 4, 5, 5]);
@@ -2071,6 +2084,7 @@ fn a_weight_shared_by_two_convolutions_is_counted_once() {
     );
     let (model, p) = plan_declared(&m).unwrap();
     let counts: Vec<(u64, String, u64)> = p
+        .graph
         .nodes
         .iter()
         .map(|n| (n.param_count, n.formula_text(), n.macs))
@@ -2083,10 +2097,10 @@ fn a_weight_shared_by_two_convolutions_is_counted_once() {
             (0, "-".to_string(), 64),
         ]
     );
-    assert_eq!(p.total_params(), 6);
+    assert_eq!(p.graph.total_params(), 6);
     assert_eq!(model.initializer_float_elements(), 6);
-    assert_eq!(p.nodes[0].params.len(), 2);
-    assert!(p.nodes[2].params.is_empty());
+    assert_eq!(p.graph.nodes[0].params.len(), 2);
+    assert!(p.graph.nodes[2].params.is_empty());
     // 1x1 convolutions by hand: y[o] = sum_c w[o][c] * x[c] + b[o].
     let x: Vec<f32> = (0..32).map(|i| i as f32 * 0.125 - 2.0).collect();
     let one = |inp: &[f32], relu: bool| -> Vec<f32> {
@@ -2115,7 +2129,7 @@ fn an_initializer_no_node_reads_is_reported_unused() {
         &[1, 2],
     );
     let (model, p) = plan_declared(&m).unwrap();
-    assert_eq!(p.total_params(), 0);
+    assert_eq!(p.graph.total_params(), 0);
     assert_eq!(p.unused_initializers, vec![("orphan".to_string(), 9)]);
     assert_eq!(model.initializer_float_elements(), 9);
 }

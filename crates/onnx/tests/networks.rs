@@ -29,7 +29,7 @@ fn check(dir: &Path) -> Checked {
     let (_, want) = read_tensor_file(&dir.join("test_data_set_0/output_0.pb")).unwrap();
     let p = plan(&model, std::slice::from_ref(&input.shape)).unwrap();
     assert_eq!(
-        p.total_params(),
+        p.graph.total_params(),
         model.initializer_float_elements(),
         "{}: formulas vs initializers",
         dir.display()
@@ -48,7 +48,7 @@ fn check(dir: &Path) -> Checked {
     println!(
         "{}: max |engine - onnxruntime| = {err:e}, relative {relative_error:e}, {} parameters",
         dir.display(),
-        p.total_params()
+        p.graph.total_params()
     );
     assert!(
         relative_error <= TOLERANCE,
@@ -57,8 +57,8 @@ fn check(dir: &Path) -> Checked {
     );
     Checked {
         relative_error,
-        params: p.total_params(),
-        non_trainable: p.non_trainable_params(),
+        params: p.graph.total_params(),
+        non_trainable: p.graph.non_trainable_params(),
     }
 }
 

@@ -210,7 +210,7 @@ proptest! {
         let node = NodeProto { input: inputs, output: vec!["y".into()], name: "conv".into(), op_type: "Conv".into(), attribute: attrs, ..Default::default() };
         let model = one_node(node, &[n, c, h, w], inits);
         let p = plan(&model, &[vec![n, c, h, w]]).unwrap();
-        prop_assert_eq!(&p.nodes[0].output_shape, &vec![n, m, oh, ow]);
+        prop_assert_eq!(&p.graph.nodes[0].output_shape, &vec![n, m, oh, ow]);
         let got = run(&model, &p, std::slice::from_ref(&x)).unwrap().remove(0).data;
         for (i, &g) in got.iter().enumerate() {
             let (b0, rest) = (i / (m * oh * ow), i % (m * oh * ow));
@@ -259,7 +259,7 @@ proptest! {
         let node = NodeProto { input: vec!["x".into()], output: vec!["y".into()], name: "pool".into(), op_type: op.into(), attribute: attrs, ..Default::default() };
         let model = one_node(node, &[1, planes, h, w], vec![]);
         let p = plan(&model, &[vec![1, planes, h, w]]).unwrap();
-        prop_assert_eq!(&p.nodes[0].output_shape, &vec![1, planes, oh, ow]);
+        prop_assert_eq!(&p.graph.nodes[0].output_shape, &vec![1, planes, oh, ow]);
         let got = run(&model, &p, std::slice::from_ref(&x)).unwrap().remove(0).data;
         for (i, &g) in got.iter().enumerate() {
             let (pl_i, y, xx) = (i / (oh * ow), i % (oh * ow) / ow, i % ow);
@@ -318,12 +318,12 @@ proptest! {
         let folded_inits: Vec<_> = inits.iter().cloned().chain(names.iter().zip(&stats).map(|(n, v)| encode_f32(n, &[m], v))).collect();
         let folded = graph(nodes.clone(), vec![value_info("x", &shape)], folded_inits);
         let pf = plan(&folded, std::slice::from_ref(&shape)).unwrap();
-        let conv_folded = matches!(&pf.nodes[0].kernel, cnn_onnx::Kernel::Conv { folded: Some(_), .. });
+        let compiled = cnn_onnx::compile(&folded, &pf);
+        let conv_folded = compiled.nodes[0].folded.is_some();
         prop_assert!(conv_folded);
-        let aliased = matches!(pf.nodes[1].kernel, cnn_onnx::Kernel::Alias)
-            && matches!(pf.nodes[2].kernel, cnn_onnx::Kernel::Alias);
+        let aliased = compiled.nodes[1].alias && compiled.nodes[2].alias;
         prop_assert!(aliased);
-        prop_assert_eq!(pf.nodes[1].param_count, 4 * m as u64);
+        prop_assert_eq!(pf.graph.nodes[1].param_count, 4 * m as u64);
         let got = run(&folded, &pf, std::slice::from_ref(&x)).unwrap().remove(0).data;
         let mut inputs = vec![value_info("x", &shape)];
         inputs.extend(names.iter().map(|n| value_info(n, &[m])));

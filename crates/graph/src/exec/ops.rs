@@ -1,9 +1,11 @@
-//! The ONNX ops that the model-file engine has no kernel for, written over flat f32 slices:
+//! The kernels the `cnn-conv` crate has no counterpart for, written over flat f32 slices:
 //! numpy-broadcast element-wise ops, batched matrix products (on `matrixmultiply`'s sgemm, the
 //! same GEMM the convolutions use), pooling with every ONNX attribute (dilations, ceil mode,
-//! `count_include_pad`), constant padding (negative pads crop) and concatenation.
+//! `count_include_pad`), constant padding (negative pads crop), concatenation and the channel
+//! sum. Callers check the lengths; nothing here allocates more than its result.
 
-use crate::plan::{BinaryOp, PoolGeometry, Shape};
+use crate::ir::Shape;
+use crate::op::{BinaryOp, PoolGeometry};
 
 /// Row-major strides of `shape`, aligned right to `rank` dims, 0 on broadcast dims.
 fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
@@ -371,6 +373,19 @@ pub fn concat(parts: &[(&[usize], &[f32])], axis: usize, out_len: usize) -> Vec<
         }
     }
     out
+}
+
+/// Sums the channels of each image: `[N, C, S]` -> `[N, 1, S]`.
+pub fn channel_sum(x: &[f32], channels: usize, spatial: usize, out: &mut [f32]) {
+    let per_image = channels * spatial;
+    for (img, o) in x.chunks_exact(per_image).zip(out.chunks_exact_mut(spatial)) {
+        o.fill(0.0);
+        for plane in img.chunks_exact(spatial) {
+            for (a, b) in o.iter_mut().zip(plane) {
+                *a += *b;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! The 3D-to-2D trick made visible: for every convolution-like layer, the im2col matrix it
 //! unfolds, the GEMM it hands over (`M x K x N`), how many GEMM calls one image takes, and the
 //! bytes of the column buffer — both the full matrix and the tile the engine really allocates.
-//! It reads only the plan; it neither allocates nor runs anything.
+//! It reads only the planned graph; it neither allocates nor runs anything, and it never
+//! compiles. Both front doors' reports come from here.
 
-use crate::plan::{LayerPlan, ModelPlan, Op};
+use crate::ir::{Graph, Node};
+use crate::op::Op;
 use cnn_conv::Conv2dGeometry;
 use serde::{Serialize, Serializer};
 
@@ -48,7 +50,7 @@ pub struct ConvExplanation {
     /// The layer name (`separable_conv2d_1/depthwise` for the parts of a separable layer).
     pub layer: String,
     #[serde(rename = "type")]
-    pub type_name: &'static str,
+    pub type_name: String,
     pub path: KernelPath,
     pub input_shape: Vec<usize>,
     pub output_shape: Vec<usize>,
@@ -83,7 +85,7 @@ pub struct ConvExplanation {
 
 fn from_geometry(
     layer: &str,
-    type_name: &'static str,
+    type_name: &str,
     path: KernelPath,
     g: &Conv2dGeometry,
 ) -> ConvExplanation {
@@ -106,7 +108,7 @@ fn from_geometry(
     };
     ConvExplanation {
         layer: layer.to_string(),
-        type_name,
+        type_name: type_name.to_string(),
         path,
         input_shape: vec![g.in_c, g.in_h, g.in_w],
         output_shape: vec![g.out_c, g.out_h, g.out_w],
@@ -137,7 +139,7 @@ fn conv_path(g: &Conv2dGeometry) -> KernelPath {
 
 /// The explanation of one convolution with geometry `g`, computed the way the engine runs it
 /// (importers call this for their convolution nodes).
-pub fn explain_conv(layer: &str, type_name: &'static str, g: &Conv2dGeometry) -> ConvExplanation {
+pub fn explain_conv(layer: &str, type_name: &str, g: &Conv2dGeometry) -> ConvExplanation {
     from_geometry(layer, type_name, conv_path(g), g)
 }
 
@@ -146,7 +148,7 @@ pub fn explain_conv(layer: &str, type_name: &'static str, g: &Conv2dGeometry) ->
 /// image for model files; the batch for an ONNX Gemm), no column buffer.
 pub fn explain_dense(
     layer: &str,
-    type_name: &'static str,
+    type_name: &str,
     in_features: usize,
     units: usize,
     columns: usize,
@@ -154,7 +156,7 @@ pub fn explain_dense(
 ) -> ConvExplanation {
     ConvExplanation {
         layer: layer.to_string(),
-        type_name,
+        type_name: type_name.to_string(),
         path: KernelPath::Dense,
         input_shape: vec![in_features],
         output_shape: vec![units],
@@ -173,103 +175,32 @@ pub fn explain_dense(
     }
 }
 
-fn explain_layer(layer: &LayerPlan) -> Vec<ConvExplanation> {
-    match &layer.op {
-        Op::Conv { geom, .. } => vec![from_geometry(
-            &layer.name,
-            layer.type_name,
-            conv_path(geom),
-            geom,
-        )],
+fn explain_node(node: &Node) -> Vec<ConvExplanation> {
+    let (name, type_name) = (node.name.as_str(), node.type_name.as_str());
+    match &node.op {
+        Op::Conv { geom, .. } => vec![explain_conv(name, type_name, geom)],
         Op::Separable {
             depthwise,
             pointwise,
             ..
         } => vec![
-            from_geometry(
-                &format!("{}/depthwise", layer.name),
-                layer.type_name,
-                conv_path(depthwise),
-                depthwise,
-            ),
-            from_geometry(
-                &format!("{}/pointwise", layer.name),
-                layer.type_name,
-                conv_path(pointwise),
-                pointwise,
-            ),
+            explain_conv(&format!("{name}/depthwise"), type_name, depthwise),
+            explain_conv(&format!("{name}/pointwise"), type_name, pointwise),
         ],
         Op::Local { geom, .. } => vec![from_geometry(
-            &layer.name,
-            layer.type_name,
+            name,
+            type_name,
             KernelPath::LocallyConnected,
             geom,
         )],
-        Op::Dense {
-            in_features, units, ..
-        } => vec![explain_dense(
-            &layer.name,
-            layer.type_name,
-            *in_features,
-            *units,
-            1,
-            layer.macs,
-        )],
+        Op::Dense { m, k, n, .. } | Op::Gemm { m, k, n, .. } => {
+            vec![explain_dense(name, type_name, *k, *n, *m, node.macs)]
+        }
         _ => Vec::new(),
     }
 }
 
-/// Explains every layer of `plan` that multiplies matrices (conv-like and dense layers).
-pub fn explain(plan: &ModelPlan) -> Vec<ConvExplanation> {
-    plan.layers.iter().flat_map(explain_layer).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::parse::parse_model;
-    use crate::plan::plan;
-
-    #[test]
-    fn lasagne_first_conv_unfolds_to_25_by_576() {
-        // Seed 003: conv 32 5x5 on 1x28x28 -> 32x24x24; im2col [1*5*5, 24*24].
-        let text = "name = \"l\"\n[input]\nchannels = 1\nheight = 28\nwidth = 28\n\
-                    [[layers]]\ntype = \"conv2d\"\nfilters = 32\nkernel = 5\n\
-                    [[layers]]\ntype = \"conv2d\"\nfilters = 8\nkernel = 1\n\
-                    [[layers]]\ntype = \"depthwise_conv2d\"\nkernel = 3\n";
-        let p = plan(&parse_model(text, "l.toml").unwrap()).unwrap();
-        let e = explain(&p);
-        assert_eq!(e.len(), 3);
-        assert_eq!(e[0].path, KernelPath::Im2colGemm);
-        assert_eq!(e[0].im2col, [25, 576]);
-        assert_eq!(e[0].gemm, [32, 25, 576]);
-        assert_eq!(e[0].column_bytes_full, 25 * 576 * 4);
-        // One tile holds the whole matrix (576 pixels are 96 panels of 6), plus one row of
-        // scratch (576 pixels and two output rows of 24) and 15 values of alignment slack.
-        assert_eq!(e[0].column_bytes_allocated, (25 * 576 + 576 + 48 + 15) * 4);
-        assert_eq!(e[1].path, KernelPath::Pointwise);
-        // The 1x1 layer copies its input (32 channels) into panels: 576 pixels, 36 panels of 16.
-        assert_eq!(e[1].column_bytes_allocated, (32 * 576 + 576 + 48 + 15) * 4);
-        assert_eq!(e[2].path, KernelPath::Depthwise);
-        assert_eq!((e[2].groups, e[2].gemm), (8, [1, 9, 22 * 22]));
-        assert!(e.iter().all(|e| e.channels_last_copy_bytes == 0));
-    }
-
-    #[test]
-    fn many_channels_are_read_in_place() {
-        // 16 channels 3x3 on 10x10, padding 1: the GEMM reads the [144 x 100] matrix from a
-        // 12 x 12 x 16 channels-last copy; one worker's output tile is 102 pixels (17 panels
-        // of 6) of 16 channels.
-        let text = "name = \"l\"\n[input]\nchannels = 16\nheight = 10\nwidth = 10\n\
-                    [[layers]]\ntype = \"conv2d\"\nfilters = 32\nkernel = 3\npadding = 1\n";
-        let p = plan(&parse_model(text, "l.toml").unwrap()).unwrap();
-        let e = explain(&p);
-        assert_eq!(e[0].path, KernelPath::Im2colGemm);
-        assert_eq!(e[0].im2col, [144, 100]);
-        assert_eq!(e[0].channels_last_copy_bytes, 12 * 12 * 16 * 4);
-        assert_eq!(
-            e[0].column_bytes_allocated,
-            (12 * 12 * 16 + 102 * 16 + 15) * 4
-        );
-    }
+/// Explains every node of `graph` that multiplies matrices (conv-like, dense and Gemm).
+pub fn explain(graph: &Graph) -> Vec<ConvExplanation> {
+    graph.nodes.iter().flat_map(explain_node).collect()
 }

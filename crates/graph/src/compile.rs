@@ -1,0 +1,243 @@
+//! Compile: the execution-only rewrites of a planned graph, as inference engines do. They need
+//! the weights, so planning never runs them (`summary` and `explain` never compile).
+//!
+//! 1. **BatchNorm folding.** A BatchNorm whose input is a convolution's output (read by nothing
+//!    else, and not a graph output) is folded into that convolution's weights and bias:
+//!    `w' = w * s`, `b' = (b - mean) * s + beta`, `s = gamma / sqrt(var + epsilon)` per output
+//!    channel, in f32.
+//! 2. **Activation fusion.** A Relu/Sigmoid/Tanh, or a Clip with bounds known when planning
+//!    (ReLU6), that is the only reader of a convolution's, separable's, locally connected's or
+//!    dense layer's output — directly or through a folded BatchNorm — becomes that layer's
+//!    store epilogue, when the layer has none of its own.
+//! 3. **Aliasing.** The folded-away nodes, like every [`Op::Alias`] (flatten, dropout,
+//!    reshape, identity), pass their input's buffer on: moved, not copied, when they are its
+//!    last reader.
+//! 4. **Packing.** Every convolution whose (folded) weights are constants gets them packed
+//!    once into the GEMM's panel layout ([`cnn_conv::PackedWeights`]).
+//!
+//! The result, [`Compiled`], is indexed like the graph's nodes and holds no shape: it applies
+//! to the same graph planned at any batch. Shapes, parameter counts and reports are those of
+//! the graph as written; only the work changes.
+
+use crate::ir::Graph;
+use crate::op::{Op, Scalar, UnaryOp};
+use cnn_conv::{Activation, PackedWeights};
+
+/// Where the executor and the passes find the data of the graph's constants, by name.
+pub trait Constants: Sync {
+    /// The values of the constant called `name`, if there is one.
+    fn constant(&self, name: &str) -> Option<&[f32]>;
+}
+
+/// A convolution's weights and bias with the BatchNorm after it folded in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldedConv {
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// What compiling decided for one node.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeWork {
+    /// An activation fused into this node's stores (replacing its linear epilogue).
+    pub fused: Option<Activation>,
+    /// Folded weights and bias replacing the node's own (convolutions).
+    pub folded: Option<FoldedConv>,
+    /// Packed weights per convolution the node runs (a separable node has two).
+    pub packed: Vec<Option<PackedWeights>>,
+    /// The node was folded or fused into its producer: it passes its input on.
+    pub alias: bool,
+}
+
+/// A graph's compiled form: one [`NodeWork`] per node.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Compiled {
+    pub nodes: Vec<NodeWork>,
+}
+
+impl Compiled {
+    /// Nothing folded, fused or packed: the graph runs as written.
+    pub fn plain(graph: &Graph) -> Self {
+        Compiled {
+            nodes: vec![NodeWork::default(); graph.nodes.len()],
+        }
+    }
+
+    /// Bytes held by packed weights.
+    pub fn packed_bytes(&self) -> usize {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.packed.iter().flatten())
+            .map(PackedWeights::bytes)
+            .sum()
+    }
+}
+
+/// Runs every pass over `graph` with the constants' data from `consts`.
+pub fn compile(graph: &Graph, consts: &dyn Constants) -> Compiled {
+    let mut c = Compiled::plain(graph);
+    let folded_into = fold_batchnorm(graph, consts, &mut c);
+    fuse_activations(graph, &folded_into, &mut c);
+    pack(graph, consts, &mut c);
+    c
+}
+
+/// The values of node `i`'s input at position `k`, if it is a constant with data.
+fn constant_input<'a>(
+    graph: &Graph,
+    consts: &'a dyn Constants,
+    i: usize,
+    k: usize,
+) -> Option<&'a [f32]> {
+    let v = graph.nodes[i].input(k)?;
+    if !graph.is_constant(v) {
+        return None;
+    }
+    consts.constant(&graph.values[v].name)
+}
+
+/// The node producing node `i`'s first input, if that value is read only by node `i` and is
+/// not a graph output (so it may disappear into the producer).
+fn sole_producer(graph: &Graph, readers: &[usize], i: usize) -> Option<usize> {
+    let src = graph.nodes[i].input(0)?;
+    if readers[src] != 1 || graph.outputs.contains(&src) {
+        return None;
+    }
+    graph.producer(src)
+}
+
+/// Pass 1. Returns, per node, the convolution a BatchNorm node was folded into.
+fn fold_batchnorm(graph: &Graph, consts: &dyn Constants, c: &mut Compiled) -> Vec<Option<usize>> {
+    let readers = graph.reader_counts();
+    let mut folded_into = vec![None; graph.nodes.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let Op::BatchNorm {
+            channels, epsilon, ..
+        } = node.op
+        else {
+            continue;
+        };
+        let Some(j) = sole_producer(graph, &readers, i) else {
+            continue;
+        };
+        let Op::Conv { geom, epilogue, .. } = &graph.nodes[j].op else {
+            continue;
+        };
+        if !epilogue.is_linear() || c.nodes[j].folded.is_some() {
+            continue;
+        }
+        let stats = (1..=4)
+            .map(|k| constant_input(graph, consts, i, k))
+            .collect::<Option<Vec<_>>>();
+        let (Some(stats), Some(w)) = (stats, constant_input(graph, consts, j, 1)) else {
+            continue; // statistics or weights computed at run time: nothing to fold
+        };
+        let bias = match graph.nodes[j].input(2) {
+            None => None,
+            Some(_) => match constant_input(graph, consts, j, 2) {
+                Some(b) => Some(b),
+                None => continue,
+            },
+        };
+        if geom.out_c != channels || w.len() % channels != 0 {
+            continue;
+        }
+        let per = w.len() / channels;
+        let (gamma, beta, mean, var) = (stats[0], stats[1], stats[2], stats[3]);
+        if [gamma, beta, mean, var].iter().any(|s| s.len() != channels) {
+            continue;
+        }
+        let scale: Vec<f32> = (0..channels)
+            .map(|ch| gamma[ch] / (var[ch] + epsilon).sqrt())
+            .collect();
+        let weights = w
+            .chunks_exact(per)
+            .zip(&scale)
+            .flat_map(|(row, &s)| row.iter().map(move |&v| v * s))
+            .collect();
+        let bias = (0..channels)
+            .map(|ch| (bias.map_or(0.0, |b| b[ch]) - mean[ch]) * scale[ch] + beta[ch])
+            .collect();
+        c.nodes[j].folded = Some(FoldedConv { weights, bias });
+        c.nodes[i].alias = true;
+        folded_into[i] = Some(j);
+    }
+    folded_into
+}
+
+/// A Clip bound known when planning: `Some(None)` when absent, `Some(Some(v))` for a
+/// constant, `None` when it is computed at run time.
+fn bound(s: Scalar) -> Option<Option<f32>> {
+    match s {
+        Scalar::Absent => Some(None),
+        Scalar::Const(v) => Some(Some(v)),
+        Scalar::Input(_) => None,
+    }
+}
+
+/// The activation node `op` computes, if a kernel can apply it in its stores.
+fn fusable(op: &Op) -> Option<Activation> {
+    Some(match op {
+        Op::Unary(UnaryOp::Relu) => Activation::Relu,
+        Op::Unary(UnaryOp::Sigmoid) => Activation::Sigmoid,
+        Op::Unary(UnaryOp::Tanh) => Activation::Tanh,
+        // Bounds known when planning (attributes or constants): ReLU6 and friends.
+        Op::Clip { min, max } => {
+            let (lo, hi) = (bound(*min)?, bound(*max)?);
+            Activation::Clip {
+                min: lo.unwrap_or(f32::NEG_INFINITY),
+                max: hi.unwrap_or(f32::INFINITY),
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// Pass 2.
+fn fuse_activations(graph: &Graph, folded_into: &[Option<usize>], c: &mut Compiled) {
+    let readers = graph.reader_counts();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let Some(act) = fusable(&node.op) else {
+            continue;
+        };
+        let Some(p) = sole_producer(graph, &readers, i) else {
+            continue;
+        };
+        let target = folded_into[p].unwrap_or(p);
+        let linear = graph.nodes[target]
+            .op
+            .epilogue()
+            .is_some_and(|e| e.is_linear());
+        if linear && c.nodes[target].fused.is_none() && !c.nodes[target].alias {
+            c.nodes[target].fused = Some(act);
+            c.nodes[i].alias = true;
+        }
+    }
+}
+
+/// Pass 4.
+fn pack(graph: &Graph, consts: &dyn Constants, c: &mut Compiled) {
+    for (j, node) in graph.nodes.iter().enumerate() {
+        // A failure here (memory) leaves the weights unpacked; the run packs them per call and
+        // reports the error there.
+        let packed = |geom, w: Option<&[f32]>| w.and_then(|w| PackedWeights::new(geom, w).ok());
+        c.nodes[j].packed = match &node.op {
+            Op::Conv { geom, .. } => {
+                let w = match &c.nodes[j].folded {
+                    Some(f) => Some(f.weights.as_slice()),
+                    None => constant_input(graph, consts, j, 1),
+                };
+                vec![packed(geom, w)]
+            }
+            Op::Separable {
+                depthwise,
+                pointwise,
+                ..
+            } => vec![
+                packed(depthwise, constant_input(graph, consts, j, 1)),
+                packed(pointwise, constant_input(graph, consts, j, 2)),
+            ],
+            _ => Vec::new(),
+        };
+    }
+}

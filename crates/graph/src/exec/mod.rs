@@ -1,0 +1,297 @@
+//! The one executor: runs a planned, compiled graph. Computed values live in a table indexed by
+//! value; each is dropped after its last reader — or moved into it, for ops that only change
+//! the shape or work in place — so memory holds the live frontier of the graph, not every
+//! activation. The buffers of dropped values are kept (a few, [`Spare`]) and reused for the
+//! outputs the kernels overwrite whole (convolutions, pooling, channel sums): such an output is
+//! neither allocated nor zero-filled again. An element-wise op writes into an operand no later
+//! node reads. The arms per op are in [`node`], the kernels the `cnn-conv` crate has no
+//! counterpart for in [`ops`].
+//!
+//! It knows nothing of files: the caller gives the inputs as flat slices with the planned
+//! shapes and the constants through [`Constants`]; errors name the node by index
+//! ([`ExecError`]), and the front end words them.
+
+mod node;
+pub mod ops;
+
+use crate::compile::{Compiled, Constants, NodeWork};
+use crate::ir::{Graph, Shape, ValueId, ValueKind};
+use std::time::{Duration, Instant};
+
+/// A computed tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Value {
+    pub shape: Shape,
+    pub data: Vec<f32>,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// A kernel rejected its buffers (an engine bug; reported, never a panic).
+    #[error("{source}")]
+    Kernel {
+        node: usize,
+        source: cnn_conv::KernelError,
+    },
+    /// An output buffer could not be allocated.
+    #[error("{source}")]
+    Alloc {
+        node: usize,
+        source: cnn_tensor::TensorError,
+    },
+    /// Anything else about one node.
+    #[error("{message}")]
+    Node { node: usize, message: String },
+    /// A graph input does not hold its planned number of values.
+    #[error("{message}")]
+    Input { input: usize, message: String },
+    /// The number of inputs given does not match the graph.
+    #[error("the model has {expected} input(s), {given} given")]
+    InputCount { expected: usize, given: usize },
+}
+
+/// Buffers of dropped values kept for reuse: at most [`Spare::KEPT`], the largest.
+#[derive(Default)]
+pub(crate) struct Spare {
+    buffers: Vec<Vec<f32>>,
+}
+
+impl Spare {
+    const KEPT: usize = 4;
+
+    /// Keeps `data`'s buffer (dropping the smallest one when more than `KEPT` are kept).
+    fn keep(&mut self, data: Vec<f32>) {
+        self.buffers.push(data);
+        if self.buffers.len() > Self::KEPT {
+            self.buffers
+                .sort_by_key(|v| std::cmp::Reverse(v.capacity()));
+            self.buffers.truncate(Self::KEPT);
+        }
+    }
+
+    /// The smallest kept buffer with room for `len` values, resized to `len` (its old contents
+    /// left in place, any part beyond its old length zeroed).
+    fn take(&mut self, len: usize) -> Option<Vec<f32>> {
+        let fit = (0..self.buffers.len())
+            .filter(|&i| self.buffers[i].capacity() >= len)
+            .min_by_key(|&i| self.buffers[i].capacity())?;
+        let mut v = self.buffers.swap_remove(fit);
+        v.truncate(len);
+        v.resize(len, 0.0);
+        Some(v)
+    }
+}
+
+/// The state of one run.
+pub(crate) struct Env<'a> {
+    graph: &'a Graph,
+    consts: &'a dyn Constants,
+    /// Computed values (`None`: not computed yet, or dropped).
+    values: Vec<Option<Vec<f32>>>,
+    /// The caller's input tensors, borrowed (never moved or freed here).
+    inputs: &'a [&'a [f32]],
+    /// Index of the last node reading each value (graph outputs: never dropped).
+    last_use: Vec<usize>,
+    spare: Spare,
+}
+
+impl<'a> Env<'a> {
+    /// The data of value `v`.
+    fn get(&self, node: usize, v: ValueId) -> Result<&[f32], ExecError> {
+        let value = &self.graph.values[v];
+        let missing = |what: &str| ExecError::Node {
+            node,
+            message: format!("value '{}' {what}", value.name),
+        };
+        match value.kind {
+            ValueKind::Input(k) => self
+                .inputs
+                .get(k)
+                .copied()
+                .ok_or_else(|| missing("was not given")),
+            ValueKind::Node(_) => self.values[v]
+                .as_deref()
+                .ok_or_else(|| missing("has not been computed")),
+            ValueKind::Constant => self
+                .consts
+                .constant(&value.name)
+                .ok_or_else(|| missing("has no data")),
+        }
+    }
+
+    /// True when node `node` is the last reader of `v` and `v` is a computed value.
+    fn owned(&self, v: ValueId, node: usize) -> bool {
+        self.last_use[v] == node && self.values[v].is_some()
+    }
+
+    /// Takes `v`'s data out if `node` is its last reader, else copies it.
+    fn take(&mut self, v: ValueId, node: usize) -> Result<Vec<f32>, ExecError> {
+        if self.last_use[v] == node {
+            if let Some(d) = self.values[v].take() {
+                return Ok(d);
+            }
+        }
+        let data = self.get(node, v)?;
+        let mut copy = Vec::new();
+        if copy.try_reserve_exact(data.len()).is_err() {
+            return Err(cannot_allocate(node, data.len()));
+        }
+        copy.extend_from_slice(data);
+        Ok(copy)
+    }
+
+    /// A buffer of `len` values for an output the kernel overwrites whole: a kept one
+    /// ([`Spare::take`]), else a new zero-filled one.
+    fn overwritable(&mut self, node: usize, len: usize) -> Result<Vec<f32>, ExecError> {
+        match self.spare.take(len) {
+            Some(v) => Ok(v),
+            None => zeroed(node, len),
+        }
+    }
+}
+
+/// A zero-filled output buffer, or an error (not an abort) when memory cannot be had.
+fn zeroed(node: usize, len: usize) -> Result<Vec<f32>, ExecError> {
+    cnn_tensor::try_zeroed(len, "the output").map_err(|source| ExecError::Alloc { node, source })
+}
+
+fn cannot_allocate(node: usize, len: usize) -> ExecError {
+    ExecError::Node {
+        node,
+        message: format!("cannot allocate {} bytes for the output", len as u128 * 4),
+    }
+}
+
+/// Makes sure `len` values can be had, before a kernel that allocates its result itself.
+fn reserve(node: usize, len: usize) -> Result<(), ExecError> {
+    let mut v: Vec<f32> = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| cannot_allocate(node, len))
+}
+
+/// Runs `graph` as `compiled` says on `inputs` (one flat tensor per graph input, in order,
+/// with the planned shapes; borrowed, not copied), with the constants from `consts`; returns
+/// the graph outputs. With `times`, adds each node's wall time to `times[node]`.
+pub fn run(
+    graph: &Graph,
+    compiled: &Compiled,
+    consts: &dyn Constants,
+    inputs: &[&[f32]],
+    mut times: Option<&mut [Duration]>,
+) -> Result<Vec<Value>, ExecError> {
+    if inputs.len() != graph.inputs.len() {
+        return Err(ExecError::InputCount {
+            expected: graph.inputs.len(),
+            given: inputs.len(),
+        });
+    }
+    for (k, (&v, data)) in graph.inputs.iter().zip(inputs).enumerate() {
+        let shape = &graph.values[v].shape;
+        let want: usize = shape.iter().product();
+        if data.len() != want {
+            return Err(ExecError::Input {
+                input: k,
+                message: format!(
+                    "{} values given, the shape {shape:?} needs {want}",
+                    data.len()
+                ),
+            });
+        }
+    }
+    let mut last_use = vec![0usize; graph.values.len()];
+    for (i, n) in graph.nodes.iter().enumerate() {
+        for &v in n.inputs.iter().flatten() {
+            last_use[v] = i;
+        }
+    }
+    for &o in &graph.outputs {
+        last_use[o] = usize::MAX;
+    }
+    let mut env = Env {
+        graph,
+        consts,
+        values: vec![None; graph.values.len()],
+        inputs,
+        last_use,
+        spare: Spare::default(),
+    };
+    let plain = NodeWork::default();
+    for (i, n) in graph.nodes.iter().enumerate() {
+        let start = Instant::now();
+        let work = compiled.nodes.get(i).unwrap_or(&plain);
+        let out = node::run_node(&mut env, i, work)?;
+        let out_len: usize = n.output_shape.iter().product();
+        if out.len() != out_len {
+            return Err(ExecError::Node {
+                node: i,
+                message: format!(
+                    "produced {} values for the planned shape {:?}",
+                    out.len(),
+                    n.output_shape
+                ),
+            });
+        }
+        for &v in n.inputs.iter().flatten() {
+            if env.last_use[v] == i {
+                if let Some(d) = env.values[v].take() {
+                    env.spare.keep(d);
+                }
+            }
+        }
+        env.values[n.output] = Some(out);
+        if let Some(t) = times.as_deref_mut().and_then(|t| t.get_mut(i)) {
+            *t += start.elapsed();
+        }
+    }
+    let last = graph.nodes.len().saturating_sub(1);
+    graph
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(k, &o)| {
+            // Moved out unless a later output is the same value.
+            let again = graph.outputs[k + 1..].contains(&o);
+            let data = match env.values[o].take_if(|_| !again) {
+                Some(d) => d,
+                None => env.get(last, o)?.to_vec(),
+            };
+            Ok(Value {
+                shape: graph.values[o].shape.clone(),
+                data,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Spare;
+
+    #[test]
+    fn spare_buffers_keep_the_largest_and_give_the_smallest_fit() {
+        let mut spare = Spare::default();
+        for len in [10, 50, 20, 40, 30] {
+            spare.keep(vec![len as f32; len]);
+        }
+        // Five given, four kept: the 10-value buffer was dropped.
+        assert!(spare
+            .take(11)
+            .is_some_and(|v| v.capacity() == 20 && v == vec![20.0; 11]));
+        assert!(spare
+            .take(5)
+            .is_some_and(|v| v.capacity() == 30 && v.len() == 5));
+        // Longer than its old length: the old values stay, the new part is zero.
+        spare.keep(vec![7.0; 3]);
+        let mut grown = Vec::with_capacity(35);
+        grown.extend([1.0f32; 2]);
+        spare.keep(grown);
+        let v = spare.take(4).unwrap();
+        assert_eq!(v, [1.0, 1.0, 0.0, 0.0]);
+        assert!(spare.take(60).is_none());
+        assert_eq!(spare.take(40).map(|v| v.capacity()), Some(40));
+        assert_eq!(spare.take(1).map(|v| v.capacity()), Some(3));
+        assert_eq!(spare.take(1).map(|v| v.capacity()), Some(50));
+        assert!(spare.take(1).is_none());
+    }
+}

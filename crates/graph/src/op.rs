@@ -1,0 +1,180 @@
+//! The operations of the graph IR, resolved against concrete shapes: a convolution carries its
+//! [`Conv2dGeometry`], a pooling its window, a softmax its `[outer, axis, inner]` split. Every
+//! count an op needs at run time is here, so the executor never re-derives a shape.
+//!
+//! Input positions per op (the front ends lower into exactly these):
+//! - `Conv`, `Local`, `Dense`: `[x, weight, bias?]`; `Separable`: `[x, depthwise_weight,
+//!   pointwise_weight, bias?]`;
+//! - `Gemm`: `[A, B, C?]`; `MatMul`: `[A, B]`; `Binary`: two or more operands;
+//! - `BatchNorm`: `[x, gamma, beta, mean, variance]`; `Clip`: `[x, min?, max?]`; `Pad`:
+//!   `[x, pads?, value?]` (scalars are read from their position, [`Scalar::Input`]);
+//! - every other op: `[x]` (`Concat`: all inputs).
+
+use crate::ir::Shape;
+use cnn_conv::{Activation, Conv2dGeometry};
+
+/// Where a scalar operand (Clip's bounds, Pad's value) comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar {
+    /// Absent: the op's default.
+    Absent,
+    Const(f32),
+    /// The node's input at this position, read when the node runs.
+    Input(usize),
+}
+
+/// An element-wise binary operation with numpy broadcasting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Mul,
+}
+
+/// An element-wise unary operation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnaryOp {
+    Relu,
+    Sigmoid,
+    Tanh,
+    LeakyRelu(f32),
+}
+
+/// A pooling window resolved against a `[N, C, H, W]` input (1-D pooling runs with `H = 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolGeometry {
+    pub max: bool,
+    pub count_include_pad: bool,
+    /// `N * C` planes.
+    pub planes: usize,
+    pub in_hw: [usize; 2],
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub dilation: [usize; 2],
+    /// The declared padding, before and after, per axis.
+    pub pad_begin: [usize; 2],
+    pub pad_end: [usize; 2],
+    pub out_hw: [usize; 2],
+}
+
+/// What a weighted layer does after its products: an element-wise activation the kernel
+/// fuses into its stores, then optionally softmax over the channel axis.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Epilogue {
+    pub act: Activation,
+    pub softmax: bool,
+}
+
+impl Epilogue {
+    /// Neither an activation nor softmax: a later activation may be fused in.
+    pub fn is_linear(&self) -> bool {
+        self.act == Activation::Linear && !self.softmax
+    }
+}
+
+/// How a node is computed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// `cnn_conv::conv2d` (im2col + GEMM, 1x1 and depthwise paths) on `batch` images.
+    Conv {
+        geom: Conv2dGeometry,
+        batch: usize,
+        epilogue: Epilogue,
+    },
+    /// A depthwise convolution, then a pointwise one (one report row, two kernels).
+    Separable {
+        depthwise: Conv2dGeometry,
+        pointwise: Conv2dGeometry,
+        batch: usize,
+        epilogue: Epilogue,
+    },
+    /// Unshared weights: one small matrix-vector product per output position.
+    Local {
+        geom: Conv2dGeometry,
+        batch: usize,
+        epilogue: Epilogue,
+    },
+    /// `y[m x n] = x[m x k] * W[n x k]^T + b`: the engine's dense kernel (a model file's
+    /// `dense`, an ONNX Gemm whose B is a constant in that layout).
+    Dense {
+        m: usize,
+        k: usize,
+        n: usize,
+        epilogue: Epilogue,
+    },
+    /// The general ONNX Gemm.
+    Gemm {
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        beta: f32,
+        trans_a: bool,
+        trans_b: bool,
+        /// C's shape (rank 0 to 2), broadcast to `[m, n]`.
+        c_shape: Option<Shape>,
+    },
+    MatMul {
+        /// Operands promoted to rank >= 2 and broadcast batch dims.
+        a_shape: Shape,
+        b_shape: Shape,
+        batch_shape: Shape,
+        m: usize,
+        k: usize,
+        n: usize,
+    },
+    /// Two operands with numpy broadcasting, or more of one shape (folded left to right).
+    Binary(BinaryOp),
+    Unary(UnaryOp),
+    Clip {
+        min: Scalar,
+        max: Scalar,
+    },
+    /// Softmax over `[outer, axis_len, inner]`.
+    Softmax {
+        outer: usize,
+        axis_len: usize,
+        inner: usize,
+    },
+    /// The values pass unchanged; only the shape may change (flatten, dropout, reshape,
+    /// identity, a linear activation).
+    Alias,
+    Pool(PoolGeometry),
+    GlobalPool {
+        max: bool,
+        planes: usize,
+        spatial: usize,
+    },
+    BatchNorm {
+        channels: usize,
+        /// Values per channel and image.
+        inner: usize,
+        epsilon: f32,
+    },
+    Concat {
+        axis: usize,
+    },
+    Pad {
+        begin: Vec<i64>,
+        end: Vec<i64>,
+        value: Scalar,
+    },
+    /// Sums the channels of each image: `[N, C, S]` -> `[N, 1, S]`.
+    ChannelSum {
+        batch: usize,
+        channels: usize,
+        spatial: usize,
+    },
+}
+
+impl Op {
+    /// The epilogue of a weighted op (conv, separable, local, dense).
+    pub fn epilogue(&self) -> Option<Epilogue> {
+        match self {
+            Op::Conv { epilogue, .. }
+            | Op::Separable { epilogue, .. }
+            | Op::Local { epilogue, .. }
+            | Op::Dense { epilogue, .. } => Some(*epilogue),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The window ops of the ONNX lowering: Conv, MaxPool and AveragePool (1-D and 2-D, explicit,
+//! asymmetric or `auto_pad` padding, dilations, `ceil_mode`, `count_include_pad`) and the
+//! global pools. Padding and pooling output sizes come from the graph's shared shape helpers.
+
+use super::{macs_of, Lowered, Planner};
+use crate::error::OnnxError;
+use crate::load::Node;
+use crate::ops::{AutoPad, Window};
+use cnn_conv::{Conv2dGeometry, Conv2dSpec, Padding};
+use cnn_graph::shape::{effective_kernel, pool_output, same_pads};
+use cnn_graph::{Epilogue, Expr, Op, PoolGeometry, Shape};
+
+/// Window attributes resolved on one spatial axis.
+struct Axis {
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    begin: usize,
+    end: usize,
+}
+
+const NEUTRAL: Axis = Axis {
+    kernel: 1,
+    stride: 1,
+    dilation: 1,
+    begin: 0,
+    end: 0,
+};
+
+/// The window's axes, padded to two (1-D: a neutral H axis first).
+fn resolve_axes(
+    node: &Node,
+    window: &Window,
+    spatial: &[usize],
+    kernel: &[usize],
+) -> Result<[Axis; 2], OnnxError> {
+    let rank = spatial.len();
+    let check = |what: &str, v: &[usize], want: usize| {
+        if !v.is_empty() && v.len() != want {
+            Err(node.error(format!(
+                "attribute '{what}' has {} values; a {rank}-D window needs {want}",
+                v.len()
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    check("strides", &window.strides, rank)?;
+    check("dilations", &window.dilations, rank)?;
+    check("pads", &window.pads, 2 * rank)?;
+    let axis = |i: usize| {
+        let stride = window.strides.get(i).copied().unwrap_or(1);
+        let dilation = window.dilations.get(i).copied().unwrap_or(1);
+        let (begin, end) = match window.auto_pad {
+            AutoPad::NotSet => (
+                window.pads.get(i).copied().unwrap_or(0),
+                window.pads.get(i + rank).copied().unwrap_or(0),
+            ),
+            AutoPad::Valid => (0, 0),
+            AutoPad::SameUpper | AutoPad::SameLower => same_pads(
+                spatial[i],
+                kernel[i],
+                stride,
+                dilation,
+                window.auto_pad == AutoPad::SameUpper,
+            ),
+        };
+        Axis {
+            kernel: kernel[i],
+            stride,
+            dilation,
+            begin,
+            end,
+        }
+    };
+    Ok(match rank {
+        1 => [NEUTRAL, axis(0)],
+        _ => [axis(0), axis(1)],
+    })
+}
+
+/// `[N, C, spatial…]` with 1 or 2 spatial axes, as `(N, C, [H, W])` (1-D: `H = 1`).
+fn nc_hw(
+    node: &Node,
+    shape: &[usize],
+    what: &str,
+) -> Result<(usize, usize, [usize; 2]), OnnxError> {
+    match shape.len() {
+        3 => Ok((shape[0], shape[1], [1, shape[2]])),
+        4 => Ok((shape[0], shape[1], [shape[2], shape[3]])),
+        5 => Err(node.error(format!(
+            "{what} {shape:?} is 3-D spatial; the engine's window kernels are 1-D and 2-D"
+        ))),
+        _ => Err(node.error(format!(
+            "{what} {shape:?} must be [N, C, H, W] (or [N, C, L])"
+        ))),
+    }
+}
+
+/// `[n, c]` then the spatial output sizes (1-D: only W).
+fn window_output(n: usize, c: usize, spatial: usize, out_hw: [usize; 2]) -> Shape {
+    let mut out = vec![n, c];
+    if spatial == 2 {
+        out.push(out_hw[0]);
+    }
+    out.push(out_hw[1]);
+    out
+}
+
+impl<'a> Planner<'a> {
+    pub(super) fn conv(
+        &mut self,
+        node: &'a Node,
+        window: &Window,
+        group: usize,
+    ) -> Result<Lowered, OnnxError> {
+        let x = self.data_shape(node, 0)?;
+        let w = self.data_shape(node, 1)?;
+        let (n, c, hw) = nc_hw(node, &x, "input")?;
+        let spatial = x.len() - 2;
+        if w.len() != x.len() {
+            return Err(node.error(format!(
+                "weight shape {w:?} has rank {}, the input {x:?} rank {}",
+                w.len(),
+                x.len()
+            )));
+        }
+        let kernel: Vec<usize> = window
+            .kernel_shape
+            .clone()
+            .unwrap_or_else(|| w[2..].to_vec());
+        if kernel.len() != spatial || kernel[..] != w[2..] {
+            return Err(node.error(format!(
+                "kernel_shape {kernel:?} does not match the weight shape {w:?}"
+            )));
+        }
+        let out_c = w[0];
+        if c % group != 0 || out_c % group != 0 {
+            return Err(node.error(format!(
+                "group = {group} must divide the {c} input channels and the {out_c} filters"
+            )));
+        }
+        let expected_w: Shape = [out_c, c / group]
+            .into_iter()
+            .chain(kernel.iter().copied())
+            .collect();
+        if w != expected_w {
+            return Err(node.error(format!(
+                "weight shape {w:?} does not fit the input: {c} channels in {group} \
+                 group(s) need [{out_c}, {}, {}]",
+                c / group,
+                kernel
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        if let Some(b) = node.input(2) {
+            let bs = self.data_shape(node, 2)?;
+            if bs != [out_c] {
+                return Err(
+                    node.error(format!("bias '{b}' has shape {bs:?}; it must be [{out_c}]"))
+                );
+            }
+        }
+        let [ah, aw] = resolve_axes(node, window, &x[2..], &kernel)?;
+        let spec = Conv2dSpec {
+            filters: out_c,
+            kernel: [ah.kernel, aw.kernel],
+            stride: [ah.stride, aw.stride],
+            dilation: [ah.dilation, aw.dilation],
+            padding: Padding::Asymmetric {
+                top: ah.begin,
+                bottom: ah.end,
+                left: aw.begin,
+                right: aw.end,
+            },
+            groups: group,
+        };
+        let geom = Conv2dGeometry::resolve(c, hw[0], hw[1], &spec)
+            .map_err(|e| node.error(format!("input {x:?}: {e}")))?;
+        let params = self.claim(node, &[1, 2], &[]);
+        let owns = |i: usize| {
+            params
+                .iter()
+                .any(|p| Some(p.name.as_str()) == node.input(i))
+        };
+        let mut terms = Vec::new();
+        if owns(1) {
+            let mut f = vec![Expr::n(out_c), Expr::n(c / group)];
+            f.extend(kernel.iter().map(|&k| Expr::n(k)));
+            terms.push(Expr::product(f));
+        }
+        if owns(2) {
+            terms.push(Expr::n(out_c));
+        }
+        let mut l = Lowered::new(
+            window_output(n, out_c, spatial, [geom.out_h, geom.out_w]),
+            Op::Conv {
+                geom,
+                batch: n,
+                epilogue: Epilogue::default(),
+            },
+        );
+        l.formula = (!terms.is_empty()).then(|| Expr::sum(terms));
+        l.macs = macs_of(node, &[geom.macs(), n as u64])?;
+        l.params = params;
+        Ok(l)
+    }
+
+    pub(super) fn pool(
+        &mut self,
+        node: &'a Node,
+        window: &Window,
+        ceil_mode: bool,
+        max: bool,
+        count_include_pad: bool,
+    ) -> Result<Lowered, OnnxError> {
+        let x = self.data_shape(node, 0)?;
+        let (n, c, hw) = nc_hw(node, &x, "input")?;
+        if hw.contains(&0) {
+            return Err(node.error(format!(
+                "input {x:?} has an empty spatial axis: there is nothing to pool"
+            )));
+        }
+        let spatial = x.len() - 2;
+        let kernel = window
+            .kernel_shape
+            .clone()
+            .ok_or_else(|| node.error("attribute 'kernel_shape' is required"))?;
+        if kernel.len() != spatial {
+            return Err(node.error(format!(
+                "kernel_shape {kernel:?} does not match the {spatial}-D input {x:?}"
+            )));
+        }
+        let [ah, aw] = resolve_axes(node, window, &x[2..], &kernel)?;
+        let mut out_hw = [0; 2];
+        for (i, a) in [&ah, &aw].into_iter().enumerate() {
+            let eff = effective_kernel(a.kernel, a.dilation);
+            out_hw[i] =
+                pool_output(hw[i], a.begin, a.end, eff, a.stride, ceil_mode).map_err(|e| {
+                    node.error(format!(
+                        "the window ({} cells with dilation) is larger than the padded \
+                         input ({}) of {x:?}",
+                        e.effective, e.padded
+                    ))
+                })?;
+        }
+        let geom = PoolGeometry {
+            max,
+            count_include_pad,
+            planes: n * c,
+            in_hw: hw,
+            kernel: [ah.kernel, aw.kernel],
+            stride: [ah.stride, aw.stride],
+            dilation: [ah.dilation, aw.dilation],
+            pad_begin: [ah.begin, aw.begin],
+            pad_end: [ah.end, aw.end],
+            out_hw,
+        };
+        Ok(Lowered::new(
+            window_output(n, c, spatial, out_hw),
+            Op::Pool(geom),
+        ))
+    }
+
+    pub(super) fn global_pool(&mut self, node: &'a Node, max: bool) -> Result<Lowered, OnnxError> {
+        let x = self.data_shape(node, 0)?;
+        if x.len() < 3 {
+            return Err(node.error(format!("input {x:?} must be [N, C, spatial…]")));
+        }
+        if x[2..].contains(&0) {
+            return Err(node.error(format!(
+                "input {x:?} has an empty spatial axis: there is nothing to pool"
+            )));
+        }
+        let mut out = x.clone();
+        out[2..].iter_mut().for_each(|d| *d = 1);
+        Ok(Lowered::new(
+            out,
+            Op::GlobalPool {
+                max,
+                planes: x[0] * x[1],
+                spatial: super::product(&x[2..]),
+            },
+        ))
+    }
+}

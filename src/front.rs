@@ -1,0 +1,320 @@
+//! The command line's one front door: [`open`] is the only place that looks at a model path's
+//! kind (the only extension test), and every command then takes one path through [`Front`]:
+//! the planned graph, its summary document, its explanations and its benchmark come from the
+//! same code for model files and ONNX files. What stays per kind is what differs in substance:
+//! a model file's weights are allocated or read from a weight file and it runs on pictures; an
+//! ONNX file carries its weights, its shapes include the batch, and it runs on one `.npy`
+//! array (`run_onnx`).
+
+use crate::bench::{self, BenchOptions, BenchReport, Network};
+use crate::report::run::{self as run_report, Ranking, RunJson};
+use crate::report::summary::{self, Allocation, LayerJson, Layout, Meta, SummaryJson};
+use crate::Model;
+use cnn_graph::{ConvExplanation, Graph};
+use cnn_model::format::human_bytes;
+use cnn_onnx::{declared_input_shapes, format_dims, plan, OnnxModel, OnnxPlan};
+use std::path::Path;
+
+/// An opened model of either kind.
+pub enum Front {
+    /// A model file, planned (weights allocated or loaded by the command that needs them).
+    ModelFile(Box<Model>),
+    /// An ONNX file, read and planned at its declared shapes with batch 1.
+    Onnx(Box<OnnxFront>),
+}
+
+/// An ONNX file, and its plan at the declared input shapes once asked for (`run` plans at
+/// the array's shape instead, so a file declaring symbolic sizes still runs).
+pub struct OnnxFront {
+    pub model: OnnxModel,
+    declared: std::cell::OnceCell<OnnxPlan>,
+}
+
+/// The kinds of model file the command line reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A TOML model file (`.toml`, and anything not named otherwise).
+    ModelFile,
+    /// An ONNX file (`.onnx`).
+    Onnx,
+}
+
+impl Kind {
+    /// The kind of `path`, by its extension: the one place the command line decides it.
+    pub fn of(path: &Path) -> Kind {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+        {
+            Kind::Onnx
+        } else {
+            Kind::ModelFile
+        }
+    }
+}
+
+/// Opens `path` by its kind: a model file is planned (nothing allocated); an ONNX file over
+/// `max_bytes` is refused before it is read (the weights live in the file), else read.
+pub fn open(path: &Path, max_bytes: u128) -> Result<Front, String> {
+    if Kind::of(path) == Kind::ModelFile {
+        let m = Model::plan_file(path).map_err(|e| e.to_string())?;
+        return Ok(Front::ModelFile(Box::new(m)));
+    }
+    let model = load_onnx(path, max_bytes)?;
+    Ok(Front::Onnx(Box::new(OnnxFront {
+        model,
+        declared: std::cell::OnceCell::new(),
+    })))
+}
+
+/// Reads `path`, refusing files whose size is over `max_bytes` before reading them.
+fn load_onnx(path: &Path, max_bytes: u128) -> Result<OnnxModel, String> {
+    let shown = path.display();
+    let size = std::fs::metadata(path)
+        .map_err(|e| crate::file_error(path, "open", &e))?
+        .len() as u128;
+    if size > max_bytes {
+        return Err(format!(
+            "{shown}: the file is {}, over the {} ceiling on weight memory (--max-weight-bytes)",
+            human_bytes(size),
+            human_bytes(max_bytes)
+        ));
+    }
+    OnnxModel::load(path).map_err(|e| e.to_string())
+}
+
+/// Plans `model` at its declared input shapes with batch `batch`.
+fn plan_declared(model: &OnnxModel, batch: usize) -> Result<OnnxPlan, String> {
+    let shapes =
+        declared_input_shapes(model, batch).map_err(|e| e.in_file(&model.path).to_string())?;
+    plan(model, &shapes).map_err(|e| e.in_file(&model.path).to_string())
+}
+
+impl Front {
+    /// The planned graph (at batch 1).
+    pub fn graph(&self) -> Result<&Graph, String> {
+        match self {
+            Front::ModelFile(m) => Ok(&m.plan.graph),
+            Front::Onnx(o) => o.plan().map(|p| &p.graph),
+        }
+    }
+
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Front::ModelFile(m) => m.name(),
+            Front::Onnx(o) => &o.model.name,
+        }
+    }
+
+    /// The im2col + GEMM explanation of every weighted node (planned only: never compiled).
+    pub fn explanations(&self) -> Result<Vec<ConvExplanation>, String> {
+        Ok(cnn_graph::explain(self.graph()?))
+    }
+
+    /// The summary document and its layout; `alloc` says what became of a model file's
+    /// weights (an ONNX file's are the file's).
+    pub fn summary(&self, alloc: &Allocation) -> Result<(SummaryJson, Allocation, Layout), String> {
+        match self {
+            Front::ModelFile(m) => Ok((
+                summary::to_json(&m.plan, alloc),
+                alloc.clone(),
+                Layout::of_plan(&m.plan),
+            )),
+            Front::Onnx(o) => o.summary(),
+        }
+    }
+
+    /// Times a forward pass (a model file's weights must be allocated or loaded).
+    pub fn bench(&self, opts: BenchOptions) -> Result<BenchReport, String> {
+        match self {
+            Front::ModelFile(m) => bench::bench(m, opts),
+            Front::Onnx(o) => o.bench(opts),
+        }
+    }
+}
+
+impl OnnxFront {
+    /// The plan at the declared input shapes, batch 1.
+    fn plan(&self) -> Result<&OnnxPlan, String> {
+        if let Some(p) = self.declared.get() {
+            return Ok(p);
+        }
+        let p = plan_declared(&self.model, 1)?;
+        Ok(self.declared.get_or_init(|| p))
+    }
+
+    /// The summary: the graph's rows plus one for float initializers no node reads, checked
+    /// against the values the file holds.
+    fn summary(&self) -> Result<(SummaryJson, Allocation, Layout), String> {
+        let (model, p) = (&self.model, self.plan()?);
+        let inputs = p.inputs();
+        let loaded = model.initializer_float_elements();
+        let alloc = Allocation::Loaded(loaded, model.path.clone());
+        let meta = Meta {
+            name: model.name.clone(),
+            path: model.path.clone(),
+            input_shape: inputs.first().map(|(_, s)| s.clone()).unwrap_or_default(),
+            batch_in_shapes: true,
+        };
+        let mut doc = summary::graph_json(&p.graph, &meta, &alloc);
+        let unused: u64 = p.unused_initializers.iter().map(|(_, n)| n).sum();
+        if !p.unused_initializers.is_empty() {
+            let names: Vec<&str> = p
+                .unused_initializers
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect();
+            doc.layers.push(LayerJson {
+                name: "(initializers no node reads)".to_string(),
+                type_name: names.join(", "),
+                output_shape: Vec::new(),
+                params: unused,
+                trainable_params: unused,
+                non_trainable_params: 0,
+                formula: p
+                    .unused_initializers
+                    .iter()
+                    .map(|(_, n)| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+                macs: 0,
+                inputs: Vec::new(),
+            });
+        }
+        doc.total_params += unused;
+        doc.trainable_params += unused;
+        doc.weight_bytes = doc.total_params as u128 * 4;
+        if loaded != doc.total_params {
+            return Err(format!(
+                "{}: the initializers hold {loaded} float values, but the formulas count {}",
+                model.path, doc.total_params
+            ));
+        }
+        let mut header = vec![format!("Model: \"{}\" ({})", model.name, model.path)];
+        header.push(format!(
+            "ONNX opset {}{}; {} nodes, {} initializers",
+            model.opset,
+            if model.producer.is_empty() {
+                String::new()
+            } else {
+                format!(", exported by {}", model.producer)
+            },
+            model.nodes.len(),
+            model.initializers.len()
+        ));
+        for (input, (name, shape)) in model.inputs.iter().zip(&inputs) {
+            let declared = input
+                .dims
+                .as_deref()
+                .map(format_dims)
+                .unwrap_or_else(|| "?".to_string());
+            header.push(format!(
+                "Input: {name} {shape:?} (declared {declared}; shapes below include the batch)"
+            ));
+        }
+        let layout = Layout {
+            header,
+            connected: true,
+            macs_label: "MACs per run at this batch",
+        };
+        Ok((doc, alloc, layout))
+    }
+
+    /// Per-node medians on a seeded random input at `opts.batch`.
+    fn bench(&self, opts: BenchOptions) -> Result<BenchReport, String> {
+        use rand::{Rng, SeedableRng};
+        let model = &self.model;
+        let batch = opts.batch.max(1);
+        let p = plan_declared(model, batch)?;
+        let inputs = p.inputs();
+        if let Some((name, shape)) = inputs.iter().find(|(_, s)| s.first() != Some(&batch)) {
+            return Err(format!(
+                "{}: input '{}' has a fixed batch dimension ({shape:?}); --batch {} cannot apply",
+                cnn_onnx::error::one_line(&model.path),
+                cnn_onnx::error::one_line(name),
+                opts.batch
+            ));
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
+        let data: Vec<Vec<f32>> = inputs
+            .iter()
+            .map(|(_, s)| {
+                (0..s.iter().product::<usize>())
+                    .map(|_| rng.random::<f32>())
+                    .collect()
+            })
+            .collect();
+        let slices: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
+        let consts = cnn_onnx::ModelConstants::new(model);
+        let compiled = cnn_graph::compile(&p.graph, &consts);
+        let net = Network::of_graph(&p.graph, batch);
+        bench::measure(&net, opts, |times| {
+            cnn_onnx::run_compiled(model, &p, &compiled, &consts, &slices, Some(times))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    /// `cnn run model.onnx x.npy`: plans at the array's shape (a missing batch axis is added),
+    /// runs, optionally saves the first output, and ranks each batch item's output.
+    pub fn run(
+        &self,
+        array_path: &Path,
+        save_output: Option<&Path>,
+        top: usize,
+    ) -> Result<RunJson, String> {
+        let model = &self.model;
+        if model.inputs.len() != 1 {
+            return Err(format!(
+                "{}: the model has {} inputs; `cnn run` feeds exactly one",
+                model.path,
+                model.inputs.len()
+            ));
+        }
+        let array = crate::npy::read_array(array_path)?;
+        let mut shape = array.shape().to_vec();
+        let declared_rank = model.inputs[0].dims.as_ref().map(|d| d.len());
+        if declared_rank == Some(shape.len() + 1) {
+            shape.insert(0, 1);
+        }
+        let data: Vec<f32> = array.iter().copied().collect();
+        let p = plan(model, std::slice::from_ref(&shape))
+            .map_err(|e| format!("{}: {}", array_path.display(), e.in_file(&model.path)))?;
+        let outputs =
+            cnn_onnx::run(model, &p, &[data]).map_err(|e| e.in_file(&model.path).to_string())?;
+        let y = outputs.first().ok_or("the model has no output")?;
+        if let Some(out) = save_output {
+            let t = cnn_tensor::Tensor::from_vec(&y.shape, y.data.clone())
+                .map_err(|e| e.to_string())?;
+            crate::npy::write_output(out, &t)?;
+        }
+        let first_output = p.graph.outputs.first().copied();
+        let softmax = p
+            .graph
+            .nodes
+            .iter()
+            .rev()
+            .find(|n| Some(n.output) == first_output)
+            .is_some_and(|n| n.type_name == "Softmax");
+        let ranking = Ranking {
+            k: top,
+            probabilities: softmax,
+            labels: None,
+        };
+        let batch = y.shape.first().copied().unwrap_or(1).max(1);
+        let item_shape = y.shape.get(1..).unwrap_or(&[]).to_vec();
+        let per = y.data.len() / batch;
+        let name = array_path.display().to_string();
+        let results = y
+            .data
+            .chunks(per.max(1))
+            .enumerate()
+            .map(|(i, v)| run_report::result(&name, i, v, &item_shape, &ranking))
+            .collect();
+        Ok(RunJson {
+            model: model.name.clone(),
+            results,
+        })
+    }
+}
