@@ -21,7 +21,7 @@
 
 use crate::gemm::MatMut;
 use crate::microkernel::{Finish, Gather, Kernel, Tile, MR, NR};
-use crate::Conv2dGeometry;
+use crate::{Conv2dGeometry, PathKind};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -38,8 +38,12 @@ const STORE_PIXELS: usize = 64;
 
 /// Whether the production path runs `geom` channels-last: a convolution with at least
 /// [`MIN_CHANNELS`] input channels per group that needs unfolding (not depthwise, not 1x1).
+/// The decision is [`crate::conv::describe`]'s; this asks it.
 pub fn applies(geom: &Conv2dGeometry) -> bool {
-    !geom.is_depthwise() && !geom.is_pointwise() && geom.in_c_per_group() >= MIN_CHANNELS
+    crate::conv::path_kind(geom)
+        == PathKind::Im2colGemm {
+            channels_last: true,
+        }
 }
 
 /// Height and width of the zero-padded input.

@@ -17,7 +17,7 @@
 //! [`crate::conv2d`]).
 
 use crate::activation::{at_least, at_most};
-use crate::conv::check_conv_args;
+use crate::error::check_conv_args;
 use crate::{Activation, Conv2dGeometry, KernelError};
 use rayon::prelude::*;
 

@@ -6,7 +6,7 @@
 //! `f32` once, so the reference itself carries almost no rounding error; the activation is
 //! applied to the rounded value. It is slow on purpose and is not used by the engine.
 
-use crate::conv::check_conv_args;
+use crate::error::check_conv_args;
 use crate::{Activation, Conv2dGeometry, KernelError};
 
 /// Convolution of `batch` images `input[batch, in_c, in_h, in_w]` with

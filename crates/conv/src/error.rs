@@ -1,7 +1,8 @@
 //! The error type of the kernels: a buffer of the wrong length, a geometry that is inconsistent
 //! or does not suit the kernel, or a scratch buffer that could not be allocated. Kernels never
 //! panic on a bad call; they return one of these. This module does no computing of its own
-//! beyond the length and geometry checks every kernel starts with.
+//! beyond the length and geometry checks every kernel starts with (for convolutions:
+//! `check_conv_args`, shared by the im2col, depthwise and direct kernels).
 
 use crate::geometry::{
     Conv2dGeometry, Conv2dSpec, GeometryError, Padding, Pool2dGeometry, Pool2dSpec,
@@ -84,6 +85,46 @@ pub(crate) fn check_conv_geometry(geom: &Conv2dGeometry) -> Result<(), KernelErr
             ),
         })
     }
+}
+
+/// The checks every convolution entry point starts with: a consistent geometry
+/// ([`check_conv_geometry`]), then the length of every buffer for `batch` images.
+pub(crate) fn check_conv_args(
+    geom: &Conv2dGeometry,
+    input: &[f32],
+    batch: usize,
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    output: &[f32],
+) -> Result<(), KernelError> {
+    check_conv_geometry(geom)?;
+    check_len("weights", weights.len(), geom.weight_len())?;
+    check_conv_args_unpacked(geom, input, batch, bias, output)
+}
+
+/// [`check_conv_args`] without the weights (packed ones are checked by
+/// [`crate::PackedWeights::fits`]), for a geometry already checked.
+pub(crate) fn check_conv_args_unpacked(
+    geom: &Conv2dGeometry,
+    input: &[f32],
+    batch: usize,
+    bias: Option<&[f32]>,
+    output: &[f32],
+) -> Result<(), KernelError> {
+    check_len(
+        "input",
+        input.len(),
+        mul_len("input", batch, geom.in_len())?,
+    )?;
+    check_len(
+        "output",
+        output.len(),
+        mul_len("output", batch, geom.out_len())?,
+    )?;
+    if let Some(b) = bias {
+        check_len("bias", b.len(), geom.out_c)?;
+    }
+    Ok(())
 }
 
 /// The pooling counterpart of [`check_conv_geometry`].

@@ -1,6 +1,6 @@
 //! Convolution kernels of the cnn engine.
 //!
-//! The core idea is Caffe's "3D-to-2D trick": [`im2col`] unfolds every receptive field of an
+//! The core idea is Caffe's "3D-to-2D trick": [`im2col()`] unfolds every receptive field of an
 //! image `[c, h, w]` into a column of a matrix `[c*kh*kw, oh*ow]`, so a convolution becomes one
 //! GEMM `W[k, c*kh*kw] x cols` per image and group ([`conv2d`]), run on the crate's own packed
 //! GEMM ([`packed`]: weights packed once into [`PackedWeights`], columns unfolded straight into
@@ -9,7 +9,8 @@
 //! ([`channels_last`]). Beside it live the fast paths
 //! (1x1 convolutions need no unfolding; depthwise runs a direct kernel), the naive direct
 //! convolution every fast path is tested against ([`conv2d_direct`]), locally connected layers,
-//! pooling, dense layers and activations.
+//! pooling, dense layers and activations. Which path a convolution takes is decided in one
+//! place, and [`describe`] reports it with the buffers it allocates, without running anything.
 //!
 //! This crate knows nothing of layers, model files or the command line: it takes flat `f32`
 //! slices in NCHW order plus a resolved geometry, and writes into a caller-provided output.
@@ -24,14 +25,17 @@ pub mod error;
 mod gemm;
 pub mod geometry;
 pub mod im2col;
-mod kept;
 pub mod local;
 mod microkernel;
 pub mod packed;
 pub mod pool;
+mod scratch;
 
 pub use activation::{softmax_channels, Activation};
-pub use conv::{column_buffer_len, conv2d, conv2d_im2col_plain, conv2d_packed, COL_TILE_BYTES};
+pub use conv::{
+    column_buffer_len, conv2d, conv2d_im2col_plain, conv2d_packed, describe, ConvPath, PathKind,
+    COL_TILE_BYTES,
+};
 pub use dense::{dense, dense_direct};
 pub use depthwise::depthwise_conv2d;
 pub use direct::conv2d_direct;

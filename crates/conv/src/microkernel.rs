@@ -255,7 +255,7 @@ struct Panels {
 /// Where a kernel puts its tile.
 enum Dst<'a> {
     Tile(&'a mut Tile),
-    /// `MR` rows of `NR` values, `rs` apart, at `c` (see [`Kernel::tile_into`]).
+    /// `MR` rows of `NR` values, `rs` apart, at `c` (see [`Kernel::tiles_into`]).
     Raw {
         c: *mut f32,
         rs: usize,

@@ -26,7 +26,7 @@ use crate::error::check_len;
 use crate::gemm::MatMut;
 use crate::im2col::fill_col_row;
 use crate::microkernel::{Finish, Kernel, Tile, MR, NR};
-use crate::{Conv2dGeometry, KernelError};
+use crate::{Conv2dGeometry, KernelError, PathKind};
 use std::ops::Range;
 
 /// Reduction steps per block when pixels are in the vectors: the tile goes straight into the
@@ -87,14 +87,16 @@ impl Orientation {
         }
     }
 
-    /// The orientation the production path runs a convolution in: `ChannelsLast` when
-    /// [`crate::channels_last::applies`], else [`Orientation::for_shape`] of one group's output
-    /// channels and the output pixels of one image.
+    /// The orientation the production path runs a convolution in: `ChannelsLast` when its
+    /// path reads the column matrix in place ([`crate::conv::describe`] decides), else
+    /// [`Orientation::for_shape`] of one group's output channels and the output pixels of one
+    /// image.
     pub fn of(geom: &Conv2dGeometry) -> Self {
-        if crate::channels_last::applies(geom) {
-            Orientation::ChannelsLast
-        } else {
-            Self::for_shape(geom.out_c_per_group(), geom.col_cols(), geom.col_rows())
+        match crate::conv::path_kind(geom) {
+            PathKind::Im2colGemm {
+                channels_last: true,
+            } => Orientation::ChannelsLast,
+            _ => Self::for_shape(geom.out_c_per_group(), geom.col_cols(), geom.col_rows()),
         }
     }
 
@@ -272,7 +274,7 @@ pub(crate) fn column_panels_len(k: usize, n: usize, orientation: Orientation) ->
     k * n.next_multiple_of(w)
 }
 
-/// Unfolds rows `rows` of the column matrix of [`crate::im2col`] (group `group` of `image`),
+/// Unfolds rows `rows` of the column matrix of [`crate::im2col()`] (group `group` of `image`),
 /// for output pixels `pixels` (`oh*out_w + ow`), into column panels: `panels[p]` holds those
 /// rows of panel `p` (`rows.len() * w` values, `w` the panel width), so that disjoint row
 /// ranges of the same panels can be unfolded by different threads ([`panel_rows`] cuts them).

@@ -1,8 +1,11 @@
-//! Per-thread buffers kept from one call to the next: the channels-last copies of the input
-//! and the workers' column panels or output tiles. A network's layers then neither allocate
-//! nor zero-fill them again on every call; their contents are unspecified (stale values of an
-//! earlier call), which the kernels that use them never read before writing, or only in lanes
-//! whose results are never stored.
+//! Thread-local reusable scratch: per-thread buffers kept from one call to the next, for the
+//! channels-last copies of the input and the workers' column panels or output tiles. A
+//! network's layers then neither allocate nor zero-fill them again on every call; their
+//! contents are unspecified (stale values of an earlier call), which the kernels that use them
+//! never read before writing, or only in lanes whose results are never stored.
+//!
+//! This module only hands out buffers; it does not size them (the callers do, see
+//! [`crate::conv`]) and it does not keep anything larger than [`KEPT_VALUES`].
 
 use crate::KernelError;
 use std::cell::Cell;
@@ -11,7 +14,7 @@ use std::thread::LocalKey;
 /// Largest buffer a thread keeps between calls, in values (16 MiB).
 const KEPT_VALUES: usize = (16 << 20) / std::mem::size_of::<f32>();
 
-/// One kind of kept buffer: a thread-local slot.
+/// One kind of scratch buffer: a thread-local slot.
 pub(crate) type Slot = LocalKey<Cell<Vec<f32>>>;
 
 thread_local! {
