@@ -6,7 +6,7 @@
 
 use crate::ir::{Graph, Node};
 use crate::op::Op;
-use cnn_conv::Conv2dGeometry;
+use cnn_conv::{Conv2dGeometry, PathKind};
 use serde::{Serialize, Serializer};
 
 /// How the engine computes a layer.
@@ -91,16 +91,17 @@ fn from_geometry(
 ) -> ConvExplanation {
     let rows = g.col_rows();
     let cols = g.col_cols();
+    // The kernel crate's own account of the buffers its path allocates.
+    let described = cnn_conv::describe(g);
     let allocated = match path {
-        KernelPath::Im2colGemm | KernelPath::Pointwise => {
-            cnn_conv::conv::column_buffer_len(g) as u64 * 4
-        }
+        KernelPath::Im2colGemm | KernelPath::Pointwise => described.column_buffer_len as u64 * 4,
         _ => 0,
     };
-    let in_place = path == KernelPath::Im2colGemm && cnn_conv::channels_last::applies(g);
-    let copy = match in_place {
-        true => cnn_conv::channels_last::image_len(g).map_or(u64::MAX, |len| len as u64 * 4),
-        false => 0,
+    let copy = match path {
+        KernelPath::Im2colGemm => described
+            .channels_last_copy_len
+            .map_or(0, |len| (len as u64).saturating_mul(4)),
+        _ => 0,
     };
     let (gemm, calls) = match path {
         KernelPath::LocallyConnected => ([g.out_c, rows, 1], cols),
@@ -127,13 +128,13 @@ fn from_geometry(
     }
 }
 
+/// The report's name for the path the kernel crate takes (its one decision,
+/// [`cnn_conv::describe`]).
 fn conv_path(g: &Conv2dGeometry) -> KernelPath {
-    if g.is_depthwise() {
-        KernelPath::Depthwise
-    } else if g.is_pointwise() {
-        KernelPath::Pointwise
-    } else {
-        KernelPath::Im2colGemm
+    match cnn_conv::describe(g).kind {
+        PathKind::Depthwise => KernelPath::Depthwise,
+        PathKind::Pointwise => KernelPath::Pointwise,
+        PathKind::Im2colGemm { .. } => KernelPath::Im2colGemm,
     }
 }
 

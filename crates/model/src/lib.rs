@@ -244,6 +244,12 @@ impl Model {
         ))
     }
 
+    /// The compiled graph (BatchNorm folded, activations fused, weights packed), once a forward
+    /// pass has run with the current weights.
+    pub fn compiled(&self) -> Option<&Compiled> {
+        self.compiled.get().map(|r| &r.compiled)
+    }
+
     /// Bytes held by the compiled form's packed weights (0 before the first forward pass).
     pub fn packed_bytes(&self) -> usize {
         self.compiled.get().map_or(0, |r| r.compiled.packed_bytes())

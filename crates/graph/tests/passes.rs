@@ -1,0 +1,266 @@
+//! The compile passes against the graph as written: random graphs built with the IR's own
+//! builder — a convolution (random stride, padding, dilation, groups, bias or none) followed by
+//! BatchNorm and an activation, and a dense layer followed by an activation — run once
+//! compiled (BatchNorm folded, activations fused, weights packed) and once plain
+//! ([`Compiled::plain`]: every node as written). Bound: `|compiled - plain| <= 1e-4 * (1 +
+//! max |plain|)` (folding rounds `(w * s) . x` instead of `(w . x) * s`). Also: what each pass
+//! may not touch (a value read twice, a graph output, a layer with its own activation).
+
+use cnn_conv::{Activation, Conv2dGeometry, Conv2dSpec, Padding};
+use cnn_graph::{compile, run, Compiled, Constants, Epilogue, Graph, Node, Op, UnaryOp, ValueId};
+use proptest::prelude::*;
+use std::collections::HashMap;
+
+#[derive(Default)]
+struct Consts(HashMap<String, Vec<f32>>);
+
+impl Constants for Consts {
+    fn constant(&self, name: &str) -> Option<&[f32]> {
+        self.0.get(name).map(Vec::as_slice)
+    }
+}
+
+fn values(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            lo + (hi - lo) * ((s >> 40) as f32 / (1u64 << 24) as f32)
+        })
+        .collect()
+}
+
+/// Adds a constant `name` of `shape` with seeded values in `[lo, hi)`.
+fn constant(
+    g: &mut Graph,
+    c: &mut Consts,
+    name: &str,
+    shape: Vec<usize>,
+    seed: u64,
+    (lo, hi): (f32, f32),
+) -> ValueId {
+    let n = shape.iter().product();
+    c.0.insert(name.to_string(), values(n, seed, lo, hi));
+    g.add_constant(name, shape)
+}
+
+fn push(g: &mut Graph, name: &str, op: Op, inputs: Vec<ValueId>, shape: Vec<usize>) -> ValueId {
+    let mut n = Node::new(name, name, op);
+    n.inputs = inputs.into_iter().map(Some).collect();
+    n.output_shape = shape;
+    g.add_node(n, name)
+}
+
+fn activation_op(which: u8) -> Op {
+    match which % 4 {
+        0 => Op::Unary(UnaryOp::Relu),
+        1 => Op::Unary(UnaryOp::Sigmoid),
+        2 => Op::Unary(UnaryOp::Tanh),
+        _ => Op::Clip {
+            min: cnn_graph::Scalar::Const(0.0),
+            max: cnn_graph::Scalar::Const(6.0),
+        },
+    }
+}
+
+fn run_both(g: &Graph, c: &Consts, x: &[f32]) -> (Compiled, Vec<f32>, Vec<f32>) {
+    let compiled = compile(g, c);
+    let fast = run(g, &compiled, c, &[x], None).unwrap().remove(0).data;
+    let plain = run(g, &Compiled::plain(g), c, &[x], None)
+        .unwrap()
+        .remove(0)
+        .data;
+    (compiled, fast, plain)
+}
+
+fn close(fast: &[f32], plain: &[f32]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(fast.len(), plain.len());
+    let largest = plain.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
+    for (a, b) in fast.iter().zip(plain) {
+        prop_assert!(
+            (a - b).abs() <= 1e-4 * (1.0 + largest),
+            "{} vs {} (largest {})",
+            a,
+            b,
+            largest
+        );
+    }
+    Ok(())
+}
+
+/// conv (+ bias) -> BatchNorm -> activation, on `[batch, c, h, w]`.
+#[allow(clippy::too_many_arguments)]
+fn conv_bn_act(
+    batch: usize,
+    geom: &Conv2dGeometry,
+    bias: bool,
+    act: u8,
+    seed: u64,
+) -> (Graph, Consts, Vec<f32>) {
+    let (mut g, mut c) = (Graph::new("t"), Consts::default());
+    let x = g.add_input("x", vec![batch, geom.in_c, geom.in_h, geom.in_w]);
+    let w_shape = vec![geom.out_c, geom.in_c / geom.groups, geom.k_h, geom.k_w];
+    let w = constant(&mut g, &mut c, "w", w_shape, seed, (-0.5, 0.5));
+    let mut inputs = vec![x, w];
+    if bias {
+        inputs.push(constant(
+            &mut g,
+            &mut c,
+            "b",
+            vec![geom.out_c],
+            seed + 1,
+            (-0.5, 0.5),
+        ));
+    }
+    let out = vec![batch, geom.out_c, geom.out_h, geom.out_w];
+    let conv = Op::Conv {
+        geom: *geom,
+        batch,
+        epilogue: Epilogue::default(),
+    };
+    let y = push(&mut g, "conv", conv, inputs, out.clone());
+    let oc = geom.out_c;
+    let stats = [
+        ("gamma", (0.5, 1.5)),
+        ("beta", (-0.5, 0.5)),
+        ("mean", (-0.5, 0.5)),
+        ("var", (0.2, 2.0)),
+    ];
+    let mut bn_in = vec![y];
+    for (k, (name, range)) in stats.into_iter().enumerate() {
+        bn_in.push(constant(
+            &mut g,
+            &mut c,
+            name,
+            vec![oc],
+            seed + 2 + k as u64,
+            range,
+        ));
+    }
+    let bn = Op::BatchNorm {
+        channels: oc,
+        inner: geom.out_h * geom.out_w,
+        epsilon: 1e-3,
+    };
+    let n = push(&mut g, "bn", bn, bn_in, out.clone());
+    let a = push(&mut g, "act", activation_op(act), vec![n], out);
+    g.outputs.push(a);
+    let len = batch * geom.in_c * geom.in_h * geom.in_w;
+    (g, c, values(len, seed + 9, -1.0, 1.0))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn folding_and_fusing_a_convolution_equal_the_graph_as_written(
+        batch in 1usize..3,
+        cpg in 1usize..5, groups in 1usize..4, opg in 1usize..5,
+        h in 3usize..12, w in 3usize..12,
+        k in 1usize..4, stride in 1usize..3, dilation in 1usize..3, pad in 0usize..3,
+        bias: bool, act in 0u8..4, seed in 0u64..1000,
+    ) {
+        let spec = Conv2dSpec {
+            filters: opg * groups,
+            kernel: [k, k],
+            stride: [stride, stride],
+            dilation: [dilation, dilation],
+            padding: Padding::Explicit { h: pad, w: pad },
+            groups,
+        };
+        let Ok(geom) = Conv2dGeometry::resolve(cpg * groups, h, w, &spec) else {
+            return Ok(());
+        };
+        let (g, c, x) = conv_bn_act(batch, &geom, bias, act, seed);
+        let (compiled, fast, plain) = run_both(&g, &c, &x);
+        prop_assert!(compiled.nodes[0].folded.is_some());
+        prop_assert!(compiled.nodes[1].alias && compiled.nodes[2].alias);
+        prop_assert!(compiled.nodes[0].fused.is_some());
+        prop_assert!(compiled.nodes[0].packed[0].is_some());
+        close(&fast, &plain)?;
+    }
+
+    #[test]
+    fn fusing_into_a_dense_layer_equals_the_graph_as_written(
+        m in 1usize..4, k in 1usize..40, n in 1usize..20, bias: bool, act in 0u8..4,
+        seed in 0u64..1000,
+    ) {
+        let (mut g, mut c) = (Graph::new("d"), Consts::default());
+        let x = g.add_input("x", vec![m, k]);
+        let wv = constant(&mut g, &mut c, "w", vec![n, k], seed, (-0.5, 0.5));
+        let mut inputs = vec![x, wv];
+        if bias {
+            inputs.push(constant(&mut g, &mut c, "b", vec![n], seed + 1, (-0.5, 0.5)));
+        }
+        let dense = Op::Dense { m, k, n, epilogue: Epilogue::default() };
+        let y = push(&mut g, "fc", dense, inputs, vec![m, n]);
+        let a = push(&mut g, "act", activation_op(act), vec![y], vec![m, n]);
+        g.outputs.push(a);
+        let data = values(m * k, seed + 5, -1.0, 1.0);
+        let (compiled, fast, plain) = run_both(&g, &c, &data);
+        prop_assert!(compiled.nodes[0].fused.is_some() && compiled.nodes[1].alias);
+        close(&fast, &plain)?;
+    }
+}
+
+fn small_conv() -> Conv2dGeometry {
+    let spec = Conv2dSpec {
+        filters: 4,
+        kernel: [3, 3],
+        stride: [1, 1],
+        dilation: [1, 1],
+        padding: Padding::Explicit { h: 1, w: 1 },
+        groups: 1,
+    };
+    Conv2dGeometry::resolve(2, 5, 5, &spec).unwrap()
+}
+
+#[test]
+fn a_value_read_twice_or_a_graph_output_is_not_folded_away() {
+    // The convolution's output is also a graph output: BatchNorm and activation run alone.
+    let (mut g, c, x) = conv_bn_act(1, &small_conv(), true, 0, 3);
+    g.outputs.push(g.nodes[0].output);
+    let (compiled, fast, plain) = run_both(&g, &c, &x);
+    assert_eq!(compiled.nodes[0].folded, None);
+    assert!(!compiled.nodes[1].alias);
+    // The activation reads the (unfolded) BatchNorm, which takes no epilogue: it runs alone.
+    assert!(!compiled.nodes[2].alias);
+    assert_eq!(fast, plain);
+
+    // The BatchNorm's output is read twice: it folds, the activation does not fuse into it.
+    let (mut g, c, x) = conv_bn_act(1, &small_conv(), false, 2, 4);
+    let bn_out = g.nodes[1].output;
+    let shape = g.nodes[1].output_shape.clone();
+    let again = push(&mut g, "again", Op::Alias, vec![bn_out], shape);
+    g.outputs.push(again);
+    let compiled = compile(&g, &c);
+    assert!(compiled.nodes[0].folded.is_some());
+    assert_eq!(compiled.nodes[0].fused, None);
+    assert!(!compiled.nodes[2].alias);
+    let fast = run(&g, &compiled, &c, &[&x], None).unwrap();
+    let plain = run(&g, &Compiled::plain(&g), &c, &[&x], None).unwrap();
+    for (a, b) in fast.iter().zip(&plain) {
+        let largest = b.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(a
+            .data
+            .iter()
+            .zip(&b.data)
+            .all(|(p, q)| (p - q).abs() <= 1e-4 * (1.0 + largest)));
+    }
+}
+
+#[test]
+fn a_layer_with_its_own_activation_takes_no_other() {
+    let (mut g, c, x) = conv_bn_act(1, &small_conv(), true, 0, 5);
+    if let Op::Conv { epilogue, .. } = &mut g.nodes[0].op {
+        epilogue.act = Activation::Tanh;
+    }
+    let (compiled, fast, plain) = run_both(&g, &c, &x);
+    // Not linear: the BatchNorm cannot fold through the tanh, nor the relu fuse.
+    assert_eq!(compiled.nodes[0].folded, None);
+    assert_eq!(compiled.nodes[0].fused, None);
+    assert!(!compiled.nodes[1].alias && !compiled.nodes[2].alias);
+    assert_eq!(fast, plain);
+}
