@@ -223,7 +223,6 @@ impl OnnxFront {
 
     /// Per-node medians on a seeded random input at `opts.batch`.
     fn bench(&self, opts: BenchOptions) -> Result<BenchReport, String> {
-        use rand::{Rng, SeedableRng};
         let model = &self.model;
         let batch = opts.batch.max(1);
         let p = plan_declared(model, batch)?;
@@ -236,15 +235,12 @@ impl OnnxFront {
                 opts.batch
             ));
         }
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
-        let data: Vec<Vec<f32>> = inputs
-            .iter()
-            .map(|(_, s)| {
-                (0..s.iter().product::<usize>())
-                    .map(|_| rng.random::<f32>())
-                    .collect()
-            })
-            .collect();
+        let mut seed = opts.seed;
+        let mut data: Vec<Vec<f32>> = Vec::new();
+        for (_, s) in &inputs {
+            data.push(crate::random_values(s.iter().product(), seed)?);
+            seed = seed.wrapping_add(1);
+        }
         let slices: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
         let consts = cnn_onnx::ModelConstants::new(model);
         let compiled = cnn_graph::compile(&p.graph, &consts);
@@ -289,17 +285,9 @@ impl OnnxFront {
                 .map_err(|e| e.to_string())?;
             crate::npy::write_output(out, &t)?;
         }
-        let first_output = p.graph.outputs.first().copied();
-        let softmax = p
-            .graph
-            .nodes
-            .iter()
-            .rev()
-            .find(|n| Some(n.output) == first_output)
-            .is_some_and(|n| n.type_name == "Softmax");
         let ranking = Ranking {
             k: top,
-            probabilities: softmax,
+            probabilities: p.graph.output_is_softmax(0),
             labels: None,
         };
         let batch = y.shape.first().copied().unwrap_or(1).max(1);

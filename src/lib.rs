@@ -33,15 +33,20 @@ pub fn file_error(path: &std::path::Path, verb: &str, e: &std::io::Error) -> Str
     }
 }
 
+/// `n` seeded uniform values in `[0, 1)` (ChaCha8: the same on every machine), or an error
+/// when memory cannot be had.
+pub fn random_values(n: usize, seed: u64) -> Result<Vec<f32>, String> {
+    use rand::{Rng, SeedableRng};
+    let mut v = cnn_tensor::try_zeroed(n, "the random input").map_err(|e| e.to_string())?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    v.iter_mut().for_each(|x| *x = rng.random::<f32>());
+    Ok(v)
+}
+
 /// A seeded batch of uniform values in `[0, 1)` shaped `[n, C, H, W]` for `plan`'s input.
 pub fn random_input(plan: &ModelPlan, n: usize, seed: u64) -> Result<Tensor, String> {
-    use rand::{Rng, SeedableRng};
     let mut shape = vec![n];
     shape.extend(plan.input_shape());
-    let mut t = Tensor::zeros(&shape).map_err(|e| e.to_string())?;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    for v in t.as_mut_slice() {
-        *v = rng.random::<f32>();
-    }
-    Ok(t)
+    let len = cnn_tensor::element_count(&shape).map_err(|e| e.to_string())?;
+    Tensor::from_vec(&shape, random_values(len, seed)?).map_err(|e| e.to_string())
 }

@@ -182,28 +182,31 @@ fn node(op: &str, name: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> No
     }
 }
 
-fn input_info(name: &str, shape: &[i64]) -> ValueInfoProto {
+/// A float input `[batch, item…]`; batch 0 is symbolic (`N`).
+fn input_info(name: &str, batch: usize, item: &[usize]) -> ValueInfoProto {
+    let first = match batch {
+        0 => DimensionValue::DimParam("N".into()),
+        b => DimensionValue::DimValue(b as i64),
+    };
+    let dim = std::iter::once(first)
+        .chain(item.iter().map(|&d| DimensionValue::DimValue(d as i64)))
+        .map(|v| Dimension { value: Some(v) })
+        .collect();
     ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {
             tensor_type: Some(TypeProtoTensor {
                 elem_type: data_type::FLOAT,
-                shape: Some(TensorShapeProto {
-                    dim: shape
-                        .iter()
-                        .map(|&d| Dimension {
-                            value: Some(DimensionValue::DimValue(d)),
-                        })
-                        .collect(),
-                }),
+                shape: Some(TensorShapeProto { dim }),
             }),
             ..Default::default()
         }),
     }
 }
 
-/// The model file's network as an ONNX graph, with `weights(layer.param)` as initializers.
-fn onnx_twin(model: &Model, batch: usize) -> OnnxModel {
+/// The model file's network as an ONNX file's bytes, with its weights (`layer.param`) as
+/// initializers; the input `[batch, 3, h, w]` (a symbolic batch when `batch` is 0).
+fn onnx_twin_bytes(model: &Model, batch: usize) -> Vec<u8> {
     let mut inits: Vec<TensorProto> = Vec::new();
     let w = model.weights().expect("weights allocated");
     for (layer, held) in model.plan.layers().iter().zip(&w.layers) {
@@ -322,7 +325,7 @@ fn onnx_twin(model: &Model, batch: usize) -> OnnxModel {
             node: nodes,
             name: "parity".into(),
             initializer: inits,
-            input: vec![input_info("x", &[batch as i64, 3, 12, 10])],
+            input: vec![input_info("x", batch, &model.plan.input_shape())],
             output: vec![ValueInfoProto {
                 name: "y".into(),
                 r#type: None,
@@ -331,12 +334,20 @@ fn onnx_twin(model: &Model, batch: usize) -> OnnxModel {
         }),
         ..Default::default()
     };
-    OnnxModel::from_bytes(&proto.encode_to_vec(), "parity.onnx", "parity").unwrap()
+    proto.encode_to_vec()
+}
+
+fn onnx_twin(model: &Model, batch: usize) -> OnnxModel {
+    OnnxModel::from_bytes(&onnx_twin_bytes(model, batch), "parity.onnx", "parity").unwrap()
 }
 
 /// The model file with random weights everywhere: kernels, biases and BatchNorm statistics.
 fn model_file() -> Model {
-    let spec = parse_model(MODEL, "parity.toml").unwrap();
+    model_file_from(MODEL)
+}
+
+fn model_file_from(text: &str) -> Model {
+    let spec = parse_model(text, "parity.toml").unwrap();
     let mut m = Model::plan_spec(&spec).unwrap();
     m.allocate(5, cnn::DEFAULT_MAX_WEIGHT_BYTES).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
@@ -446,4 +457,36 @@ fn a_model_file_gets_every_compile_pass() {
     ));
     // The add reads r1 again, so nothing fuses across it.
     assert!(!at("pw1").alias && at("pw1").fused.is_none());
+}
+
+/// With `CNN_TWIN_DIR` set, writes the network at a benchmark size (3x128x128) as a model
+/// file, its weights and its ONNX twin into that folder, for `cnn bench` side by side
+/// (`docs/architecture.md`). Without it, checks only that the twin at that size still agrees.
+#[test]
+fn the_twin_at_benchmark_size() {
+    let text = MODEL
+        .replace("height = 12", "height = 128")
+        .replace("width = 10", "width = 128");
+    let m = model_file_from(&text);
+    let bytes = onnx_twin_bytes(&m, 0);
+    let onnx = OnnxModel::from_bytes(&bytes, "twin.onnx", "twin").unwrap();
+    let p = cnn_onnx::plan(&onnx, &[vec![1, 3, 128, 128]]).unwrap();
+    assert_eq!(p.graph.total_params(), m.plan.total_params());
+    let x = cnn::random_input(&m.plan, 1, 2).unwrap();
+    let a = m.forward(&x).unwrap();
+    let b = cnn_onnx::run(&onnx, &p, &[x.as_slice()]).unwrap().remove(0);
+    assert!(a
+        .as_slice()
+        .iter()
+        .zip(&b.data)
+        .all(|(u, v)| (u - v).abs() <= 1e-5));
+    if let Some(dir) = std::env::var_os("CNN_TWIN_DIR") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let toml = text.replace("name = \"parity\"", "name = \"twin\"");
+        std::fs::write(dir.join("twin.toml"), toml).unwrap();
+        let w = m.weights().unwrap();
+        cnn::model::save_weights(&m.plan, w, &dir.join("twin.safetensors")).unwrap();
+        std::fs::write(dir.join("twin.onnx"), &bytes).unwrap();
+    }
 }

@@ -253,6 +253,22 @@ impl Graph {
         })
     }
 
+    /// True when graph output `k` is a softmax's result — the producing node is a softmax or
+    /// ends in one, seen through the nodes that only pass values on (flatten, dropout, reshape,
+    /// a linear activation) — so its values are probabilities.
+    pub fn output_is_softmax(&self, k: usize) -> bool {
+        let mut v = self.outputs.get(k).copied();
+        while let Some(i) = v.and_then(|v| self.producer(v)) {
+            let node = &self.nodes[i];
+            match &node.op {
+                Op::Softmax { .. } => return true,
+                Op::Alias => v = node.input(0),
+                op => return op.epilogue().is_some_and(|e| e.softmax),
+            }
+        }
+        false
+    }
+
     /// Parameters counted by the formulas (exact).
     pub fn total_params(&self) -> u64 {
         self.nodes.iter().map(|n| n.param_count).sum()

@@ -15,7 +15,7 @@
 use crate::error::{ModelError, ShapeError};
 use crate::format::shape_text;
 use crate::spec::ModelSpec;
-use cnn_graph::{Graph, Op};
+use cnn_graph::Graph;
 
 /// A feature shape without the batch: `[C, H, W]` for maps, `[n]` for vectors.
 pub type Shape = Vec<usize>;
@@ -79,19 +79,11 @@ impl ModelPlan {
             .unwrap_or(&[])
     }
 
-    /// True when the last layer that changes values applies softmax (trailing dropout and
-    /// flatten layers pass values through), so the outputs are probabilities.
+    /// True when the last layer that changes values applies softmax (trailing dropout,
+    /// flatten and linear activation layers pass values through), so the outputs are
+    /// probabilities.
     pub fn ends_in_softmax(&self) -> bool {
-        let last = self
-            .graph
-            .nodes
-            .iter()
-            .rev()
-            .find(|l| !matches!(l.type_name.as_str(), "flatten" | "dropout"));
-        last.is_some_and(|l| match &l.op {
-            Op::Softmax { .. } => true,
-            op => op.epilogue().is_some_and(|e| e.softmax),
-        })
+        self.graph.output_is_softmax(0)
     }
 
     /// The name of the model.
