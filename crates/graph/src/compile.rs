@@ -20,7 +20,7 @@
 //! the graph as written; only the work changes.
 
 use crate::ir::Graph;
-use crate::op::{Op, Scalar, UnaryOp};
+use crate::op::{batchnorm_scale_shift, Op, Scalar, UnaryOp};
 use cnn_conv::{Activation, PackedWeights};
 
 /// Where the executor and the passes find the data of the graph's constants, by name.
@@ -32,6 +32,7 @@ pub trait Constants: Sync {
 /// A convolution's weights and bias with the BatchNorm after it folded in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoldedConv {
+    /// Empty once the folded weights are packed (`NodeWork::packed`), which is what runs.
     pub weights: Vec<f32>,
     pub bias: Vec<f32>,
 }
@@ -143,18 +144,21 @@ fn fold_batchnorm(graph: &Graph, consts: &dyn Constants, c: &mut Compiled) -> Ve
             continue;
         }
         let per = w.len() / channels;
-        let (gamma, beta, mean, var) = (stats[0], stats[1], stats[2], stats[3]);
-        if [gamma, beta, mean, var].iter().any(|s| s.len() != channels) {
+        let stats = [stats[0], stats[1], stats[2], stats[3]];
+        if stats.iter().any(|s| s.len() != channels) {
             continue;
         }
-        let scale: Vec<f32> = (0..channels)
-            .map(|ch| gamma[ch] / (var[ch] + epsilon).sqrt())
-            .collect();
-        let weights = w
-            .chunks_exact(per)
-            .zip(&scale)
-            .flat_map(|(row, &s)| row.iter().map(move |&v| v * s))
-            .collect();
+        let Some((scale, _)) = batchnorm_scale_shift(channels, stats, epsilon) else {
+            continue;
+        };
+        let [_, beta, mean, _] = stats;
+        let mut weights = Vec::new();
+        if weights.try_reserve_exact(w.len()).is_err() {
+            continue; // no memory for a folded copy: the BatchNorm runs on its own
+        }
+        for (row, &s) in w.chunks_exact(per).zip(&scale) {
+            weights.extend(row.iter().map(|&v| v * s));
+        }
         let bias = (0..channels)
             .map(|ch| (bias.map_or(0.0, |b| b[ch]) - mean[ch]) * scale[ch] + beta[ch])
             .collect();
@@ -218,6 +222,7 @@ fn fuse_activations(graph: &Graph, folded_into: &[Option<usize>], c: &mut Compil
 /// Pass 4.
 fn pack(graph: &Graph, consts: &dyn Constants, c: &mut Compiled) {
     for (j, node) in graph.nodes.iter().enumerate() {
+        let folded_and_packed = matches!(node.op, Op::Conv { .. }) && c.nodes[j].folded.is_some();
         // A failure here (memory) leaves the weights unpacked; the run packs them per call and
         // reports the error there.
         let packed = |geom, w: Option<&[f32]>| w.and_then(|w| PackedWeights::new(geom, w).ok());
@@ -239,5 +244,11 @@ fn pack(graph: &Graph, consts: &dyn Constants, c: &mut Compiled) {
             ],
             _ => Vec::new(),
         };
+        // The packed copy is what runs: the folded weights' unpacked copy is not kept.
+        if folded_and_packed && c.nodes[j].packed.iter().all(Option::is_some) {
+            if let Some(f) = &mut c.nodes[j].folded {
+                f.weights = Vec::new();
+            }
+        }
     }
 }

@@ -294,3 +294,53 @@ impl Graph {
         self.total_params() as u128 * 4
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::{Epilogue, UnaryOp};
+
+    fn chain(ops: Vec<Op>) -> Graph {
+        let mut g = Graph::new("g");
+        let mut v = g.add_input("x", vec![1, 4]);
+        for (i, op) in ops.into_iter().enumerate() {
+            let mut n = Node::new(format!("n{i}"), "t", op);
+            n.inputs = vec![Some(v)];
+            n.output_shape = vec![1, 4];
+            v = g.add_node(n, format!("v{i}"));
+        }
+        g.outputs.push(v);
+        g
+    }
+
+    #[test]
+    fn an_output_is_a_softmax_seen_through_the_nodes_that_pass_values_on() {
+        let softmax = || Op::Softmax {
+            outer: 1,
+            axis_len: 4,
+            inner: 1,
+        };
+        let dense = |softmax| Op::Dense {
+            m: 1,
+            k: 4,
+            n: 4,
+            epilogue: Epilogue {
+                softmax,
+                ..Epilogue::default()
+            },
+        };
+        assert!(chain(vec![softmax()]).output_is_softmax(0));
+        assert!(chain(vec![softmax(), Op::Alias, Op::Alias]).output_is_softmax(0));
+        assert!(chain(vec![dense(true), Op::Alias]).output_is_softmax(0));
+        assert!(!chain(vec![dense(false)]).output_is_softmax(0));
+        assert!(!chain(vec![softmax(), Op::Unary(UnaryOp::Relu)]).output_is_softmax(0));
+        assert!(
+            !chain(vec![Op::Alias]).output_is_softmax(0),
+            "the input itself"
+        );
+        assert!(
+            !chain(vec![softmax()]).output_is_softmax(1),
+            "no such output"
+        );
+    }
+}

@@ -166,6 +166,28 @@ pub enum Op {
     },
 }
 
+/// BatchNorm per channel as `y = x * scale + shift`: `scale = gamma / sqrt(var + epsilon)`,
+/// `shift = beta - mean * scale`, in f32 as Keras and onnxruntime compute it (front ends refuse
+/// an epsilon that is not a normal f32). `None` when a statistic holds fewer than `channels`
+/// values.
+pub fn batchnorm_scale_shift(
+    channels: usize,
+    [gamma, beta, mean, var]: [&[f32]; 4],
+    epsilon: f32,
+) -> Option<(Vec<f32>, Vec<f32>)> {
+    if [gamma, beta, mean, var].iter().any(|s| s.len() < channels) {
+        return None;
+    }
+    Some(
+        (0..channels)
+            .map(|c| {
+                let s = gamma[c] / (var[c] + epsilon).sqrt();
+                (s, beta[c] - mean[c] * s)
+            })
+            .unzip(),
+    )
+}
+
 impl Op {
     /// The epilogue of a weighted op (conv, separable, local, dense).
     pub fn epilogue(&self) -> Option<Epilogue> {

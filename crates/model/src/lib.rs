@@ -165,7 +165,7 @@ impl Model {
         };
         let mut outputs =
             cnn_graph::run(&graph, &ready.compiled, &consts, &[input.as_slice()], times)
-                .map_err(|e| self.exec_error(e))?;
+                .map_err(|e| self.exec_error(&graph, e))?;
         let y = outputs.pop().ok_or_else(|| ModelError::NoWeights {
             model: self.name().to_string(),
         })?;
@@ -189,7 +189,7 @@ impl Model {
     }
 
     /// An executor error in the model-file wording (naming the layer).
-    fn exec_error(&self, e: ExecError) -> ModelError {
+    fn exec_error(&self, graph: &cnn_graph::Graph, e: ExecError) -> ModelError {
         let layer = |i: usize| {
             self.plan
                 .layers()
@@ -201,15 +201,25 @@ impl Model {
                 layer: layer(node),
                 source,
             },
-            ExecError::Alloc { node, source } => ModelError::Alloc {
+            ExecError::Alloc { node, bytes } => ModelError::Alloc {
                 model: layer(node),
-                source,
+                source: cnn_tensor::TensorError::Alloc {
+                    what: format!(
+                        "a {} tensor",
+                        graph.nodes.get(node).map_or_else(String::new, |n| {
+                            cnn_tensor::format_shape(&n.output_shape)
+                        })
+                    ),
+                    bytes,
+                },
             },
             ExecError::Node { node, message } => ModelError::Run {
                 layer: layer(node),
                 message,
             },
-            e @ (ExecError::Input { .. } | ExecError::InputCount { .. }) => ModelError::Run {
+            e @ (ExecError::Input { .. }
+            | ExecError::InputCount { .. }
+            | ExecError::Stale { .. }) => ModelError::Run {
                 layer: self.name().to_string(),
                 message: e.to_string(),
             },

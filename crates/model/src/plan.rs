@@ -270,6 +270,26 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_that_makes_an_output_unaddressable_is_an_error() {
+        // 1024 maps of (2^21 + 1)^2 values: planned per image, but not 4096 images of them.
+        let text = "name = \"b\"\n[input]\nchannels = 1\nheight = 1\nwidth = 1\n\
+                    [[layers]]\ntype = \"conv2d\"\nfilters = 1024\nkernel = 2\npadding = 1048576\n";
+        let p = plan(&parse_model(text, "b.toml").unwrap()).unwrap();
+        let e = p.at_batch(4096).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "b.toml:6: layer `conv2d_1` (conv2d) on input 1x1x1: at batch 4096 the output"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.ends_with("has more values than this machine can address"),
+            "{e}"
+        );
+        assert!(p.at_batch(2).is_ok());
+    }
+
+    #[test]
     fn absurd_input_sizes_are_errors_not_overflows() {
         let text = format!(
             "name = \"big\"\n[input]\nchannels = {m}\nheight = {m}\nwidth = 2\n\

@@ -74,7 +74,7 @@ fn exec_error(model: &OnnxModel, plan: &OnnxPlan, e: ExecError) -> OnnxError {
     };
     match e {
         ExecError::Kernel { node, source } => at(node, source.to_string()),
-        ExecError::Alloc { node, source } => at(node, source.to_string()),
+        e @ ExecError::Alloc { node, .. } => at(node, e.to_string()),
         ExecError::Node { node, message } => at(node, message),
         ExecError::Input { input, message } => {
             let name = plan
@@ -84,6 +84,8 @@ fn exec_error(model: &OnnxModel, plan: &OnnxPlan, e: ExecError) -> OnnxError {
                 .unwrap_or_default();
             OnnxError::input(&name, message)
         }
-        e @ ExecError::InputCount { .. } => OnnxError::graph(e.to_string()),
+        e @ (ExecError::InputCount { .. } | ExecError::Stale { .. }) => {
+            OnnxError::graph(e.to_string())
+        }
     }
 }

@@ -14,7 +14,7 @@
 mod node;
 pub mod ops;
 
-use crate::compile::{Compiled, Constants, NodeWork};
+use crate::compile::{Compiled, Constants};
 use crate::ir::{Graph, Shape, ValueId, ValueKind};
 use std::time::{Duration, Instant};
 
@@ -34,12 +34,12 @@ pub enum ExecError {
         node: usize,
         source: cnn_conv::KernelError,
     },
-    /// An output buffer could not be allocated.
-    #[error("{source}")]
-    Alloc {
-        node: usize,
-        source: cnn_tensor::TensorError,
-    },
+    /// A buffer for the node's output could not be allocated.
+    #[error("could not allocate {bytes} bytes for the output")]
+    Alloc { node: usize, bytes: u128 },
+    /// The compiled form belongs to another graph.
+    #[error("the graph was compiled for {compiled} nodes but has {nodes}; compile it again")]
+    Stale { compiled: usize, nodes: usize },
     /// Anything else about one node.
     #[error("{message}")]
     Node { node: usize, message: String },
@@ -135,7 +135,7 @@ impl<'a> Env<'a> {
         let data = self.get(node, v)?;
         let mut copy = Vec::new();
         if copy.try_reserve_exact(data.len()).is_err() {
-            return Err(cannot_allocate(node, data.len()));
+            return Err(alloc_error(node, data.len()));
         }
         copy.extend_from_slice(data);
         Ok(copy)
@@ -153,21 +153,20 @@ impl<'a> Env<'a> {
 
 /// A zero-filled output buffer, or an error (not an abort) when memory cannot be had.
 fn zeroed(node: usize, len: usize) -> Result<Vec<f32>, ExecError> {
-    cnn_tensor::try_zeroed(len, "the output").map_err(|source| ExecError::Alloc { node, source })
+    cnn_tensor::try_zeroed(len, "the output").map_err(|_| alloc_error(node, len))
 }
 
-fn cannot_allocate(node: usize, len: usize) -> ExecError {
-    ExecError::Node {
+fn alloc_error(node: usize, len: usize) -> ExecError {
+    ExecError::Alloc {
         node,
-        message: format!("cannot allocate {} bytes for the output", len as u128 * 4),
+        bytes: len as u128 * 4,
     }
 }
 
 /// Makes sure `len` values can be had, before a kernel that allocates its result itself.
 fn reserve(node: usize, len: usize) -> Result<(), ExecError> {
     let mut v: Vec<f32> = Vec::new();
-    v.try_reserve_exact(len)
-        .map_err(|_| cannot_allocate(node, len))
+    v.try_reserve_exact(len).map_err(|_| alloc_error(node, len))
 }
 
 /// Runs `graph` as `compiled` says on `inputs` (one flat tensor per graph input, in order,
@@ -180,6 +179,12 @@ pub fn run(
     inputs: &[&[f32]],
     mut times: Option<&mut [Duration]>,
 ) -> Result<Vec<Value>, ExecError> {
+    if compiled.nodes.len() != graph.nodes.len() {
+        return Err(ExecError::Stale {
+            compiled: compiled.nodes.len(),
+            nodes: graph.nodes.len(),
+        });
+    }
     if inputs.len() != graph.inputs.len() {
         return Err(ExecError::InputCount {
             expected: graph.inputs.len(),
@@ -216,10 +221,8 @@ pub fn run(
         last_use,
         spare: Spare::default(),
     };
-    let plain = NodeWork::default();
-    for (i, n) in graph.nodes.iter().enumerate() {
+    for (i, (n, work)) in graph.nodes.iter().zip(&compiled.nodes).enumerate() {
         let start = Instant::now();
-        let work = compiled.nodes.get(i).unwrap_or(&plain);
         let out = node::run_node(&mut env, i, work)?;
         let out_len: usize = n.output_shape.iter().product();
         if out.len() != out_len {

@@ -6,11 +6,20 @@
 
 use super::{ops, reserve, zeroed, Env, ExecError};
 use crate::compile::NodeWork;
-use crate::op::{BinaryOp, Epilogue, Op, PoolGeometry, Scalar, UnaryOp};
+use crate::op::{batchnorm_scale_shift, BinaryOp, Epilogue, Op, PoolGeometry, Scalar, UnaryOp};
 use cnn_conv::{Activation, Conv2dGeometry, KernelError, PackedWeights, Padding, Pool2dGeometry};
 
 fn kernel(node: usize) -> impl Fn(KernelError) -> ExecError {
     move |source| ExecError::Kernel { node, source }
+}
+
+/// The element count of `shape` (planned shapes were checked by the front end; this is the
+/// executor's own guard).
+fn element_count(node: usize, shape: &[usize]) -> Result<usize, ExecError> {
+    cnn_tensor::element_count(shape).map_err(|e| ExecError::Node {
+        node,
+        message: e.to_string(),
+    })
 }
 
 /// The epilogue a weighted node runs with: its own, or the activation fused into it.
@@ -93,7 +102,7 @@ pub(super) fn run_node(
     let graph = env.graph;
     let n = &graph.nodes[i];
     let out_shape = &n.output_shape;
-    let out_len: usize = out_shape.iter().product();
+    let out_len = element_count(i, out_shape)?;
     if out_len == 0 {
         // An empty result (a zero dimension somewhere): nothing to compute, and the kernels'
         // per-row tables are never built for dimensions that only an empty tensor can have.
@@ -128,7 +137,8 @@ pub(super) fn run_node(
             epilogue: own,
         } => {
             let e = epilogue(*own, work);
-            let mid_len = batch * depthwise.out_c * depthwise.out_h * depthwise.out_w;
+            let mid = [*batch, depthwise.out_c, depthwise.out_h, depthwise.out_w];
+            let mid_len = element_count(i, &mid)?;
             let mut mid = env.overwritable(i, mid_len)?;
             let mut out = env.overwritable(i, out_len)?;
             let (x, dw, pw) = (env.arg(i, 0)?, env.arg(i, 1)?, env.arg(i, 2)?);
@@ -282,16 +292,19 @@ pub(super) fn run_node(
             epsilon,
         } => {
             // Per channel `y = x * scale + shift`, from the statistics as they are held.
-            let (scale, shift): (Vec<f32>, Vec<f32>) = {
-                let (gamma, beta) = (env.arg(i, 1)?, env.arg(i, 2)?);
-                let (mean, var) = (env.arg(i, 3)?, env.arg(i, 4)?);
-                (0..*channels)
-                    .map(|c| {
-                        let s = gamma[c] / (var[c] + epsilon).sqrt();
-                        (s, beta[c] - mean[c] * s)
-                    })
-                    .unzip()
-            };
+            let stats = [
+                env.arg(i, 1)?,
+                env.arg(i, 2)?,
+                env.arg(i, 3)?,
+                env.arg(i, 4)?,
+            ];
+            let (scale, shift) =
+                batchnorm_scale_shift(*channels, stats, *epsilon).ok_or_else(|| {
+                    ExecError::Node {
+                        node: i,
+                        message: format!("a statistic holds fewer than the {channels} channels"),
+                    }
+                })?;
             let mut v = env.take(env.input_id(i, 0), i)?;
             for (p, plane) in v.chunks_exact_mut((*inner).max(1)).enumerate() {
                 let c = p % channels;

@@ -76,6 +76,8 @@ pub(crate) fn lower(spec: &ModelSpec, batch: usize) -> Result<Graph, ModelError>
             .map(|&v| graph.values[v].shape[1..].to_vec())
             .collect();
         let planned = plan_layer(spec, layer, input_shapes.clone(), batch)?;
+        let ctx = Ctx::new(spec, layer, &input_shapes);
+        check_batched(&ctx, &planned, batch)?;
         let mut node = Node::new(layer.name.clone(), layer.kind.type_name(), planned.op);
         node.inputs = sources.into_iter().map(Some).collect();
         for p in planned.params {
@@ -94,7 +96,6 @@ pub(crate) fn lower(spec: &ModelSpec, batch: usize) -> Result<Graph, ModelError>
         node.output_shape = batched(batch, &planned.output_shape);
         node.formula = planned.formula;
         node.macs = planned.macs;
-        let ctx = Ctx::new(spec, layer, &input_shapes);
         (node.param_count, node.trainable, node.non_trainable) = accounting(&ctx, &node)?;
         graph.add_node(node, layer.name.clone());
     }
@@ -102,6 +103,24 @@ pub(crate) fn lower(spec: &ModelSpec, batch: usize) -> Result<Graph, ModelError>
         graph.outputs.push(last.output);
     }
     Ok(graph)
+}
+
+/// At a batch above 1, the layer's output (and a separable layer's intermediate map) must
+/// still be addressable (at batch 1 `plan_layer` checked it).
+fn check_batched(ctx: &Ctx<'_>, planned: &Planned, batch: usize) -> Result<(), ModelError> {
+    let mut shapes = vec![batched(batch, &planned.output_shape)];
+    if let Op::Separable { depthwise: d, .. } = &planned.op {
+        shapes.push(vec![batch, d.out_c, d.out_h, d.out_w]);
+    }
+    for s in shapes {
+        if cnn_tensor::element_count(&s).is_err() {
+            return Err(ctx.err(format!(
+                "at batch {batch} the output {} has more values than this machine can address",
+                shape_text(&s)
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn plan_layer(

@@ -207,6 +207,17 @@ pub(super) fn parse_layer(
                     format!("`epsilon` must be a positive number, found {epsilon}"),
                 ));
             }
+            if !(f32::MIN_POSITIVE as f64..=f32::MAX as f64).contains(&epsilon) {
+                return Err(ctx.err(
+                    Some("epsilon"),
+                    format!(
+                        "`epsilon` must be a normal f32 (from {:e} to {:e}; batchnorm computes in \
+                         f32, as Keras does), found {epsilon:e}",
+                        f32::MIN_POSITIVE,
+                        f32::MAX
+                    ),
+                ));
+            }
             LayerKind::BatchNorm { epsilon }
         }
         "add" => LayerKind::Add,

@@ -176,3 +176,16 @@ fn graph_inputs_resolve() {
     assert_eq!(m.layers[1].inputs, vec![Source::Input]);
     assert_eq!(m.layers[2].inputs, vec![Source::Layer(0), Source::Layer(1)]);
 }
+
+#[test]
+fn a_batchnorm_epsilon_must_be_a_normal_f32() {
+    let e = parse("[[layers]]\ntype = \"batchnorm\"\nepsilon = 1e-50\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "t.toml:8: layer `batchnorm_1` (batchnorm): `epsilon` must be a normal f32 (from \
+         1.1754944e-38 to 3.4028235e38; batchnorm computes in f32, as Keras does), found 1e-50"
+    );
+    assert!(parse("[[layers]]\ntype = \"batchnorm\"\nepsilon = 1e-30\n").is_ok());
+}

@@ -300,7 +300,8 @@ impl<'a> Planner<'a> {
     fn plan_node(&mut self, node: &'a Node) -> Result<GraphNode, OnnxError> {
         let mut input_shapes = Vec::new();
         for name in node.inputs.iter().flatten() {
-            if let Some(Known::Data(s)) = self.values.get(name.as_str()) {
+            let constant = self.model.constant(name).is_some();
+            if let (Some(Known::Data(s)), false) = (self.values.get(name.as_str()), constant) {
                 input_shapes.push(s.clone());
             }
         }
