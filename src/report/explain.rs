@@ -3,7 +3,7 @@
 //! per image, and the column-buffer bytes (whole matrix vs the tile the engine allocates).
 
 use cnn_model::format::{group_digits, human_bytes};
-use cnn_model::{ConvExplanation, KernelPath, ModelPlan};
+use cnn_model::{ConvExplanation, KernelPath};
 use cnn_tensor::format_shape;
 use serde::Serialize;
 
@@ -12,14 +12,6 @@ use serde::Serialize;
 pub struct ExplainDoc<'a> {
     pub model: String,
     pub layers: &'a [ConvExplanation],
-}
-
-/// The JSON document.
-pub fn to_json<'a>(plan: &ModelPlan, items: &'a [ConvExplanation]) -> ExplainDoc<'a> {
-    ExplainDoc {
-        model: plan.name().to_string(),
-        layers: items,
-    }
 }
 
 fn block(e: &ConvExplanation) -> String {
@@ -128,11 +120,6 @@ fn block(e: &ConvExplanation) -> String {
     }
     out.push_str(&format!("  MACs     {}\n", group_digits(e.macs as u128)));
     out
-}
-
-/// The terminal report.
-pub fn render(plan: &ModelPlan, items: &[ConvExplanation]) -> String {
-    render_named(plan.name(), items)
 }
 
 /// The terminal report for the model called `name`.
