@@ -80,7 +80,7 @@ fn load_onnx(path: &Path, max_bytes: u128) -> Result<OnnxModel, String> {
             human_bytes(max_bytes)
         ));
     }
-    OnnxModel::load(path).map_err(|e| e.to_string())
+    OnnxModel::load_within(path, max_bytes).map_err(|e| e.to_string())
 }
 
 /// Plans `model` at its declared input shapes with batch `batch`.

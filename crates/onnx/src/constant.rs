@@ -1,10 +1,12 @@
 //! Constant tensors: initializers, `Constant` node values and test-data files, decoded from
 //! `TensorProto` (either `raw_data`, little-endian, or the typed repeated fields). The engine
 //! computes in f32; int64 (and int32, widened) tensors are kept for shape operands — Reshape's
-//! shape, Pad's pads. Any other element type, external data or a length that disagrees with the
-//! dims is an error naming the tensor.
+//! shape, Pad's pads. Data stored outside the file is read through [`ExternalData`] (from the
+//! model's folder). Any other element type or a length that disagrees with the dims is an error
+//! naming the tensor.
 
 use crate::error::OnnxError;
+use crate::external::ExternalData;
 use crate::proto::{data_type, TensorProto};
 
 /// The elements of a constant.
@@ -86,7 +88,7 @@ pub fn dims_to_shape(name: &str, dims: &[i64]) -> Result<Vec<usize>, OnnxError> 
 /// Decodes `raw` as little-endian values of `width` bytes each.
 fn from_raw<T>(
     name: &str,
-    raw: &[u8],
+    (field, raw): (&str, &[u8]),
     count: usize,
     width: usize,
     convert: impl Fn(&[u8]) -> T,
@@ -96,7 +98,7 @@ fn from_raw<T>(
         return Err(OnnxError::tensor(
             name,
             format!(
-                "raw_data holds {} bytes, but {count} elements of {width} bytes need {}",
+                "{field} holds {} bytes, but {count} elements of {width} bytes need {}",
                 raw.len(),
                 need.map_or_else(|| "more than fit in memory".to_string(), |n| n.to_string())
             ),
@@ -115,29 +117,66 @@ fn check_count(name: &str, field: &str, got: usize, want: usize) -> Result<(), O
     Ok(())
 }
 
-/// Decodes a `TensorProto` (named `name` in messages).
+/// Decodes a `TensorProto` (named `name` in messages) that holds its own data.
 pub fn decode_tensor(name: &str, t: &TensorProto) -> Result<Constant, OnnxError> {
-    if t.data_location == 1 || !t.external_data.is_empty() {
-        let location = t
-            .external_data
-            .iter()
-            .find(|e| e.key == "location")
-            .map(|e| e.value.as_str())
-            .unwrap_or("?");
-        return Err(OnnxError::tensor(
-            name,
-            format!(
-                "its data is stored in an external file ('{location}'); external data is not \
-                 supported: save the model with the weights inside the .onnx file"
-            ),
-        ));
-    }
+    decode_tensor_in(name, t, None)
+}
+
+/// Decodes a `TensorProto`, reading external data through `external` (the model's folder).
+pub fn decode_tensor_in(
+    name: &str,
+    t: &TensorProto,
+    external: Option<&ExternalData>,
+) -> Result<Constant, OnnxError> {
     let shape = dims_to_shape(name, &t.dims)?;
     let count: usize = shape.iter().product();
-    let raw = !t.raw_data.is_empty() || count == 0;
-    let data = match t.data_type {
+    if t.data_location == 1 || !t.external_data.is_empty() {
+        let Some(external) = external else {
+            let location = t
+                .external_data
+                .iter()
+                .find(|e| e.key == "location")
+                .map(|e| e.value.as_str())
+                .unwrap_or("?");
+            return Err(OnnxError::tensor(
+                name,
+                format!(
+                    "its data is stored in an external file ('{location}'), which is read from \
+                     the model's folder: load the model from its file"
+                ),
+            ));
+        };
+        let width: u64 = match t.data_type {
+            data_type::INT64 => 8,
+            _ => 4,
+        };
+        let need = (count as u64).checked_mul(width);
+        return external.with_bytes(name, &t.external_data, need, |raw| {
+            Ok(Constant {
+                shape: shape.clone(),
+                data: decode_data(name, t, Some(raw), count)?,
+            })
+        });
+    }
+    let data = decode_data(name, t, None, count)?;
+    Ok(Constant { shape, data })
+}
+
+/// The elements of `t`: from `external` bytes, `raw_data`, or the typed field.
+fn decode_data(
+    name: &str,
+    t: &TensorProto,
+    external: Option<&[u8]>,
+    count: usize,
+) -> Result<ConstData, OnnxError> {
+    let raw_data = match external {
+        Some(bytes) => ("its external data", bytes),
+        None => ("raw_data", t.raw_data.as_slice()),
+    };
+    let raw = external.is_some() || !t.raw_data.is_empty() || count == 0;
+    Ok(match t.data_type {
         data_type::FLOAT => ConstData::F32(if raw {
-            from_raw(name, &t.raw_data, count, 4, |b| {
+            from_raw(name, raw_data, count, 4, |b| {
                 f32::from_le_bytes([b[0], b[1], b[2], b[3]])
             })?
         } else {
@@ -145,7 +184,7 @@ pub fn decode_tensor(name: &str, t: &TensorProto) -> Result<Constant, OnnxError>
             t.float_data.clone()
         }),
         data_type::INT64 => ConstData::I64(if raw {
-            from_raw(name, &t.raw_data, count, 8, |b| {
+            from_raw(name, raw_data, count, 8, |b| {
                 let mut a = [0u8; 8];
                 a.copy_from_slice(b);
                 i64::from_le_bytes(a)
@@ -155,7 +194,7 @@ pub fn decode_tensor(name: &str, t: &TensorProto) -> Result<Constant, OnnxError>
             t.int64_data.clone()
         }),
         data_type::INT32 => ConstData::I64(if raw {
-            from_raw(name, &t.raw_data, count, 4, |b| {
+            from_raw(name, raw_data, count, 4, |b| {
                 i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             })?
         } else {
@@ -172,8 +211,7 @@ pub fn decode_tensor(name: &str, t: &TensorProto) -> Result<Constant, OnnxError>
                 ),
             ))
         }
-    };
-    Ok(Constant { shape, data })
+    })
 }
 
 /// Reads a serialized `TensorProto` file (the ONNX test-data `input_0.pb` layout).

@@ -11,6 +11,7 @@
 
 pub mod constant;
 pub mod error;
+pub mod external;
 pub mod load;
 pub mod lower;
 pub mod ops;

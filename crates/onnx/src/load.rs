@@ -3,8 +3,9 @@
 //! file's topological order — checked: every node input must be a graph input, an initializer,
 //! a constant or an earlier node's output, and every graph output must be produced.
 
-use crate::constant::{decode_tensor, Constant};
+use crate::constant::{decode_tensor_in, Constant};
 use crate::error::OnnxError;
+use crate::external::ExternalData;
 use crate::ops::{parse_op, Op};
 use crate::proto::{data_type, DimensionValue, GraphProto, ModelProto, NodeProto};
 use prost::Message;
@@ -88,27 +89,45 @@ pub struct OnnxModel {
 }
 
 impl OnnxModel {
-    /// Reads and checks `path`.
+    /// Reads and checks `path` (external data from its folder, without a ceiling).
     pub fn load(path: &Path) -> Result<Self, OnnxError> {
+        Self::load_within(path, u128::MAX)
+    }
+
+    /// Reads and checks `path`, with at most `max_bytes` in the file and its external data
+    /// together (the ceiling on weight memory; checked before anything external is read).
+    pub fn load_within(path: &Path, max_bytes: u128) -> Result<Self, OnnxError> {
         let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| OnnxError::Io {
+        let io = |source| OnnxError::Io {
             path: shown.clone(),
             source,
-        })?;
+        };
+        let bytes = std::fs::read(path).map_err(io)?;
         let default_name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".to_string());
-        Self::from_bytes(&bytes, &shown, &default_name)
+        let left = max_bytes.saturating_sub(bytes.len() as u128);
+        let external = ExternalData::new(path, left).map_err(|e| e.in_file(&shown))?;
+        Self::parse(&bytes, &shown, &default_name, Some(&external))
     }
 
-    /// Parses the bytes of a `.onnx` file; `path` is used in messages.
+    /// Parses the bytes of a `.onnx` file that holds all its data; `path` is used in messages.
     pub fn from_bytes(bytes: &[u8], path: &str, default_name: &str) -> Result<Self, OnnxError> {
+        Self::parse(bytes, path, default_name, None)
+    }
+
+    fn parse(
+        bytes: &[u8],
+        path: &str,
+        default_name: &str,
+        external: Option<&ExternalData>,
+    ) -> Result<Self, OnnxError> {
         let proto = ModelProto::decode(bytes).map_err(|e| OnnxError::Decode {
             path: path.to_string(),
             message: e.to_string(),
         })?;
-        import(proto, path, default_name).map_err(|e| e.in_file(path))
+        import(proto, path, default_name, external).map_err(|e| e.in_file(path))
     }
 
     /// The constant (initializer or folded `Constant`) called `name`.
@@ -212,7 +231,12 @@ fn read_inputs(
     Ok(inputs)
 }
 
-fn import(proto: ModelProto, path: &str, default_name: &str) -> Result<OnnxModel, OnnxError> {
+fn import(
+    proto: ModelProto,
+    path: &str,
+    default_name: &str,
+    external: Option<&ExternalData>,
+) -> Result<OnnxModel, OnnxError> {
     let opset = proto
         .opset_import
         .iter()
@@ -234,7 +258,7 @@ fn import(proto: ModelProto, path: &str, default_name: &str) -> Result<OnnxModel
         if t.name.is_empty() {
             return Err(OnnxError::graph("an initializer has no name"));
         }
-        initializers.push((t.name.clone(), decode_tensor(&t.name, t)?));
+        initializers.push((t.name.clone(), decode_tensor_in(&t.name, t, external)?));
     }
     let initialized: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs = read_inputs(&graph, &initialized)?;

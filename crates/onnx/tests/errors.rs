@@ -518,7 +518,9 @@ fn conv_with_weight(w: TensorProto) -> ModelProto {
 }
 
 #[test]
-fn an_initializer_with_external_data_is_refused() {
+fn an_initializer_with_external_data_needs_the_models_folder() {
+    // Read from bytes, there is no folder to find `weights.bin` in (tests/external.rs loads
+    // such models from their files).
     let mut w = filled("w", &[2, 2, 3, 3]);
     w.raw_data.clear();
     w.data_location = 1;
@@ -538,7 +540,7 @@ fn an_initializer_with_external_data_is_refused() {
             "m.onnx",
             "tensor 'w'",
             "external file ('weights.bin')",
-            "not supported",
+            "which is read from the model's folder",
         ],
     );
 }
