@@ -39,6 +39,9 @@ SUPPORTED = {
     "Tanh", "Softmax", "Flatten", "Reshape", "MaxPool", "AveragePool",
     "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Concat", "Dropout",
     "Identity", "Constant", "Pad",
+    # Element-wise math and activations (issue 14).
+    "Sub", "Div", "Pow", "PRelu", "Sqrt", "Exp", "Log", "Neg", "Abs", "Reciprocal", "Erf",
+    "Softplus", "Elu", "Selu", "HardSigmoid", "HardSwish", "Mish", "Gelu",
 }
 
 # (op_type, input position) pairs whose int64 operand is allowed: shape / pads / axes.

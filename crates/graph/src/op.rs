@@ -28,15 +28,127 @@ pub enum Scalar {
 pub enum BinaryOp {
     Add,
     Mul,
+    Sub,
+    Div,
+    /// `x ^ y`.
+    Pow,
+    /// `x` where `x >= 0`, else `slope * x` (ONNX PRelu: the slope broadcasts to `x`).
+    PRelu,
 }
 
-/// An element-wise unary operation.
+impl BinaryOp {
+    /// `a op b`.
+    #[inline]
+    pub fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Div => a / b,
+            BinaryOp::Pow => a.powf(b),
+            BinaryOp::PRelu => {
+                if a < 0.0 {
+                    a * b
+                } else {
+                    a
+                }
+            }
+        }
+    }
+
+    /// True when the operands may be swapped (`a op b == b op a`).
+    pub fn commutes(self) -> bool {
+        matches!(self, BinaryOp::Add | BinaryOp::Mul)
+    }
+}
+
+/// An element-wise unary operation (the ONNX activations and math functions).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum UnaryOp {
     Relu,
     Sigmoid,
     Tanh,
     LeakyRelu(f32),
+    Sqrt,
+    Exp,
+    Log,
+    Neg,
+    Abs,
+    Reciprocal,
+    Erf,
+    /// `ln(1 + e^x)`.
+    Softplus,
+    /// `x` for `x > 0`, else `alpha * (e^x - 1)`.
+    Elu(f32),
+    /// `gamma * (x > 0 ? x : alpha * (e^x - 1))`.
+    Selu {
+        alpha: f32,
+        gamma: f32,
+    },
+    /// `max(0, min(1, alpha * x + beta))`.
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    /// `x * max(0, min(1, x / 6 + 1/2))`.
+    HardSwish,
+    /// `x * tanh(softplus(x))`.
+    Mish,
+    /// `x * Phi(x)`: exact (`erf`), or the `tanh` approximation.
+    Gelu {
+        tanh: bool,
+    },
+}
+
+/// `ln(1 + e^x)` without overflow for large `x`.
+fn softplus(x: f32) -> f32 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+impl UnaryOp {
+    /// The function at `x` (the ops a kernel fuses — Relu, Sigmoid, Tanh — run as
+    /// `cnn_conv::Activation` instead, bit for bit as fused).
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            UnaryOp::Relu => x.max(0.0),
+            UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::LeakyRelu(alpha) => {
+                if x < 0.0 {
+                    x * alpha
+                } else {
+                    x
+                }
+            }
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Neg => -x,
+            UnaryOp::Abs => x.abs(),
+            UnaryOp::Reciprocal => 1.0 / x,
+            UnaryOp::Erf => libm::erff(x),
+            UnaryOp::Softplus => softplus(x),
+            UnaryOp::Elu(alpha) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    alpha * x.exp_m1()
+                }
+            }
+            UnaryOp::Selu { alpha, gamma } => gamma * if x > 0.0 { x } else { alpha * x.exp_m1() },
+            UnaryOp::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            UnaryOp::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            UnaryOp::Mish => x * softplus(x).tanh(),
+            UnaryOp::Gelu { tanh: false } => {
+                0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
+            }
+            UnaryOp::Gelu { tanh: true } => {
+                let c = (2.0 / std::f32::consts::PI).sqrt();
+                0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+            }
+        }
+    }
 }
 
 /// A pooling window resolved against a `[N, C, H, W]` input (1-D pooling runs with `H = 1`).

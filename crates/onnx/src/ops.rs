@@ -5,6 +5,7 @@
 use crate::constant::decode_tensor;
 use crate::constant::Constant;
 use crate::proto::{attribute_type, AttributeProto, NodeProto};
+use cnn_graph::UnaryOp;
 
 /// How a window op derives its padding (`auto_pad`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,15 @@ pub enum Op {
     MatMul,
     Add,
     Mul,
+    Sub,
+    Div,
+    Pow,
+    /// `x`, or `slope * x` where `x < 0`; the slope broadcasts to `x` (unidirectionally).
+    PRelu,
+    /// The element-wise math and activation functions without a kernel of their own
+    /// (Sqrt, Exp, Log, Neg, Abs, Reciprocal, Erf, Softplus, Elu, Selu, HardSigmoid,
+    /// HardSwish, Mish, Gelu).
+    Elementwise(cnn_graph::UnaryOp),
     Relu,
     Sigmoid,
     Tanh,
@@ -100,9 +110,11 @@ pub enum Op {
 }
 
 /// The operators this importer reads (for messages).
-pub const SUPPORTED: &str = "Conv, Gemm, MatMul, Add, Mul, Relu, LeakyRelu, Clip, Sigmoid, Tanh, \
-    Softmax, Flatten, Reshape, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, \
-    BatchNormalization, Concat, Dropout, Identity, Constant, Pad";
+pub const SUPPORTED: &str = "Conv, Gemm, MatMul, Add, Sub, Mul, Div, Pow, Relu, LeakyRelu, \
+    PRelu, Clip, Sigmoid, Tanh, Sqrt, Exp, Log, Neg, Abs, Reciprocal, Erf, Softplus, Elu, Selu, \
+    HardSigmoid, HardSwish, Mish, Gelu, Softmax, Flatten, Reshape, MaxPool, AveragePool, \
+    GlobalAveragePool, GlobalMaxPool, BatchNormalization, Concat, Dropout, Identity, Constant, \
+    Pad";
 
 /// A node's attributes, read with the names the op declares; anything else is refused.
 struct Attrs<'a> {
@@ -265,14 +277,64 @@ pub fn parse_op(node: &NodeProto, opset: i64) -> Result<Op, String> {
             a.check_known(&[])?;
             Op::MatMul
         }
-        "Add" | "Mul" => {
+        "Add" | "Mul" | "Sub" | "Div" | "Pow" | "PRelu" => {
             // `broadcast`/`axis` belong to opset < 7, whose broadcasting differs from numpy's.
             a.check_known(&[])?;
-            if node.op_type == "Add" {
-                Op::Add
-            } else {
-                Op::Mul
+            match node.op_type.as_str() {
+                "Add" => Op::Add,
+                "Mul" => Op::Mul,
+                "Sub" => Op::Sub,
+                "Div" => Op::Div,
+                "Pow" => Op::Pow,
+                _ => Op::PRelu,
             }
+        }
+        "Sqrt" | "Exp" | "Log" | "Neg" | "Abs" | "Reciprocal" | "Erf" | "Softplus"
+        | "HardSwish" | "Mish" => {
+            a.check_known(&[])?;
+            Op::Elementwise(match node.op_type.as_str() {
+                "Sqrt" => UnaryOp::Sqrt,
+                "Exp" => UnaryOp::Exp,
+                "Log" => UnaryOp::Log,
+                "Neg" => UnaryOp::Neg,
+                "Abs" => UnaryOp::Abs,
+                "Reciprocal" => UnaryOp::Reciprocal,
+                "Erf" => UnaryOp::Erf,
+                "Softplus" => UnaryOp::Softplus,
+                "HardSwish" => UnaryOp::HardSwish,
+                _ => UnaryOp::Mish,
+            })
+        }
+        "Elu" => {
+            a.check_known(&["alpha"])?;
+            Op::Elementwise(UnaryOp::Elu(a.float("alpha", 1.0)?))
+        }
+        "Selu" => {
+            a.check_known(&["alpha", "gamma"])?;
+            Op::Elementwise(UnaryOp::Selu {
+                alpha: a.float("alpha", 1.673_263_2)?,
+                gamma: a.float("gamma", 1.050_701)?,
+            })
+        }
+        "HardSigmoid" => {
+            a.check_known(&["alpha", "beta"])?;
+            Op::Elementwise(UnaryOp::HardSigmoid {
+                alpha: a.float("alpha", 0.2)?,
+                beta: a.float("beta", 0.5)?,
+            })
+        }
+        "Gelu" => {
+            a.check_known(&["approximate"])?;
+            let tanh = match a.string("approximate", "none")?.as_str() {
+                "none" => false,
+                "tanh" => true,
+                other => {
+                    return Err(format!(
+                        "approximate = '{other}' is not one of 'none' and 'tanh'"
+                    ))
+                }
+            };
+            Op::Elementwise(UnaryOp::Gelu { tanh })
         }
         "Relu" | "Sigmoid" | "Tanh" | "Identity" => {
             a.check_known(&[])?;

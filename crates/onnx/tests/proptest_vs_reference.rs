@@ -389,3 +389,47 @@ fn binary_ops_reuse_only_inputs_nothing_reads_later() {
     assert_eq!(got, want);
     assert_eq!((x, z), (values(n, 7), values(n, 8)), "inputs untouched");
 }
+
+/// Sub, Div and Pow do not commute: the result may go into the first operand's buffer only,
+/// never into the second's, even when only the second is free to take.
+#[test]
+fn non_commuting_ops_never_swap_their_operands() {
+    let shape = [1, 2, 3, 3];
+    let n: usize = shape.iter().product();
+    for op_type in ["Sub", "Div", "Pow"] {
+        let op = |name: &str, op_type: &str, inputs: &[&str], out: &str| NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.into()],
+            name: name.into(),
+            op_type: op_type.into(),
+            ..Default::default()
+        };
+        let nodes = vec![
+            op("a", "Relu", &["x"], "a"),
+            op("b", "Relu", &["z"], "b"),
+            // `a` is read again below, `b` is not: `b`'s buffer is free, yet `a - b` must
+            // not become `b - a`.
+            op("s", op_type, &["a", "b"], "s"),
+            op("t", "Add", &["s", "a"], "y"),
+        ];
+        let model = graph(
+            nodes,
+            vec![value_info("x", &shape), value_info("z", &shape)],
+            vec![],
+        );
+        let p = plan(&model, &[shape.to_vec(), shape.to_vec()]).unwrap();
+        let x: Vec<f32> = values(n, 3).iter().map(|v| v.abs() + 0.5).collect();
+        let z: Vec<f32> = values(n, 4).iter().map(|v| v.abs() + 0.25).collect();
+        let got = run(&model, &p, &[x.clone(), z.clone()])
+            .unwrap()
+            .remove(0)
+            .data;
+        let f = |a: f32, b: f32| match op_type {
+            "Sub" => a - b,
+            "Div" => a / b,
+            _ => a.powf(b),
+        };
+        let want: Vec<f32> = x.iter().zip(&z).map(|(&a, &b)| f(a, b) + a).collect();
+        assert_eq!(got, want, "{op_type}");
+    }
+}

@@ -227,11 +227,7 @@ pub(super) fn run_node(
                 UnaryOp::Relu => Activation::Relu.apply(&mut v),
                 UnaryOp::Sigmoid => Activation::Sigmoid.apply(&mut v),
                 UnaryOp::Tanh => Activation::Tanh.apply(&mut v),
-                UnaryOp::LeakyRelu(alpha) => v.iter_mut().for_each(|x| {
-                    if *x < 0.0 {
-                        *x *= alpha
-                    }
-                }),
+                &u => v.iter_mut().for_each(|x| *x = u.apply(*x)),
             }
             v
         }
@@ -366,10 +362,14 @@ fn binary(
             &n.output_shape,
         ));
     }
-    // Folded left to right; with two operands (both ops commute) either may be the
-    // accumulator, with more only the first, so the order of the sums is the written one.
+    // Folded left to right; with two operands of a commuting op either may be the
+    // accumulator, else only the first, so the order of the sums is the written one.
     let once = |v: usize| ids.iter().filter(|&&w| w == v).count() == 1;
-    let candidates = if ids.len() == 2 { 2 } else { 1 };
+    let candidates = if ids.len() == 2 && op.commutes() {
+        2
+    } else {
+        1
+    };
     let acc_at = (0..candidates).find(|&k| env.owned(ids[k], i) && once(ids[k]));
     let first = acc_at.unwrap_or(0);
     let mut acc = match acc_at {
@@ -382,6 +382,8 @@ fn binary(
     };
     for (k, &v) in ids.iter().enumerate() {
         if k != first {
+            // `acc` is operand `first`: for the second operand of two (`first == 1`, a
+            // commuting op) the order does not matter.
             ops::binary_in_place(op, &mut acc, env.get(i, v)?);
         }
     }

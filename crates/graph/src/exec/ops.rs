@@ -61,6 +61,10 @@ pub fn binary_in_place(op: BinaryOp, acc: &mut [f32], other: &[f32]) {
     match op {
         BinaryOp::Add => acc.iter_mut().zip(other).for_each(|(x, &y)| *x += y),
         BinaryOp::Mul => acc.iter_mut().zip(other).for_each(|(x, &y)| *x *= y),
+        _ => acc
+            .iter_mut()
+            .zip(other)
+            .for_each(|(x, &y)| *x = op.apply(*x, y)),
     }
 }
 
@@ -72,9 +76,13 @@ pub fn binary(
     b: &[f32],
     out: &[usize],
 ) -> Vec<f32> {
-    let f = match op {
-        BinaryOp::Add => |x: f32, y: f32| x + y,
-        BinaryOp::Mul => |x: f32, y: f32| x * y,
+    let f: fn(f32, f32) -> f32 = match op {
+        BinaryOp::Add => |x, y| x + y,
+        BinaryOp::Mul => |x, y| x * y,
+        BinaryOp::Sub => |x, y| x - y,
+        BinaryOp::Div => |x, y| x / y,
+        BinaryOp::Pow => f32::powf,
+        BinaryOp::PRelu => |x, s| if x < 0.0 { x * s } else { x },
     };
     let len: usize = out.iter().product();
     if a_shape == out && b_shape == out {

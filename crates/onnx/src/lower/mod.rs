@@ -268,10 +268,14 @@ impl<'a> Planner<'a> {
                 trans_b,
             } => self.gemm(node, *alpha, *beta, *trans_a, *trans_b),
             OnnxOp::MatMul => self.matmul(node),
-            OnnxOp::Add | OnnxOp::Mul => self.binary(node),
-            OnnxOp::Relu | OnnxOp::Sigmoid | OnnxOp::Tanh | OnnxOp::LeakyRelu { .. } => {
-                self.unary(node)
+            OnnxOp::Add | OnnxOp::Mul | OnnxOp::Sub | OnnxOp::Div | OnnxOp::Pow | OnnxOp::PRelu => {
+                self.binary(node)
             }
+            OnnxOp::Relu
+            | OnnxOp::Sigmoid
+            | OnnxOp::Tanh
+            | OnnxOp::LeakyRelu { .. }
+            | OnnxOp::Elementwise(_) => self.unary(node),
             OnnxOp::Clip { min, max } => self.clip(node, *min, *max),
             OnnxOp::Softmax { axis, legacy } => self.softmax(node, *axis, *legacy),
             OnnxOp::Flatten { axis } => {

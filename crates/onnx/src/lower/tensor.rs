@@ -143,11 +143,19 @@ impl<'a> Planner<'a> {
         let b = self.data_shape(node, 1)?;
         let out = broadcast_shapes(&a, &b)
             .ok_or_else(|| node.error(format!("shapes {a:?} and {b:?} do not broadcast")))?;
-        let op = if node.op == OnnxOp::Add {
-            BinaryOp::Add
-        } else {
-            BinaryOp::Mul
+        let op = match node.op {
+            OnnxOp::Add => BinaryOp::Add,
+            OnnxOp::Mul => BinaryOp::Mul,
+            OnnxOp::Sub => BinaryOp::Sub,
+            OnnxOp::Div => BinaryOp::Div,
+            OnnxOp::Pow => BinaryOp::Pow,
+            _ => BinaryOp::PRelu,
         };
+        if op == BinaryOp::PRelu && out != a {
+            return Err(node.error(format!(
+                "the slope {b:?} must broadcast to the input {a:?} (unidirectionally)"
+            )));
+        }
         let mut l = Lowered::new(out, Op::Binary(op));
         l.params = self.claim(node, &[0, 1], &[]);
         Ok(l)
@@ -159,6 +167,7 @@ impl<'a> Planner<'a> {
             OnnxOp::Sigmoid => UnaryOp::Sigmoid,
             OnnxOp::Tanh => UnaryOp::Tanh,
             OnnxOp::LeakyRelu { alpha } => UnaryOp::LeakyRelu(alpha),
+            OnnxOp::Elementwise(u) => u,
             _ => UnaryOp::Relu,
         };
         Ok(Lowered::new(x, Op::Unary(u)))
