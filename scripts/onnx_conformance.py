@@ -42,10 +42,16 @@ SUPPORTED = {
     # Element-wise math and activations (issue 14).
     "Sub", "Div", "Pow", "PRelu", "Sqrt", "Exp", "Log", "Neg", "Abs", "Reciprocal", "Erf",
     "Softplus", "Elu", "Selu", "HardSigmoid", "HardSwish", "Mish", "Gelu",
+    # Reductions and layout (issue 14).
+    "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "Transpose", "Squeeze",
+    "Unsqueeze",
 }
 
 # (op_type, input position) pairs whose int64 operand is allowed: shape / pads / axes.
-INT64_OPERANDS = {("Reshape", 1), ("Pad", 1), ("Pad", 3)}
+INT64_OPERANDS = {("Reshape", 1), ("Pad", 1), ("Pad", 3)} | {
+    (op, 1) for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2",
+                       "Squeeze", "Unsqueeze")
+}
 
 SPATIAL_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 

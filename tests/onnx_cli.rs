@@ -487,22 +487,22 @@ fn hand_encoded_models_plan_or_fail_on_one_line() {
         vec![0.0, 2.0, 0.0, 4.0]
     );
     // An unsupported operator: the node, its op and the supported list, on one line.
-    let bad = dir.path().join("transpose.onnx");
-    std::fs::write(&bad, one_node_model("Transpose")).unwrap();
+    let bad = dir.path().join("lstm.onnx");
+    std::fs::write(&bad, one_node_model("LSTM")).unwrap();
     for cmd in ["summary", "explain", "bench"] {
         fails_with(
             &cnn(&[cmd, s(&bad)]),
             &[
-                "transpose.onnx",
-                "node 'n1' (Transpose)",
-                "operator 'Transpose' is not supported",
+                "lstm.onnx",
+                "node 'n1' (LSTM)",
+                "operator 'LSTM' is not supported",
                 "supported: Conv",
             ],
         );
     }
     fails_with(
         &cnn(&["run", s(&bad), s(&x)]),
-        &["transpose.onnx", "node 'n1' (Transpose)"],
+        &["lstm.onnx", "node 'n1' (LSTM)"],
     );
     // A node whose shapes do not fit, found while planning: Softmax is fine, Flatten of a
     // [1, 4] input at axis 1 too; a Conv without weights is not.

@@ -33,4 +33,4 @@ pub use exec::{run, ExecError, Value};
 pub use explain::{explain, explain_conv, explain_dense, ConvExplanation, KernelPath};
 pub use formula::Expr;
 pub use ir::{trainable_split, Graph, Node, Param, Shape, ValueId, ValueInfo, ValueKind};
-pub use op::{BinaryOp, Epilogue, Op, PoolGeometry, Scalar, UnaryOp};
+pub use op::{BinaryOp, Epilogue, Op, PoolGeometry, ReduceOp, Scalar, UnaryOp};

@@ -62,6 +62,17 @@ impl BinaryOp {
     }
 }
 
+/// A reduction over some axes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceOp {
+    Mean,
+    Sum,
+    Max,
+    Min,
+    /// `sqrt(sum(x^2))`.
+    L2,
+}
+
 /// An element-wise unary operation (the ONNX activations and math functions).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum UnaryOp {
@@ -269,6 +280,18 @@ pub enum Op {
         begin: Vec<i64>,
         end: Vec<i64>,
         value: Scalar,
+    },
+    /// A reduction of the input (`in_shape`) over `axes` (sorted, distinct); the output holds
+    /// the remaining dimensions in order (kept as 1 or dropped: the same values).
+    Reduce {
+        op: ReduceOp,
+        in_shape: Shape,
+        axes: Vec<usize>,
+    },
+    /// Dimensions permuted: output dimension `i` is input dimension `perm[i]`.
+    Transpose {
+        in_shape: Shape,
+        perm: Vec<usize>,
     },
     /// Sums the channels of each image: `[N, C, S]` -> `[N, 1, S]`.
     ChannelSum {

@@ -5,7 +5,7 @@
 use crate::constant::decode_tensor;
 use crate::constant::Constant;
 use crate::proto::{attribute_type, AttributeProto, NodeProto};
-use cnn_graph::UnaryOp;
+use cnn_graph::{ReduceOp, UnaryOp};
 
 /// How a window op derives its padding (`auto_pad`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +100,27 @@ pub enum Op {
     },
     /// Identity, and Dropout in inference mode.
     Identity,
+    /// ReduceMean/Sum/Max/Min/L2: axes from the attribute (before the opset that made them an
+    /// input: 13 for ReduceSum, 18 for the others) or from input 1.
+    Reduce {
+        op: cnn_graph::ReduceOp,
+        axes_attr: Option<Vec<i64>>,
+        keepdims: bool,
+        /// With no axes: the identity instead of a reduction over every axis.
+        noop_with_empty_axes: bool,
+    },
+    /// `perm` absent: the dimensions reversed.
+    Transpose {
+        perm: Option<Vec<i64>>,
+    },
+    /// Axes from the attribute (opset < 13) or input 1; none: every dimension of size 1.
+    Squeeze {
+        axes_attr: Option<Vec<i64>>,
+    },
+    /// Axes from the attribute (opset < 13) or input 1 (required).
+    Unsqueeze {
+        axes_attr: Option<Vec<i64>>,
+    },
     /// Constant mode only. Pads and value from attributes (opset < 11) or inputs.
     Pad {
         pads_attr: Option<Vec<i64>>,
@@ -112,7 +133,8 @@ pub enum Op {
 /// The operators this importer reads (for messages).
 pub const SUPPORTED: &str = "Conv, Gemm, MatMul, Add, Sub, Mul, Div, Pow, Relu, LeakyRelu, \
     PRelu, Clip, Sigmoid, Tanh, Sqrt, Exp, Log, Neg, Abs, Reciprocal, Erf, Softplus, Elu, Selu, \
-    HardSigmoid, HardSwish, Mish, Gelu, Softmax, Flatten, Reshape, MaxPool, AveragePool, \
+    HardSigmoid, HardSwish, Mish, Gelu, Softmax, Flatten, Reshape, Transpose, Squeeze, \
+    Unsqueeze, ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceL2, MaxPool, AveragePool, \
     GlobalAveragePool, GlobalMaxPool, BatchNormalization, Concat, Dropout, Identity, Constant, \
     Pad";
 
@@ -472,6 +494,50 @@ pub fn parse_op(node: &NodeProto, opset: i64) -> Result<Op, String> {
                     None => a.ints("paddings")?,
                 },
                 value_attr: a.float("value", 0.0)?,
+            }
+        }
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceL2" => {
+            a.check_known(&["axes", "keepdims", "noop_with_empty_axes"])?;
+            let (op, input_from) = match node.op_type.as_str() {
+                "ReduceMean" => (ReduceOp::Mean, 18),
+                "ReduceSum" => (ReduceOp::Sum, 13),
+                "ReduceMax" => (ReduceOp::Max, 18),
+                "ReduceMin" => (ReduceOp::Min, 18),
+                _ => (ReduceOp::L2, 18),
+            };
+            let axes_attr = a.ints("axes")?;
+            if opset >= input_from && axes_attr.is_some() {
+                return Err(format!(
+                    "from opset {input_from} on, {} takes its axes as input 1, not an attribute",
+                    node.op_type
+                ));
+            }
+            Op::Reduce {
+                op,
+                axes_attr,
+                keepdims: a.int("keepdims", 1)? != 0,
+                noop_with_empty_axes: a.flag("noop_with_empty_axes")?,
+            }
+        }
+        "Transpose" => {
+            a.check_known(&["perm"])?;
+            Op::Transpose {
+                perm: a.ints("perm")?,
+            }
+        }
+        "Squeeze" | "Unsqueeze" => {
+            a.check_known(&["axes"])?;
+            let axes_attr = a.ints("axes")?;
+            if opset >= 13 && axes_attr.is_some() {
+                return Err(format!(
+                    "from opset 13 on, {} takes its axes as input 1, not an attribute",
+                    node.op_type
+                ));
+            }
+            if node.op_type == "Squeeze" {
+                Op::Squeeze { axes_attr }
+            } else {
+                Op::Unsqueeze { axes_attr }
             }
         }
         "Constant" => Op::Constant(constant_value(&a, &node.op_type)?),

@@ -13,6 +13,8 @@
 
 mod node;
 pub mod ops;
+#[cfg(test)]
+mod ops_tests;
 
 use crate::compile::{Compiled, Constants};
 use crate::ir::{Graph, Shape, ValueId, ValueKind};

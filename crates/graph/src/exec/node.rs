@@ -322,6 +322,14 @@ pub(super) fn run_node(
             let x_shape = &graph.values[env.input_id(i, 0)].shape;
             ops::pad(x_shape, env.arg(i, 0)?, begin, end, v).1
         }
+        Op::Reduce { op, in_shape, axes } => {
+            reserve(i, out_len)?;
+            ops::reduce(*op, in_shape, axes, env.arg(i, 0)?)
+        }
+        Op::Transpose { in_shape, perm } => {
+            reserve(i, out_len)?;
+            ops::transpose(in_shape, perm, env.arg(i, 0)?)
+        }
         Op::ChannelSum {
             channels, spatial, ..
         } => {

@@ -5,7 +5,7 @@
 //! sum. Callers check the lengths; nothing here allocates more than its result.
 
 use crate::ir::Shape;
-use crate::op::{BinaryOp, PoolGeometry};
+use crate::op::{BinaryOp, PoolGeometry, ReduceOp};
 
 /// Row-major strides of `shape`, aligned right to `rank` dims, 0 on broadcast dims.
 fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
@@ -383,6 +383,112 @@ pub fn concat(parts: &[(&[usize], &[f32])], axis: usize, out_len: usize) -> Vec<
     out
 }
 
+/// Row-major strides of `shape`.
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// `op` over `axes` of `x` (shape `in_shape`); the result in the order of the kept axes.
+/// Sums accumulate in f64.
+pub fn reduce(op: ReduceOp, in_shape: &[usize], axes: &[usize], x: &[f32]) -> Vec<f32> {
+    let out_shape: Vec<usize> = (0..in_shape.len())
+        .map(|d| if axes.contains(&d) { 1 } else { in_shape[d] })
+        .collect();
+    let out_len: usize = out_shape.iter().product();
+    let count: usize = axes.iter().map(|&a| in_shape[a]).product();
+    let init = match op {
+        ReduceOp::Max => f64::NEG_INFINITY,
+        ReduceOp::Min => f64::INFINITY,
+        _ => 0.0,
+    };
+    let mut acc = vec![init; out_len];
+    let add = |a: &mut f64, v: f32| match op {
+        ReduceOp::Mean | ReduceOp::Sum => *a += v as f64,
+        ReduceOp::L2 => *a += v as f64 * v as f64,
+        // NaN propagates, as in numpy and onnxruntime.
+        ReduceOp::Max => {
+            *a = if v.is_nan() || (v as f64) > *a {
+                v as f64
+            } else {
+                *a
+            }
+        }
+        ReduceOp::Min => {
+            *a = if v.is_nan() || (v as f64) < *a {
+                v as f64
+            } else {
+                *a
+            }
+        }
+    };
+    let trailing = axes
+        .iter()
+        .enumerate()
+        .all(|(k, &a)| a == in_shape.len() - axes.len() + k);
+    if trailing {
+        // The reduced axes are the last ones: each output reduces one contiguous run.
+        for (o, run) in acc.iter_mut().zip(x.chunks_exact(count.max(1))) {
+            run.iter().for_each(|&v| add(o, v));
+        }
+    } else {
+        let out_strides: Vec<usize> = strides(&out_shape)
+            .into_iter()
+            .enumerate()
+            .map(|(d, s)| if axes.contains(&d) { 0 } else { s })
+            .collect();
+        let mut idx = vec![0usize; in_shape.len()];
+        let mut o = 0usize;
+        for &v in x {
+            add(&mut acc[o], v);
+            for d in (0..in_shape.len()).rev() {
+                idx[d] += 1;
+                o += out_strides[d];
+                if idx[d] < in_shape[d] {
+                    break;
+                }
+                o -= out_strides[d] * in_shape[d];
+                idx[d] = 0;
+            }
+        }
+    }
+    acc.into_iter()
+        .map(|a| match op {
+            ReduceOp::Mean => (a / count as f64) as f32,
+            ReduceOp::L2 => a.sqrt() as f32,
+            _ => a as f32,
+        })
+        .collect()
+}
+
+/// `x` (shape `in_shape`) with its dimensions permuted: output dimension `i` is input
+/// dimension `perm[i]`.
+pub fn transpose(in_shape: &[usize], perm: &[usize], x: &[f32]) -> Vec<f32> {
+    let in_strides = strides(in_shape);
+    let out_shape: Vec<usize> = perm.iter().map(|&p| in_shape[p]).collect();
+    // Walking the output in order, the input offset moves by the permuted strides.
+    let step: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+    let mut out = Vec::with_capacity(x.len());
+    let mut idx = vec![0usize; out_shape.len()];
+    let mut at = 0usize;
+    for _ in 0..x.len() {
+        out.push(x[at]);
+        for d in (0..out_shape.len()).rev() {
+            idx[d] += 1;
+            at += step[d];
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            at -= step[d] * out_shape[d];
+            idx[d] = 0;
+        }
+    }
+    out
+}
+
 /// Sums the channels of each image: `[N, C, S]` -> `[N, 1, S]`.
 pub fn channel_sum(x: &[f32], channels: usize, spatial: usize, out: &mut [f32]) {
     let per_image = channels * spatial;
@@ -393,64 +499,5 @@ pub fn channel_sum(x: &[f32], channels: usize, spatial: usize, out: &mut [f32]) 
                 *a += *b;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn broadcasting_matches_numpy_rules() {
-        // [2, 3] + [3]
-        let r = binary(
-            BinaryOp::Add,
-            &[2, 3],
-            &[1., 2., 3., 4., 5., 6.],
-            &[3],
-            &[10., 20., 30.],
-            &[2, 3],
-        );
-        assert_eq!(r, vec![11., 22., 33., 14., 25., 36.]);
-        // [2, 1] * [1, 3]
-        let r = binary(
-            BinaryOp::Mul,
-            &[2, 1],
-            &[1., 2.],
-            &[1, 3],
-            &[1., 2., 3.],
-            &[2, 3],
-        );
-        assert_eq!(r, vec![1., 2., 3., 2., 4., 6.]);
-        // [3, 1] + [] scalar into [3, 1]
-        let r = binary(BinaryOp::Add, &[3, 1], &[1., 2., 3.], &[], &[1.], &[3, 1]);
-        assert_eq!(r, vec![2., 3., 4.]);
-    }
-
-    #[test]
-    fn pad_pads_and_crops() {
-        // [2, 2] padded by 1 before on axis 1, cropped by 1 at the end of axis 0.
-        let (s, v) = pad(&[2, 2], &[1., 2., 3., 4.], &[0, 1], &[-1, 0], 9.);
-        assert_eq!(s, vec![1, 3]);
-        assert_eq!(v, vec![9., 1., 2.]);
-    }
-
-    #[test]
-    fn transposed_gemm_uses_strides() {
-        // a^T with a = [[1, 2], [3, 4]] stored [k=2, m=2]; b = identity.
-        let mut out = vec![0.0; 4];
-        sgemm(
-            2,
-            2,
-            2,
-            1.0,
-            &[1., 2., 3., 4.],
-            true,
-            &[1., 0., 0., 1.],
-            false,
-            0.0,
-            &mut out,
-        );
-        assert_eq!(out, vec![1., 3., 2., 4.]);
     }
 }

@@ -8,7 +8,8 @@
 //! attributes, and the weight tensor's shape is then checked against it — and its MACs (one
 //! multiply-accumulate per weight per output position, bias additions not counted; Gemm and
 //! MatMul `M*K*N`; other ops 0). One ONNX node is one graph node; the op arms are in
-//! [`window`] (Conv, pooling) and [`tensor`] (everything else).
+//! [`window`] (Conv, pooling), [`layout`] (reductions, transposes, squeezes) and [`tensor`]
+//! (everything else).
 //!
 //! BatchNormalization's mean and variance are non-trainable; every other float initializer
 //! counts as trainable (ONNX does not record which tensors a framework trained). Integer
@@ -16,6 +17,7 @@
 //! parameters and do not reach the graph. Planning never compiles: folding, fusion and packing
 //! are [`cnn_graph::compile`]'s, when the graph runs.
 
+mod layout;
 mod tensor;
 mod window;
 
@@ -297,6 +299,21 @@ impl<'a> Planner<'a> {
                 pads_attr,
                 value_attr,
             } => self.pad(node, pads_attr.as_deref(), *value_attr),
+            OnnxOp::Reduce {
+                op,
+                axes_attr,
+                keepdims,
+                noop_with_empty_axes,
+            } => self.reduce(
+                node,
+                *op,
+                axes_attr.as_deref(),
+                *keepdims,
+                *noop_with_empty_axes,
+            ),
+            OnnxOp::Transpose { perm } => self.transpose(node, perm.as_deref()),
+            OnnxOp::Squeeze { axes_attr } => self.squeeze(node, axes_attr.as_deref()),
+            OnnxOp::Unsqueeze { axes_attr } => self.unsqueeze(node, axes_attr.as_deref()),
             OnnxOp::Constant(_) => Err(node.error("constants are folded at import")),
         }
     }

@@ -1,0 +1,142 @@
+//! The kernels of `ops.rs` against numpy's rules and per-element loops over multi-indices.
+
+use super::ops::*;
+use crate::op::{BinaryOp, ReduceOp};
+use proptest::prelude::*;
+
+/// The multi-index of flat offset `i` in `shape`.
+fn index_of(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for d in (0..shape.len()).rev() {
+        idx[d] = i % shape[d];
+        i /= shape[d];
+    }
+    idx
+}
+
+fn offset_of(idx: &[usize], shape: &[usize]) -> usize {
+    idx.iter().zip(shape).fold(0, |o, (&i, &d)| o * d + i)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Both reduction paths (trailing axes in runs, any axes by strides) against a
+    /// per-element loop over multi-indices, within 1e-5 relative.
+    #[test]
+    fn reductions_equal_a_loop_over_indices(
+        shape in proptest::collection::vec(1usize..5, 1..5),
+        mask in 0u32..32, which in 0usize..5, seed in 0u64..1000,
+    ) {
+        let rank = shape.len();
+        let mut axes: Vec<usize> = (0..rank).filter(|d| mask & (1 << d) != 0).collect();
+        if axes.is_empty() {
+            axes.push(rank - 1);
+        }
+        let op = [ReduceOp::Mean, ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::L2][which];
+        let n: usize = shape.iter().product();
+        let x: Vec<f32> = (0..n)
+            .map(|i| (((i as u64 + seed) * 2654435761 % 1000) as f32) / 500.0 - 1.0)
+            .collect();
+        let got = reduce(op, &shape, &axes, &x);
+        let out_shape: Vec<usize> = (0..rank)
+            .map(|d| if axes.contains(&d) { 1 } else { shape[d] })
+            .collect();
+        let mut groups: Vec<Vec<f32>> = vec![Vec::new(); got.len()];
+        for (i, &v) in x.iter().enumerate() {
+            let mut idx = index_of(i, &shape);
+            axes.iter().for_each(|&a| idx[a] = 0);
+            groups[offset_of(&idx, &out_shape)].push(v);
+        }
+        for (g, vals) in got.iter().zip(&groups) {
+            let want = match op {
+                ReduceOp::Mean => vals.iter().map(|&v| v as f64).sum::<f64>() / vals.len() as f64,
+                ReduceOp::Sum => vals.iter().map(|&v| v as f64).sum::<f64>(),
+                ReduceOp::Max => vals.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64)),
+                ReduceOp::Min => vals.iter().fold(f64::INFINITY, |m, &v| m.min(v as f64)),
+                ReduceOp::L2 => vals.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt(),
+            };
+            prop_assert!((*g as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "{} vs {}", g, want);
+        }
+    }
+
+    /// A transpose against indexing by the permuted multi-index.
+    #[test]
+    fn transposes_equal_a_loop_over_indices(
+        shape in proptest::collection::vec(1usize..5, 1..5), seed in 0u64..1000,
+    ) {
+        let rank = shape.len();
+        let mut perm: Vec<usize> = (0..rank).collect();
+        let mut s = seed;
+        for i in (1..rank).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+            perm.swap(i, (s >> 33) as usize % (i + 1));
+        }
+        let n: usize = shape.iter().product();
+        let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let got = transpose(&shape, &perm, &x);
+        let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+        for (o, &g) in got.iter().enumerate() {
+            let oi = index_of(o, &out_shape);
+            let mut ii = vec![0; rank];
+            for (d, &p) in perm.iter().enumerate() {
+                ii[p] = oi[d];
+            }
+            prop_assert_eq!(g, x[offset_of(&ii, &shape)]);
+        }
+    }
+}
+
+#[test]
+fn broadcasting_matches_numpy_rules() {
+    // [2, 3] + [3]
+    let r = binary(
+        BinaryOp::Add,
+        &[2, 3],
+        &[1., 2., 3., 4., 5., 6.],
+        &[3],
+        &[10., 20., 30.],
+        &[2, 3],
+    );
+    assert_eq!(r, vec![11., 22., 33., 14., 25., 36.]);
+    // [2, 1] * [1, 3]
+    let r = binary(
+        BinaryOp::Mul,
+        &[2, 1],
+        &[1., 2.],
+        &[1, 3],
+        &[1., 2., 3.],
+        &[2, 3],
+    );
+    assert_eq!(r, vec![1., 2., 3., 2., 4., 6.]);
+    // [3, 1] + [] scalar into [3, 1]
+    let r = binary(BinaryOp::Add, &[3, 1], &[1., 2., 3.], &[], &[1.], &[3, 1]);
+    assert_eq!(r, vec![2., 3., 4.]);
+}
+
+#[test]
+fn pad_pads_and_crops() {
+    // [2, 2] padded by 1 before on axis 1, cropped by 1 at the end of axis 0.
+    let (s, v) = pad(&[2, 2], &[1., 2., 3., 4.], &[0, 1], &[-1, 0], 9.);
+    assert_eq!(s, vec![1, 3]);
+    assert_eq!(v, vec![9., 1., 2.]);
+}
+
+#[test]
+fn transposed_gemm_uses_strides() {
+    // a^T with a = [[1, 2], [3, 4]] stored [k=2, m=2]; b = identity.
+    let mut out = vec![0.0; 4];
+    sgemm(
+        2,
+        2,
+        2,
+        1.0,
+        &[1., 2., 3., 4.],
+        true,
+        &[1., 0., 0., 1.],
+        false,
+        0.0,
+        &mut out,
+    );
+    assert_eq!(out, vec![1., 3., 2., 4.]);
+}

@@ -1,0 +1,158 @@
+//! The ONNX lowering's arms for ops that move or reduce dimensions: ReduceMean/Sum/Max/Min/L2
+//! (axes from the attribute or, from the opset that moved them, input 1; `keepdims`,
+//! `noop_with_empty_axes`), Transpose, Squeeze and Unsqueeze (values unchanged: an alias with a
+//! new shape).
+
+use super::{normalize_axis, Lowered, Planner};
+use crate::error::OnnxError;
+use crate::load::Node;
+use cnn_graph::{Op, ReduceOp, Shape};
+
+impl<'a> Planner<'a> {
+    /// Axes from the attribute, else from input 1 (an INT64 constant), normalised against
+    /// `rank` and checked distinct; `None` when neither gives any.
+    fn axes(
+        &self,
+        node: &Node,
+        attr: Option<&[i64]>,
+        rank: usize,
+    ) -> Result<Option<Vec<usize>>, OnnxError> {
+        let raw = match attr {
+            Some(a) => Some(a.to_vec()),
+            None => self.ints(node, 1, "axes")?,
+        };
+        let Some(raw) = raw else { return Ok(None) };
+        let mut axes = raw
+            .iter()
+            .map(|&a| normalize_axis(a, rank, node, false))
+            .collect::<Result<Vec<_>, _>>()?;
+        axes.sort_unstable();
+        if axes.windows(2).any(|w| w[0] == w[1]) {
+            return Err(node.error(format!("axes {raw:?} name an axis twice")));
+        }
+        Ok(Some(axes))
+    }
+
+    pub(super) fn reduce(
+        &mut self,
+        node: &'a Node,
+        op: ReduceOp,
+        axes_attr: Option<&[i64]>,
+        keepdims: bool,
+        noop_with_empty_axes: bool,
+    ) -> Result<Lowered, OnnxError> {
+        let x = self.data_shape(node, 0)?;
+        let axes = match self.axes(node, axes_attr, x.len())? {
+            Some(a) if !a.is_empty() => a,
+            _ if noop_with_empty_axes => return Ok(Lowered::new(x, Op::Alias)),
+            _ => (0..x.len()).collect(),
+        };
+        // An empty reduced axis gives the reduction's identity (0 for sums, -inf for a max,
+        // +inf for a min, NaN for a mean), as the specification's reference does.
+        let out: Shape = (0..x.len())
+            .filter_map(|d| match (axes.contains(&d), keepdims) {
+                (false, _) => Some(x[d]),
+                (true, true) => Some(1),
+                (true, false) => None,
+            })
+            .collect();
+        Ok(Lowered::new(
+            out,
+            Op::Reduce {
+                op,
+                in_shape: x,
+                axes,
+            },
+        ))
+    }
+
+    pub(super) fn transpose(
+        &mut self,
+        node: &'a Node,
+        perm: Option<&[i64]>,
+    ) -> Result<Lowered, OnnxError> {
+        let x = self.data_shape(node, 0)?;
+        let rank = x.len();
+        let perm: Vec<usize> = match perm {
+            None => (0..rank).rev().collect(),
+            Some(p) => {
+                let mut seen = vec![false; rank];
+                let mut out = Vec::with_capacity(p.len());
+                for &v in p {
+                    let d = usize::try_from(v).ok().filter(|&d| d < rank && !seen[d]);
+                    let Some(d) = d else {
+                        return Err(node.error(format!(
+                            "perm {p:?} is not a permutation of the {rank} axes of {x:?}"
+                        )));
+                    };
+                    seen[d] = true;
+                    out.push(d);
+                }
+                if out.len() != rank {
+                    return Err(node.error(format!(
+                        "perm {p:?} is not a permutation of the {rank} axes of {x:?}"
+                    )));
+                }
+                out
+            }
+        };
+        let out: Shape = perm.iter().map(|&d| x[d]).collect();
+        if perm.iter().enumerate().all(|(i, &d)| i == d) {
+            return Ok(Lowered::new(out, Op::Alias));
+        }
+        Ok(Lowered::new(out, Op::Transpose { in_shape: x, perm }))
+    }
+
+    pub(super) fn squeeze(
+        &mut self,
+        node: &'a Node,
+        axes_attr: Option<&[i64]>,
+    ) -> Result<Lowered, OnnxError> {
+        let x = self.data_shape(node, 0)?;
+        let out: Shape = match self.axes(node, axes_attr, x.len())? {
+            None => x.iter().copied().filter(|&d| d != 1).collect(),
+            Some(axes) => {
+                if let Some(&a) = axes.iter().find(|&&a| x[a] != 1) {
+                    return Err(node.error(format!(
+                        "axis {a} of {x:?} has size {}, not 1: it cannot be squeezed",
+                        x[a]
+                    )));
+                }
+                (0..x.len())
+                    .filter(|d| !axes.contains(d))
+                    .map(|d| x[d])
+                    .collect()
+            }
+        };
+        Ok(Lowered::new(out, Op::Alias))
+    }
+
+    pub(super) fn unsqueeze(
+        &mut self,
+        node: &'a Node,
+        axes_attr: Option<&[i64]>,
+    ) -> Result<Lowered, OnnxError> {
+        let x = self.data_shape(node, 0)?;
+        let rank = x.len();
+        // Axes index the output, whose rank is the input's plus their number.
+        let count = match axes_attr {
+            Some(a) => a.len(),
+            None => self.ints(node, 1, "axes")?.map_or(0, |a| a.len()),
+        };
+        let axes = self
+            .axes(node, axes_attr, rank + count)?
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| node.error("axes are required"))?;
+        let mut rest = x.iter();
+        let out: Shape = (0..rank + count)
+            .map(|d| {
+                if axes.contains(&d) {
+                    1
+                } else {
+                    rest.next().copied().unwrap_or(1)
+                }
+            })
+            .collect();
+        Ok(Lowered::new(out, Op::Alias))
+    }
+}
