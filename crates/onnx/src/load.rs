@@ -68,6 +68,11 @@ impl Node {
     }
 }
 
+/// The default-domain operator sets whose semantics the importer implements: from 7 (numpy
+/// broadcasting) to 25, the newest the pinned `onnx` package (1.23.2) defines, at which the
+/// backend node tests of every supported op pass.
+pub const OPSETS: std::ops::RangeInclusive<i64> = 7..=25;
+
 /// A loaded ONNX model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OnnxModel {
@@ -246,6 +251,14 @@ fn import(
     let graph = proto
         .graph
         .ok_or_else(|| OnnxError::graph("the model has no graph"))?;
+    if !OPSETS.contains(&opset) {
+        return Err(OnnxError::graph(format!(
+            "the model uses ONNX opset {opset}; cnn reads opsets {} to {} (re-export with \
+             opset_version in that range)",
+            OPSETS.start(),
+            OPSETS.end()
+        )));
+    }
     if let Some(s) = graph.sparse_initializer.first() {
         let name = s.values.as_ref().map(|v| v.name.as_str()).unwrap_or("?");
         return Err(OnnxError::tensor(

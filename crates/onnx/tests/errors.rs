@@ -2135,3 +2135,43 @@ fn an_initializer_no_node_reads_is_reported_unused() {
     assert_eq!(p.unused_initializers, vec![("orphan".to_string(), 9)]);
     assert_eq!(model.initializer_float_elements(), 9);
 }
+
+#[test]
+fn an_opset_outside_7_to_25_is_one_clear_error() {
+    let relu = || vec![node("r", "Relu", &["x"], &["y"])];
+    for opset in [1, 6, 26, 99] {
+        let m = model_opset(opset, relu(), vec![], vec![float_io("x", &[1, 2])], &["y"]);
+        load_fails(
+            &m,
+            &[
+                "m.onnx",
+                &format!("the model uses ONNX opset {opset}; cnn reads opsets 7 to 25"),
+            ],
+        );
+    }
+    for opset in [7, 13, 18, 22, 25] {
+        let m = model_opset(opset, relu(), vec![], vec![float_io("x", &[1, 2])], &["y"]);
+        assert!(load(&m).is_ok(), "opset {opset}");
+    }
+    // Attributes that became inputs: given as attributes at a newer opset, refused.
+    let mut n = node("m", "ReduceMean", &["x"], &["y"]);
+    n.attribute.push(AttributeProto {
+        name: "axes".into(),
+        r#type: 7,
+        ints: vec![1],
+        ..Default::default()
+    });
+    let m = model_opset(
+        18,
+        vec![n.clone()],
+        vec![],
+        vec![float_io("x", &[1, 2])],
+        &["y"],
+    );
+    load_fails(
+        &m,
+        &["from opset 18 on, ReduceMean takes its axes as input 1, not an attribute"],
+    );
+    let m = model_opset(17, vec![n], vec![], vec![float_io("x", &[1, 2])], &["y"]);
+    assert!(load(&m).is_ok());
+}
