@@ -44,14 +44,14 @@ SUPPORTED = {
     "Softplus", "Elu", "Selu", "HardSigmoid", "HardSwish", "Mish", "Gelu",
     # Reductions and layout (issue 14).
     "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "Transpose", "Squeeze",
-    "Unsqueeze",
+    "Unsqueeze", "Slice", "LayerNormalization",
 }
 
 # (op_type, input position) pairs whose int64 operand is allowed: shape / pads / axes.
 INT64_OPERANDS = {("Reshape", 1), ("Pad", 1), ("Pad", 3)} | {
     (op, 1) for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2",
                        "Squeeze", "Unsqueeze")
-}
+} | {("Slice", i) for i in (1, 2, 3, 4)}
 
 SPATIAL_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 
@@ -115,6 +115,11 @@ def exclusion_reason(case, base_ops: list[str]) -> str | None:
     for n in g.node:
         if n.op_type == "MaxPool" and len([o for o in n.output if o]) > 1:
             return "MaxPool with the second (Indices, int64) output"
+
+    # LayerNormalization's statistics outputs (the engine's nodes have one output).
+    for n in g.node:
+        if n.op_type == "LayerNormalization" and len([o for o in n.output if o]) > 1:
+            return "LayerNormalization with the Mean / InvStdDev outputs (one output per node)"
 
     # Pad modes other than constant.
     for n in g.node:

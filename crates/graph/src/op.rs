@@ -288,6 +288,21 @@ pub enum Op {
         in_shape: Shape,
         axes: Vec<usize>,
     },
+    /// A strided window of the input (`in_shape`): along each axis, `starts[d]` then every
+    /// `steps[d]`-th element (negative: backwards); the output's shape is the node's.
+    Slice {
+        in_shape: Shape,
+        starts: Vec<i64>,
+        steps: Vec<i64>,
+    },
+    /// Layer normalisation over the trailing `inner` values of each of `outer` rows:
+    /// `(x - mean) / sqrt(var + epsilon) * scale + bias` (inputs `[x, scale, bias?]`, scale
+    /// and bias of `inner` values).
+    LayerNorm {
+        outer: usize,
+        inner: usize,
+        epsilon: f32,
+    },
     /// Dimensions permuted: output dimension `i` is input dimension `perm[i]`.
     Transpose {
         in_shape: Shape,

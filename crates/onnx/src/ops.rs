@@ -32,6 +32,14 @@ pub struct Window {
     pub auto_pad: AutoPad,
 }
 
+/// Slice's attributes before opset 10.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceAttrs {
+    pub starts: Vec<i64>,
+    pub ends: Vec<i64>,
+    pub axes: Option<Vec<i64>>,
+}
+
 /// A supported operator.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -109,6 +117,15 @@ pub enum Op {
         /// With no axes: the identity instead of a reduction over every axis.
         noop_with_empty_axes: bool,
     },
+    /// Starts, ends and axes from attributes (opset < 10) or inputs 1 to 4 (with steps).
+    Slice {
+        attrs: Option<SliceAttrs>,
+    },
+    /// Normalisation over the axes from `axis` on (opset 17).
+    LayerNormalization {
+        axis: i64,
+        epsilon: f32,
+    },
     /// `perm` absent: the dimensions reversed.
     Transpose {
         perm: Option<Vec<i64>>,
@@ -134,7 +151,7 @@ pub enum Op {
 pub const SUPPORTED: &str = "Conv, Gemm, MatMul, Add, Sub, Mul, Div, Pow, Relu, LeakyRelu, \
     PRelu, Clip, Sigmoid, Tanh, Sqrt, Exp, Log, Neg, Abs, Reciprocal, Erf, Softplus, Elu, Selu, \
     HardSigmoid, HardSwish, Mish, Gelu, Softmax, Flatten, Reshape, Transpose, Squeeze, \
-    Unsqueeze, ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceL2, MaxPool, AveragePool, \
+    Unsqueeze, Slice, LayerNormalization, ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceL2, MaxPool, AveragePool, \
     GlobalAveragePool, GlobalMaxPool, BatchNormalization, Concat, Dropout, Identity, Constant, \
     Pad";
 
@@ -517,6 +534,37 @@ pub fn parse_op(node: &NodeProto, opset: i64) -> Result<Op, String> {
                 axes_attr,
                 keepdims: a.int("keepdims", 1)? != 0,
                 noop_with_empty_axes: a.flag("noop_with_empty_axes")?,
+            }
+        }
+        "Slice" => {
+            a.check_known(&["starts", "ends", "axes"])?;
+            let attrs = match (a.ints("starts")?, a.ints("ends")?) {
+                (Some(starts), Some(ends)) if opset < 10 => Some(SliceAttrs {
+                    starts,
+                    ends,
+                    axes: a.ints("axes")?,
+                }),
+                (None, None) if opset >= 10 && a.get("axes").is_none() => None,
+                _ if opset >= 10 => {
+                    return Err(
+                        "from opset 10 on, Slice takes starts, ends, axes and steps as inputs"
+                            .into(),
+                    )
+                }
+                _ => return Err("attributes 'starts' and 'ends' are required".into()),
+            };
+            Op::Slice { attrs }
+        }
+        "LayerNormalization" => {
+            a.check_known(&["axis", "epsilon", "stash_type"])?;
+            if node.output.iter().skip(1).any(|o| !o.is_empty()) {
+                return Err(
+                    "the Mean and InvStdDev outputs are for training; inference has only Y".into(),
+                );
+            }
+            Op::LayerNormalization {
+                axis: a.int("axis", -1)?,
+                epsilon: a.float("epsilon", 1e-5)?,
             }
         }
         "Transpose" => {

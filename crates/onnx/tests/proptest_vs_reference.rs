@@ -433,3 +433,52 @@ fn non_commuting_ops_never_swap_their_operands() {
         assert_eq!(got, want, "{op_type}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// LayerNormalization (opset 17) with constant scale and bias over the axes from `axis` on,
+    /// against a naive f64 loop; bound `1e-5 * (1 + |y|)`. The scale and bias are counted as
+    /// parameters, one value per normalised element each.
+    #[test]
+    fn layer_normalization_equals_a_naive_loop(
+        shape in proptest::collection::vec(1usize..6, 2..5),
+        axis_pick in 0usize..4, bias: bool, seed in 0u64..1000,
+    ) {
+        let rank = shape.len();
+        let axis = axis_pick % rank;
+        let inner: usize = shape[axis..].iter().product();
+        let n: usize = shape.iter().product();
+        let x = values(n, seed);
+        let scale = values(inner, seed + 1);
+        let b = values(inner, seed + 2);
+        let mut inputs = vec!["x".to_string(), "scale".to_string()];
+        let mut inits = vec![encode_f32("scale", &shape[axis..], &scale)];
+        if bias {
+            inputs.push("b".into());
+            inits.push(encode_f32("b", &shape[axis..], &b));
+        }
+        let node = NodeProto {
+            input: inputs,
+            output: vec!["y".into()],
+            name: "ln".into(),
+            op_type: "LayerNormalization".into(),
+            attribute: vec![int("axis", axis as i64 - rank as i64)],
+            ..Default::default()
+        };
+        let model = graph(vec![node], vec![value_info("x", &shape)], inits);
+        let p = plan(&model, std::slice::from_ref(&shape)).unwrap();
+        let counted = if bias { 2 * inner } else { inner } as u64;
+        prop_assert_eq!(p.graph.total_params(), counted);
+        let got = run(&model, &p, std::slice::from_ref(&x)).unwrap().remove(0).data;
+        for (row, out) in x.chunks(inner).zip(got.chunks(inner)) {
+            let m = row.iter().map(|&v| v as f64).sum::<f64>() / inner as f64;
+            let var = row.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / inner as f64;
+            for k in 0..inner {
+                let want = (row[k] as f64 - m) / (var + 1e-5).sqrt() * scale[k] as f64
+                    + if bias { b[k] as f64 } else { 0.0 };
+                prop_assert!((out[k] as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "{} vs {}", out[k], want);
+            }
+        }
+    }
+}

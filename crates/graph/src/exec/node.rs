@@ -326,6 +326,37 @@ pub(super) fn run_node(
             reserve(i, out_len)?;
             ops::reduce(*op, in_shape, axes, env.arg(i, 0)?)
         }
+        Op::Slice {
+            in_shape,
+            starts,
+            steps,
+        } => {
+            reserve(i, out_len)?;
+            ops::slice(in_shape, starts, steps, out_shape, env.arg(i, 0)?)
+        }
+        Op::LayerNorm {
+            outer: _,
+            inner,
+            epsilon,
+        } => {
+            let too_short = |what: &str, len: usize| ExecError::Node {
+                node: i,
+                message: format!("{what} holds {len} values; the normalised axes need {inner}"),
+            };
+            let scale = env.arg(i, 1)?;
+            if scale.len() != *inner {
+                return Err(too_short("the scale", scale.len()));
+            }
+            if let Some(b) = env.optional(i, 2)? {
+                if b.len() != *inner {
+                    return Err(too_short("the bias", b.len()));
+                }
+            }
+            let mut v = env.take(env.input_id(i, 0), i)?;
+            let (scale, bias) = (env.arg(i, 1)?, env.optional(i, 2)?);
+            ops::layer_norm(&mut v, *inner, scale, bias, *epsilon);
+            v
+        }
         Op::Transpose { in_shape, perm } => {
             reserve(i, out_len)?;
             ops::transpose(in_shape, perm, env.arg(i, 0)?)

@@ -464,6 +464,51 @@ pub fn reduce(op: ReduceOp, in_shape: &[usize], axes: &[usize], x: &[f32]) -> Ve
         .collect()
 }
 
+/// The strided window of `x` (shape `in_shape`) of shape `out_shape`: along axis `d`, from
+/// `starts[d]` every `steps[d]`-th element (the caller clamped them to the input).
+pub fn slice(
+    in_shape: &[usize],
+    starts: &[i64],
+    steps: &[i64],
+    out_shape: &[usize],
+    x: &[f32],
+) -> Vec<f32> {
+    let st = strides(in_shape);
+    let base: i64 = starts.iter().zip(&st).map(|(&s, &t)| s * t as i64).sum();
+    let step: Vec<i64> = steps.iter().zip(&st).map(|(&s, &t)| s * t as i64).collect();
+    let len: usize = out_shape.iter().product();
+    let mut out = Vec::with_capacity(len);
+    let mut idx = vec![0usize; out_shape.len()];
+    let mut at = base;
+    for _ in 0..len {
+        out.push(x[at as usize]);
+        for d in (0..out_shape.len()).rev() {
+            idx[d] += 1;
+            at += step[d];
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            at -= step[d] * out_shape[d] as i64;
+            idx[d] = 0;
+        }
+    }
+    out
+}
+
+/// Layer normalisation of each row of `inner` values in place, statistics in f64.
+pub fn layer_norm(x: &mut [f32], inner: usize, scale: &[f32], bias: Option<&[f32]>, epsilon: f32) {
+    for row in x.chunks_exact_mut(inner.max(1)) {
+        let n = row.len() as f64;
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let inv = 1.0 / (var + epsilon as f64).sqrt();
+        for (k, v) in row.iter_mut().enumerate() {
+            let y = ((*v as f64 - mean) * inv) as f32 * scale[k];
+            *v = y + bias.map_or(0.0, |b| b[k]);
+        }
+    }
+}
+
 /// `x` (shape `in_shape`) with its dimensions permuted: output dimension `i` is input
 /// dimension `perm[i]`.
 pub fn transpose(in_shape: &[usize], perm: &[usize], x: &[f32]) -> Vec<f32> {

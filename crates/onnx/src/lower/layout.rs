@@ -1,11 +1,13 @@
-//! The ONNX lowering's arms for ops that move or reduce dimensions: ReduceMean/Sum/Max/Min/L2
-//! (axes from the attribute or, from the opset that moved them, input 1; `keepdims`,
-//! `noop_with_empty_axes`), Transpose, Squeeze and Unsqueeze (values unchanged: an alias with a
-//! new shape).
+//! The ONNX lowering's arms for ops that move, cut or reduce dimensions: ReduceMean/Sum/Max/
+//! Min/L2 (axes from the attribute or, from the opset that moved them, input 1; `keepdims`,
+//! `noop_with_empty_axes`), Transpose, Slice (the specification's clamping, negative steps),
+//! Squeeze and Unsqueeze (values unchanged: an alias with a new shape), and
+//! LayerNormalization.
 
-use super::{normalize_axis, Lowered, Planner};
+use super::{normalize_axis, product, Expr, Lowered, Planner};
 use crate::error::OnnxError;
 use crate::load::Node;
+use crate::ops::SliceAttrs;
 use cnn_graph::{Op, ReduceOp, Shape};
 
 impl<'a> Planner<'a> {
@@ -154,5 +156,126 @@ impl<'a> Planner<'a> {
             })
             .collect();
         Ok(Lowered::new(out, Op::Alias))
+    }
+
+    pub(super) fn slice(
+        &mut self,
+        node: &'a Node,
+        attrs: Option<&SliceAttrs>,
+    ) -> Result<Lowered, OnnxError> {
+        let x = self.data_shape(node, 0)?;
+        let rank = x.len();
+        let required = |v: Option<Vec<i64>>, what: &str| {
+            v.ok_or_else(|| node.error(format!("{what} are required")))
+        };
+        let (starts, ends, axes, steps) = match attrs {
+            Some(a) => (a.starts.clone(), a.ends.clone(), a.axes.clone(), None),
+            None => (
+                required(self.ints(node, 1, "starts")?, "starts")?,
+                required(self.ints(node, 2, "ends")?, "ends")?,
+                self.ints(node, 3, "axes")?,
+                self.ints(node, 4, "steps")?,
+            ),
+        };
+        let n = starts.len();
+        let axes: Vec<usize> = match axes {
+            None => (0..n).collect(),
+            Some(a) => a
+                .iter()
+                .map(|&v| normalize_axis(v, rank, node, false))
+                .collect::<Result<_, _>>()?,
+        };
+        let steps = steps.unwrap_or_else(|| vec![1; n]);
+        if ends.len() != n || axes.len() != n || steps.len() != n {
+            return Err(node.error(format!(
+                "starts, ends, axes and steps must have one value per sliced axis: {n}, {}, {}, {}",
+                ends.len(),
+                axes.len(),
+                steps.len()
+            )));
+        }
+        let mut begin = vec![0i64; rank];
+        let mut step = vec![1i64; rank];
+        let mut out: Shape = x.clone();
+        let mut seen = vec![false; rank];
+        for k in 0..n {
+            let (a, s) = (axes[k], steps[k]);
+            if std::mem::replace(&mut seen[a], true) {
+                return Err(node.error(format!("axis {a} is sliced twice")));
+            }
+            if s == 0 {
+                return Err(node.error(format!("step 0 on axis {a}")));
+            }
+            let dim = x[a] as i64;
+            let norm = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
+            // The specification's clamping: forwards into [0, dim]; backwards the start into
+            // [0, dim - 1] and the end into [-1, dim - 1].
+            let (start, end) = match (dim, s > 0) {
+                (0, _) => (0, 0),
+                (_, true) => (norm(starts[k]).clamp(0, dim), norm(ends[k]).clamp(0, dim)),
+                (_, false) => (
+                    norm(starts[k]).clamp(0, dim - 1),
+                    norm(ends[k]).clamp(-1, dim - 1),
+                ),
+            };
+            let span = if s > 0 { end - start } else { start - end };
+            let size = if span <= 0 {
+                0
+            } else {
+                (span - 1) / s.saturating_abs() + 1
+            };
+            begin[a] = start;
+            step[a] = s;
+            out[a] = size as usize;
+        }
+        Ok(Lowered::new(
+            out,
+            Op::Slice {
+                in_shape: x,
+                starts: begin,
+                steps: step,
+            },
+        ))
+    }
+
+    pub(super) fn layer_norm(
+        &mut self,
+        node: &'a Node,
+        axis: i64,
+        epsilon: f32,
+    ) -> Result<Lowered, OnnxError> {
+        let x = self.data_shape(node, 0)?;
+        let a = normalize_axis(axis, x.len(), node, false)?;
+        let normalised = &x[a..];
+        for (i, what) in [(1, "scale"), (2, "B")] {
+            if node.input(i).is_none() {
+                if i == 1 {
+                    return Err(node.error("input 1 (the scale) is required"));
+                }
+                continue;
+            }
+            let s = self.data_shape(node, i)?;
+            if product(&s) != product(normalised) || s.len() > normalised.len() {
+                return Err(node.error(format!(
+                    "{what} ('{}') has shape {s:?}; the normalised axes of {x:?} need {normalised:?}",
+                    node.input(i).unwrap_or("")
+                )));
+            }
+        }
+        let params = self.claim(node, &[1, 2], &[]);
+        let inner = product(normalised);
+        let formula = (!params.is_empty())
+            .then(|| Expr::sum(params.iter().map(|_| Expr::n(inner)).collect()));
+        let mut l = Lowered::new(
+            x.clone(),
+            Op::LayerNorm {
+                outer: product(&x[..a]),
+                inner,
+                epsilon,
+            },
+        );
+        l.params = params;
+        l.formula = formula;
+        Ok(l)
     }
 }

@@ -312,6 +312,8 @@ impl<'a> Planner<'a> {
                 *noop_with_empty_axes,
             ),
             OnnxOp::Transpose { perm } => self.transpose(node, perm.as_deref()),
+            OnnxOp::Slice { attrs } => self.slice(node, attrs.as_ref()),
+            OnnxOp::LayerNormalization { axis, epsilon } => self.layer_norm(node, *axis, *epsilon),
             OnnxOp::Squeeze { axes_attr } => self.squeeze(node, axes_attr.as_deref()),
             OnnxOp::Unsqueeze { axes_attr } => self.unsqueeze(node, axes_attr.as_deref()),
             OnnxOp::Constant(_) => Err(node.error("constants are folded at import")),
