@@ -45,13 +45,15 @@ SUPPORTED = {
     # Reductions and layout (issue 14).
     "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "Transpose", "Squeeze",
     "Unsqueeze", "Slice", "LayerNormalization",
+    # Shape arithmetic, evaluated when planning, and Gather/Cast on data (issue 14).
+    "Shape", "Gather", "Cast", "Range", "ConstantOfShape", "Equal", "Where",
 }
 
 # (op_type, input position) pairs whose int64 operand is allowed: shape / pads / axes.
 INT64_OPERANDS = {("Reshape", 1), ("Pad", 1), ("Pad", 3)} | {
     (op, 1) for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2",
                        "Squeeze", "Unsqueeze")
-} | {("Slice", i) for i in (1, 2, 3, 4)}
+} | {("Slice", i) for i in (1, 2, 3, 4)} | {("Gather", 1)}
 
 SPATIAL_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 
@@ -115,6 +117,11 @@ def exclusion_reason(case, base_ops: list[str]) -> str | None:
     for n in g.node:
         if n.op_type == "MaxPool" and len([o for o in n.output if o]) > 1:
             return "MaxPool with the second (Indices, int64) output"
+
+    # Shape-arithmetic ops on FLOAT data (the engine evaluates them on shape integers only).
+    for n in g.node:
+        if n.op_type in ("Range", "ConstantOfShape", "Equal", "Where"):
+            return f"{n.op_type} on FLOAT values (evaluated on shape integers only, when planning)"
 
     # LayerNormalization's statistics outputs (the engine's nodes have one output).
     for n in g.node:

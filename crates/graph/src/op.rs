@@ -303,6 +303,12 @@ pub enum Op {
         inner: usize,
         epsilon: f32,
     },
+    /// Entries `indices` (within the axis) of the input (`in_shape`) along `axis`.
+    Gather {
+        in_shape: Shape,
+        axis: usize,
+        indices: Vec<usize>,
+    },
     /// Dimensions permuted: output dimension `i` is input dimension `perm[i]`.
     Transpose {
         in_shape: Shape,

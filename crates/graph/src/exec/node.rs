@@ -357,6 +357,14 @@ pub(super) fn run_node(
             ops::layer_norm(&mut v, *inner, scale, bias, *epsilon);
             v
         }
+        Op::Gather {
+            in_shape,
+            axis,
+            indices,
+        } => {
+            reserve(i, out_len)?;
+            ops::gather(in_shape, env.arg(i, 0)?, *axis, indices)
+        }
         Op::Transpose { in_shape, perm } => {
             reserve(i, out_len)?;
             ops::transpose(in_shape, perm, env.arg(i, 0)?)

@@ -365,7 +365,7 @@ fn advance(idx: &mut [usize], dims: &[usize]) {
 }
 
 /// Concatenation along `axis` of tensors with equal shapes elsewhere.
-pub fn concat(parts: &[(&[usize], &[f32])], axis: usize, out_len: usize) -> Vec<f32> {
+pub fn concat<T: Copy>(parts: &[(&[usize], &[T])], axis: usize, out_len: usize) -> Vec<T> {
     let mut out = Vec::with_capacity(out_len);
     let outer: usize = parts
         .first()
@@ -383,8 +383,24 @@ pub fn concat(parts: &[(&[usize], &[f32])], axis: usize, out_len: usize) -> Vec<
     out
 }
 
+/// Gathers along `axis` of `data` (shape `shape`) the entries `indices` (already within the
+/// axis): the output is `shape[..axis] ++ indices' shape ++ shape[axis + 1..]`, flat.
+pub fn gather<T: Copy>(shape: &[usize], data: &[T], axis: usize, indices: &[usize]) -> Vec<T> {
+    let outer: usize = shape[..axis].iter().product();
+    let axis_len = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let mut out = Vec::with_capacity(outer * indices.len() * inner);
+    for o in 0..outer {
+        for &i in indices {
+            let at = (o * axis_len + i) * inner;
+            out.extend_from_slice(&data[at..at + inner]);
+        }
+    }
+    out
+}
+
 /// Row-major strides of `shape`.
-fn strides(shape: &[usize]) -> Vec<usize> {
+pub fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {
         s[i] = s[i + 1] * shape[i + 1];
@@ -466,13 +482,13 @@ pub fn reduce(op: ReduceOp, in_shape: &[usize], axes: &[usize], x: &[f32]) -> Ve
 
 /// The strided window of `x` (shape `in_shape`) of shape `out_shape`: along axis `d`, from
 /// `starts[d]` every `steps[d]`-th element (the caller clamped them to the input).
-pub fn slice(
+pub fn slice<T: Copy>(
     in_shape: &[usize],
     starts: &[i64],
     steps: &[i64],
     out_shape: &[usize],
-    x: &[f32],
-) -> Vec<f32> {
+    x: &[T],
+) -> Vec<T> {
     let st = strides(in_shape);
     let base: i64 = starts.iter().zip(&st).map(|(&s, &t)| s * t as i64).sum();
     let step: Vec<i64> = steps.iter().zip(&st).map(|(&s, &t)| s * t as i64).collect();
@@ -511,7 +527,7 @@ pub fn layer_norm(x: &mut [f32], inner: usize, scale: &[f32], bias: Option<&[f32
 
 /// `x` (shape `in_shape`) with its dimensions permuted: output dimension `i` is input
 /// dimension `perm[i]`.
-pub fn transpose(in_shape: &[usize], perm: &[usize], x: &[f32]) -> Vec<f32> {
+pub fn transpose<T: Copy>(in_shape: &[usize], perm: &[usize], x: &[T]) -> Vec<T> {
     let in_strides = strides(in_shape);
     let out_shape: Vec<usize> = perm.iter().map(|&p| in_shape[p]).collect();
     // Walking the output in order, the input offset moves by the permuted strides.

@@ -4,7 +4,7 @@
 //! Squeeze and Unsqueeze (values unchanged: an alias with a new shape), and
 //! LayerNormalization.
 
-use super::{normalize_axis, product, Expr, Lowered, Planner};
+use super::{normalize_axis, product, Expr, Known, Lowered, Planner};
 use crate::error::OnnxError;
 use crate::load::Node;
 use crate::ops::SliceAttrs;
@@ -111,7 +111,17 @@ impl<'a> Planner<'a> {
         axes_attr: Option<&[i64]>,
     ) -> Result<Lowered, OnnxError> {
         let x = self.data_shape(node, 0)?;
-        let out: Shape = match self.axes(node, axes_attr, x.len())? {
+        Ok(Lowered::new(self.squeezed(node, &x, axes_attr)?, Op::Alias))
+    }
+
+    /// Squeeze's output shape for an input of shape `x`.
+    pub(super) fn squeezed(
+        &self,
+        node: &Node,
+        x: &[usize],
+        axes_attr: Option<&[i64]>,
+    ) -> Result<Shape, OnnxError> {
+        Ok(match self.axes(node, axes_attr, x.len())? {
             None => x.iter().copied().filter(|&d| d != 1).collect(),
             Some(axes) => {
                 if let Some(&a) = axes.iter().find(|&&a| x[a] != 1) {
@@ -125,8 +135,7 @@ impl<'a> Planner<'a> {
                     .map(|d| x[d])
                     .collect()
             }
-        };
-        Ok(Lowered::new(out, Op::Alias))
+        })
     }
 
     pub(super) fn unsqueeze(
@@ -135,6 +144,19 @@ impl<'a> Planner<'a> {
         axes_attr: Option<&[i64]>,
     ) -> Result<Lowered, OnnxError> {
         let x = self.data_shape(node, 0)?;
+        Ok(Lowered::new(
+            self.unsqueezed(node, &x, axes_attr)?,
+            Op::Alias,
+        ))
+    }
+
+    /// Unsqueeze's output shape for an input of shape `x`.
+    pub(super) fn unsqueezed(
+        &self,
+        node: &Node,
+        x: &[usize],
+        axes_attr: Option<&[i64]>,
+    ) -> Result<Shape, OnnxError> {
         let rank = x.len();
         // Axes index the output, whose rank is the input's plus their number.
         let count = match axes_attr {
@@ -146,7 +168,7 @@ impl<'a> Planner<'a> {
             .filter(|a| !a.is_empty())
             .ok_or_else(|| node.error("axes are required"))?;
         let mut rest = x.iter();
-        let out: Shape = (0..rank + count)
+        Ok((0..rank + count)
             .map(|d| {
                 if axes.contains(&d) {
                     1
@@ -154,8 +176,7 @@ impl<'a> Planner<'a> {
                     rest.next().copied().unwrap_or(1)
                 }
             })
-            .collect();
-        Ok(Lowered::new(out, Op::Alias))
+            .collect())
     }
 
     pub(super) fn slice(
@@ -164,6 +185,24 @@ impl<'a> Planner<'a> {
         attrs: Option<&SliceAttrs>,
     ) -> Result<Lowered, OnnxError> {
         let x = self.data_shape(node, 0)?;
+        let (out, starts, steps) = self.slice_window(node, &x, attrs)?;
+        Ok(Lowered::new(
+            out,
+            Op::Slice {
+                in_shape: x,
+                starts,
+                steps,
+            },
+        ))
+    }
+
+    /// Slice's output shape, first element and step per axis for an input of shape `x`.
+    pub(super) fn slice_window(
+        &self,
+        node: &Node,
+        x: &[usize],
+        attrs: Option<&SliceAttrs>,
+    ) -> Result<(Shape, Vec<i64>, Vec<i64>), OnnxError> {
         let rank = x.len();
         let required = |v: Option<Vec<i64>>, what: &str| {
             v.ok_or_else(|| node.error(format!("{what} are required")))
@@ -196,7 +235,7 @@ impl<'a> Planner<'a> {
         }
         let mut begin = vec![0i64; rank];
         let mut step = vec![1i64; rank];
-        let mut out: Shape = x.clone();
+        let mut out: Shape = x.to_vec();
         let mut seen = vec![false; rank];
         for k in 0..n {
             let (a, s) = (axes[k], steps[k]);
@@ -228,14 +267,54 @@ impl<'a> Planner<'a> {
             step[a] = s;
             out[a] = size as usize;
         }
+        Ok((out, begin, step))
+    }
+
+    /// Gather of FLOAT data at constant indices (integers known now are folded instead).
+    pub(super) fn gather(&mut self, node: &'a Node, axis: i64) -> Result<Lowered, OnnxError> {
+        let x = self.data_shape(node, 0)?;
+        let a = normalize_axis(axis, x.len(), node, false)?;
+        let (idx_shape, indices) = self.indices(node, x[a])?;
+        let out: Shape = x[..a]
+            .iter()
+            .chain(&idx_shape)
+            .chain(&x[a + 1..])
+            .copied()
+            .collect();
         Ok(Lowered::new(
             out,
-            Op::Slice {
+            Op::Gather {
                 in_shape: x,
-                starts: begin,
-                steps: step,
+                axis: a,
+                indices,
             },
         ))
+    }
+
+    /// Gather's indices (input 1, integers known now), each within `len` (negative: from the
+    /// end), with their shape.
+    pub(super) fn indices(
+        &self,
+        node: &Node,
+        len: usize,
+    ) -> Result<(Shape, Vec<usize>), OnnxError> {
+        let Some(Known::Ints(ix)) = node.input(1).and_then(|n| self.values.get(n)) else {
+            return Err(node.error(
+                "the indices (input 1) must be integers known when planning (a constant or \
+                 shape arithmetic)",
+            ));
+        };
+        let indices = ix
+            .data
+            .iter()
+            .map(|&i| {
+                let j = if i < 0 { i + len as i64 } else { i };
+                usize::try_from(j).ok().filter(|&j| j < len).ok_or_else(|| {
+                    node.error(format!("index {i} is out of range for an axis of {len}"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((ix.shape.clone(), indices))
     }
 
     pub(super) fn layer_norm(

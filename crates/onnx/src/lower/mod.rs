@@ -17,6 +17,7 @@
 //! parameters and do not reach the graph. Planning never compiles: folding, fusion and packing
 //! are [`cnn_graph::compile`]'s, when the graph runs.
 
+mod fold;
 mod layout;
 mod tensor;
 mod window;
@@ -81,13 +82,21 @@ pub fn declared_input_shapes(model: &OnnxModel, batch: usize) -> Result<Vec<Shap
         .collect()
 }
 
+/// An integer tensor known when planning: a shape operand from the file, or the result of
+/// folded shape arithmetic (Shape, Gather, Concat, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Ints {
+    shape: Shape,
+    data: Vec<i64>,
+}
+
 /// What a value is while planning.
 #[derive(Debug, Clone)]
-enum Known<'a> {
+enum Known {
     /// Computed at run time (or a float constant), with this shape.
     Data(Shape),
-    /// An integer constant (a shape operand).
-    Ints(&'a Constant),
+    /// Integers known now.
+    Ints(Ints),
 }
 
 /// What one op arm decides: the output shape and op, and the accounting.
@@ -113,7 +122,7 @@ impl Lowered {
 
 struct Planner<'a> {
     model: &'a OnnxModel,
-    values: HashMap<&'a str, Known<'a>>,
+    values: HashMap<&'a str, Known>,
     counted: HashSet<&'a str>,
     initializer_names: HashSet<&'a str>,
     graph: Graph,
@@ -162,9 +171,8 @@ impl<'a> Planner<'a> {
             .ok_or_else(|| node.error(format!("input {i} is required")))?;
         match self.values.get(name) {
             Some(Known::Data(s)) => Ok(s.clone()),
-            Some(Known::Ints(c)) => Err(node.error(format!(
-                "input '{name}' is an {} constant; the engine computes in FLOAT",
-                c.type_name()
+            Some(Known::Ints(_)) => Err(node.error(format!(
+                "input '{name}' is an INT64 constant; the engine computes in FLOAT"
             ))),
             None => Err(node.error(format!("input '{name}' has no known shape"))),
         }
@@ -175,7 +183,7 @@ impl<'a> Planner<'a> {
             return Ok(None);
         };
         match self.values.get(name) {
-            Some(Known::Ints(c)) => Ok(Some(c.as_i64().unwrap_or(&[]).to_vec())),
+            Some(Known::Ints(c)) => Ok(Some(c.data.clone())),
             _ => Err(node.error(format!(
                 "{what} ('{name}') must be an INT64 constant (an initializer or a Constant node)"
             ))),
@@ -316,6 +324,23 @@ impl<'a> Planner<'a> {
             OnnxOp::LayerNormalization { axis, epsilon } => self.layer_norm(node, *axis, *epsilon),
             OnnxOp::Squeeze { axes_attr } => self.squeeze(node, axes_attr.as_deref()),
             OnnxOp::Unsqueeze { axes_attr } => self.unsqueeze(node, axes_attr.as_deref()),
+            OnnxOp::Gather { axis } => self.gather(node, *axis),
+            OnnxOp::Cast { to } => {
+                let x = self.data_shape(node, 0)?;
+                if *to != crate::proto::data_type::FLOAT {
+                    return Err(node.error(format!(
+                        "a Cast of FLOAT data to {} is not supported (the engine computes in \
+                         FLOAT)",
+                        crate::proto::data_type::name(*to)
+                    )));
+                }
+                Ok(Lowered::new(x, Op::Alias))
+            }
+            OnnxOp::Shape { .. }
+            | OnnxOp::Range
+            | OnnxOp::ConstantOfShape { .. }
+            | OnnxOp::Equal
+            | OnnxOp::Where => Err(node.error("shape arithmetic that could not be evaluated")),
             OnnxOp::Constant(_) => Err(node.error("constants are folded at import")),
         }
     }
@@ -407,10 +432,12 @@ pub fn plan(model: &OnnxModel, input_shapes: &[Shape]) -> Result<OnnxPlan, OnnxE
         .map(|(n, c)| (n, c))
         .chain(model.constants.iter())
     {
-        let known = if c.as_f32().is_some() {
-            Known::Data(c.shape.clone())
-        } else {
-            Known::Ints(c)
+        let known = match c.as_i64() {
+            None => Known::Data(c.shape.clone()),
+            Some(v) => Known::Ints(Ints {
+                shape: c.shape.clone(),
+                data: v.to_vec(),
+            }),
         };
         p.values.insert(name.as_str(), known);
     }
@@ -422,6 +449,11 @@ pub fn plan(model: &OnnxModel, input_shapes: &[Shape]) -> Result<OnnxPlan, OnnxE
         p.ids.insert(input.name.as_str(), id);
     }
     for node in &model.nodes {
+        // Shape arithmetic is evaluated now: it leaves no node in the graph that runs.
+        if let Some(v) = p.fold(node)? {
+            p.values.insert(node.output(), Known::Ints(v));
+            continue;
+        }
         let planned = p.plan_node(node)?;
         p.values
             .insert(node.output(), Known::Data(planned.output_shape.clone()));

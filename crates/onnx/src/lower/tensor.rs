@@ -356,7 +356,7 @@ impl<'a> Planner<'a> {
 }
 
 /// Reshape's target: `0` copies the input dimension (unless `allowzero`), `-1` is inferred.
-fn reshape_target(
+pub(super) fn reshape_target(
     node: &Node,
     x: &[usize],
     target: &[i64],

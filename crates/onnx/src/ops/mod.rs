@@ -128,6 +128,29 @@ pub enum Op {
         axis: i64,
         epsilon: f32,
     },
+    /// The input's shape (dimensions `start..end`, opset 15), evaluated when planning.
+    Shape {
+        start: i64,
+        end: Option<i64>,
+    },
+    /// Entries of input 0 along `axis` at the constant indices of input 1.
+    Gather {
+        axis: i64,
+    },
+    /// To the `to` element type: FLOAT data stays as it is; integers (shape values) stay
+    /// integers.
+    Cast {
+        to: i32,
+    },
+    /// `start, start + delta, …` below `limit` (integers known when planning).
+    Range,
+    /// A tensor of the shape input 0 gives, filled with an integer `value` (0 by default).
+    ConstantOfShape {
+        value: Option<Constant>,
+    },
+    /// Element-wise `a == b` and `cond ? a : b` on integers known when planning.
+    Equal,
+    Where,
     /// `perm` absent: the dimensions reversed.
     Transpose {
         perm: Option<Vec<i64>>,
@@ -153,7 +176,8 @@ pub enum Op {
 pub const SUPPORTED: &str = "Conv, Gemm, MatMul, Add, Sub, Mul, Div, Pow, Relu, LeakyRelu, \
     PRelu, Clip, Sigmoid, Tanh, Sqrt, Exp, Log, Neg, Abs, Reciprocal, Erf, Softplus, Elu, Selu, \
     HardSigmoid, HardSwish, Mish, Gelu, Softmax, Flatten, Reshape, Transpose, Squeeze, \
-    Unsqueeze, Slice, LayerNormalization, ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceL2, MaxPool, AveragePool, \
+    Unsqueeze, Slice, LayerNormalization, Shape, Gather, Cast, Range, \
+    ConstantOfShape, Equal, Where, ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceL2, MaxPool, AveragePool, \
     GlobalAveragePool, GlobalMaxPool, BatchNormalization, Concat, Dropout, Identity, Constant, \
     Pad";
 
@@ -449,6 +473,52 @@ pub fn parse_op(node: &NodeProto, opset: i64) -> Result<Op, String> {
             Op::LayerNormalization {
                 axis: a.int("axis", -1)?,
                 epsilon: a.float("epsilon", 1e-5)?,
+            }
+        }
+        "Shape" => {
+            a.check_known(&["start", "end"])?;
+            Op::Shape {
+                start: a.int("start", 0)?,
+                end: a.get("end").map(|x| x.i),
+            }
+        }
+        "Gather" => {
+            a.check_known(&["axis"])?;
+            Op::Gather {
+                axis: a.int("axis", 0)?,
+            }
+        }
+        "Cast" => {
+            a.check_known(&["to", "saturate", "round_mode"])?;
+            let to = a.int("to", -1)?;
+            Op::Cast {
+                to: i32::try_from(to)
+                    .ok()
+                    .filter(|&t| t > 0)
+                    .ok_or("attribute 'to' (the element type) is required")?,
+            }
+        }
+        "Range" | "Equal" | "Where" => {
+            a.check_known(&[])?;
+            match node.op_type.as_str() {
+                "Range" => Op::Range,
+                "Equal" => Op::Equal,
+                _ => Op::Where,
+            }
+        }
+        "ConstantOfShape" => {
+            a.check_known(&["value"])?;
+            Op::ConstantOfShape {
+                value: match a.get("value") {
+                    Some(v) => Some(
+                        crate::constant::decode_tensor(
+                            "value",
+                            v.t.as_ref().ok_or("attribute 'value' holds no tensor")?,
+                        )
+                        .map_err(|e| e.to_string())?,
+                    ),
+                    None => None,
+                },
             }
         }
         "Transpose" => {
