@@ -46,14 +46,14 @@ SUPPORTED = {
     "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "Transpose", "Squeeze",
     "Unsqueeze", "Slice", "LayerNormalization",
     # Shape arithmetic, evaluated when planning, and Gather/Cast on data (issue 14).
-    "Shape", "Gather", "Cast", "Range", "ConstantOfShape", "Equal", "Where",
+    "Shape", "Gather", "Cast", "Range", "ConstantOfShape", "Equal", "Where", "Split",
 }
 
 # (op_type, input position) pairs whose int64 operand is allowed: shape / pads / axes.
 INT64_OPERANDS = {("Reshape", 1), ("Pad", 1), ("Pad", 3)} | {
     (op, 1) for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2",
                        "Squeeze", "Unsqueeze")
-} | {("Slice", i) for i in (1, 2, 3, 4)} | {("Gather", 1)}
+} | {("Slice", i) for i in (1, 2, 3, 4)} | {("Gather", 1), ("Split", 1)}
 
 SPATIAL_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 

@@ -68,7 +68,8 @@ pub fn run_compiled(
 
 /// An executor error in the ONNX wording.
 fn exec_error(model: &OnnxModel, plan: &OnnxPlan, e: ExecError) -> OnnxError {
-    let at = |i: usize, message: String| match model.nodes.get(i) {
+    let at = |i: usize, message: String| match plan.origin.get(i).and_then(|&o| model.nodes.get(o))
+    {
         Some(node) => node.error(message),
         None => OnnxError::graph(message),
     };

@@ -357,4 +357,62 @@ impl<'a> Planner<'a> {
         l.formula = formula;
         Ok(l)
     }
+
+    /// A Split as one Slice node per output (named `node:k`, type Split).
+    pub(super) fn split(
+        &mut self,
+        node: &'a Node,
+        axis: i64,
+        split_attr: Option<&[i64]>,
+        num_outputs: Option<i64>,
+    ) -> Result<Vec<(&'a str, cnn_graph::Node)>, OnnxError> {
+        let x = self.data_shape(node, 0)?;
+        let a = normalize_axis(axis, x.len(), node, false)?;
+        let outputs: Vec<Option<&'a str>> = node.outputs.iter().map(|o| o.as_deref()).collect();
+        let count = outputs.len();
+        let sizes: Vec<usize> = match (split_attr.map(<[i64]>::to_vec), self.ints(node, 1, "split"))
+        {
+            (Some(s), _) | (None, Ok(Some(s))) => s
+                .iter()
+                .map(|&v| usize::try_from(v).map_err(|_| node.error(format!("split size {v}"))))
+                .collect::<Result<_, _>>()?,
+            (None, Ok(None)) => {
+                let parts = num_outputs.map_or(count, |n| n.max(1) as usize);
+                let each = x[a].div_ceil(parts);
+                (0..parts)
+                    .map(|k| each.min(x[a].saturating_sub(k * each)))
+                    .collect()
+            }
+            (None, Err(e)) => return Err(e),
+        };
+        if sizes.len() != count || sizes.iter().sum::<usize>() != x[a] {
+            return Err(node.error(format!(
+                "sizes {sizes:?} do not split axis {a} of {x:?} into {count} outputs"
+            )));
+        }
+        let mut offset = 0i64;
+        let mut nodes = Vec::new();
+        for (k, (out, &size)) in outputs.iter().zip(&sizes).enumerate() {
+            let mut starts = vec![0i64; x.len()];
+            starts[a] = offset;
+            offset += size as i64;
+            let Some(out) = out else { continue };
+            let mut shape = x.clone();
+            shape[a] = size;
+            let mut g = cnn_graph::Node::new(
+                format!("{}:{k}", node.name),
+                node.op_type.clone(),
+                Op::Slice {
+                    in_shape: x.clone(),
+                    starts,
+                    steps: vec![1; x.len()],
+                },
+            );
+            g.inputs = vec![node.input(0).and_then(|n| self.value_id(n))];
+            g.input_shapes = vec![x.clone()];
+            g.output_shape = shape;
+            nodes.push((*out, g));
+        }
+        Ok(nodes)
+    }
 }

@@ -33,6 +33,9 @@ use std::collections::{HashMap, HashSet};
 #[derive(Debug, Clone, PartialEq)]
 pub struct OnnxPlan {
     pub graph: Graph,
+    /// For each graph node, the index of the ONNX node it comes from (shape arithmetic leaves
+    /// no graph node; a Split leaves one per output).
+    pub origin: Vec<usize>,
     /// Float initializers no node reads (reported, counted as loaded but in no formula).
     pub unused_initializers: Vec<(String, u64)>,
 }
@@ -341,6 +344,7 @@ impl<'a> Planner<'a> {
             | OnnxOp::ConstantOfShape { .. }
             | OnnxOp::Equal
             | OnnxOp::Where => Err(node.error("shape arithmetic that could not be evaluated")),
+            OnnxOp::Split { .. } => Err(node.error("a Split is planned output by output")),
             OnnxOp::Constant(_) => Err(node.error("constants are folded at import")),
         }
     }
@@ -448,10 +452,26 @@ pub fn plan(model: &OnnxModel, input_shapes: &[Shape]) -> Result<OnnxPlan, OnnxE
         let id = p.graph.add_input(input.name.clone(), shape.clone());
         p.ids.insert(input.name.as_str(), id);
     }
-    for node in &model.nodes {
+    let mut origin = Vec::with_capacity(model.nodes.len());
+    for (index, node) in model.nodes.iter().enumerate() {
         // Shape arithmetic is evaluated now: it leaves no node in the graph that runs.
         if let Some(v) = p.fold(node)? {
             p.values.insert(node.output(), Known::Ints(v));
+            continue;
+        }
+        if let OnnxOp::Split {
+            axis,
+            split_attr,
+            num_outputs,
+        } = &node.op
+        {
+            for (out, planned) in p.split(node, *axis, split_attr.as_deref(), *num_outputs)? {
+                p.values
+                    .insert(out, Known::Data(planned.output_shape.clone()));
+                let id = p.graph.add_node(planned, out);
+                p.ids.insert(out, id);
+                origin.push(index);
+            }
             continue;
         }
         let planned = p.plan_node(node)?;
@@ -459,6 +479,7 @@ pub fn plan(model: &OnnxModel, input_shapes: &[Shape]) -> Result<OnnxPlan, OnnxE
             .insert(node.output(), Known::Data(planned.output_shape.clone()));
         let id = p.graph.add_node(planned, node.output());
         p.ids.insert(node.output(), id);
+        origin.push(index);
     }
     for name in &model.outputs {
         let id = match p.values.get(name.as_str()) {
@@ -482,6 +503,7 @@ pub fn plan(model: &OnnxModel, input_shapes: &[Shape]) -> Result<OnnxPlan, OnnxE
         .collect();
     Ok(OnnxPlan {
         graph: p.graph,
+        origin,
         unused_initializers,
     })
 }

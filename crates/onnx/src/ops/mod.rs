@@ -119,6 +119,13 @@ pub enum Op {
         /// With no axes: the identity instead of a reduction over every axis.
         noop_with_empty_axes: bool,
     },
+    /// Into parts along `axis`: sizes from the attribute (opset < 13) or input 1, else
+    /// `num_outputs` (opset 18) or one per output, as equal as they can be.
+    Split {
+        axis: i64,
+        split_attr: Option<Vec<i64>>,
+        num_outputs: Option<i64>,
+    },
     /// Starts, ends and axes from attributes (opset < 10) or inputs 1 to 4 (with steps).
     Slice {
         attrs: Option<SliceAttrs>,
@@ -176,7 +183,7 @@ pub enum Op {
 pub const SUPPORTED: &str = "Conv, Gemm, MatMul, Add, Sub, Mul, Div, Pow, Relu, LeakyRelu, \
     PRelu, Clip, Sigmoid, Tanh, Sqrt, Exp, Log, Neg, Abs, Reciprocal, Erf, Softplus, Elu, Selu, \
     HardSigmoid, HardSwish, Mish, Gelu, Softmax, Flatten, Reshape, Transpose, Squeeze, \
-    Unsqueeze, Slice, LayerNormalization, Shape, Gather, Cast, Range, \
+    Unsqueeze, Slice, Split, LayerNormalization, Shape, Gather, Cast, Range, \
     ConstantOfShape, Equal, Where, ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceL2, MaxPool, AveragePool, \
     GlobalAveragePool, GlobalMaxPool, BatchNormalization, Concat, Dropout, Identity, Constant, \
     Pad";
@@ -442,6 +449,18 @@ pub fn parse_op(node: &NodeProto, opset: i64) -> Result<Op, String> {
                 axes_attr,
                 keepdims: a.int("keepdims", 1)? != 0,
                 noop_with_empty_axes: a.flag("noop_with_empty_axes")?,
+            }
+        }
+        "Split" => {
+            a.check_known(&["axis", "split", "num_outputs"])?;
+            let split_attr = a.ints("split")?;
+            if opset >= 13 && split_attr.is_some() {
+                return Err("from opset 13 on, Split takes its sizes as input 1".into());
+            }
+            Op::Split {
+                axis: a.int("axis", 0)?,
+                split_attr,
+                num_outputs: a.get("num_outputs").map(|x| x.i),
             }
         }
         "Slice" => {
