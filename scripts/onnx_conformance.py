@@ -47,13 +47,15 @@ SUPPORTED = {
     "Unsqueeze", "Slice", "LayerNormalization",
     # Shape arithmetic, evaluated when planning, and Gather/Cast on data (issue 14).
     "Shape", "Gather", "Cast", "Range", "ConstantOfShape", "Equal", "Where", "Split",
+    "Less", "Greater", "Not", "Expand", "Tile", "InstanceNormalization", "DepthToSpace",
+    "SpaceToDepth",
 }
 
 # (op_type, input position) pairs whose int64 operand is allowed: shape / pads / axes.
 INT64_OPERANDS = {("Reshape", 1), ("Pad", 1), ("Pad", 3)} | {
     (op, 1) for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2",
                        "Squeeze", "Unsqueeze")
-} | {("Slice", i) for i in (1, 2, 3, 4)} | {("Gather", 1), ("Split", 1)}
+} | {("Slice", i) for i in (1, 2, 3, 4)} | {("Gather", 1), ("Split", 1), ("Expand", 1), ("Tile", 1)}
 
 SPATIAL_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 
@@ -120,7 +122,7 @@ def exclusion_reason(case, base_ops: list[str]) -> str | None:
 
     # Shape-arithmetic ops on FLOAT data (the engine evaluates them on shape integers only).
     for n in g.node:
-        if n.op_type in ("Range", "ConstantOfShape", "Equal", "Where"):
+        if n.op_type in ("Range", "ConstantOfShape", "Equal", "Less", "Greater", "Not", "Where"):
             return f"{n.op_type} on FLOAT values (evaluated on shape integers only, when planning)"
 
     # LayerNormalization's statistics outputs (the engine's nodes have one output).

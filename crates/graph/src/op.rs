@@ -303,6 +303,21 @@ pub enum Op {
         inner: usize,
         epsilon: f32,
     },
+    /// The input (`in_shape`) broadcast to the node's output shape (ONNX Expand).
+    Expand {
+        in_shape: Shape,
+    },
+    /// The input (`in_shape`) repeated along each axis to the node's output shape (ONNX Tile).
+    Tile {
+        in_shape: Shape,
+    },
+    /// Each `[inner]` plane of channel `c` (of `channels`) normalised on its own, then
+    /// `* scale[c] + bias[c]` (inputs `[x, scale, bias]`).
+    InstanceNorm {
+        channels: usize,
+        inner: usize,
+        epsilon: f32,
+    },
     /// Entries `indices` (within the axis) of the input (`in_shape`) along `axis`.
     Gather {
         in_shape: Shape,

@@ -2137,19 +2137,19 @@ fn an_initializer_no_node_reads_is_reported_unused() {
 }
 
 #[test]
-fn an_opset_outside_7_to_25_is_one_clear_error() {
+fn an_opset_outside_7_to_28_is_one_clear_error() {
     let relu = || vec![node("r", "Relu", &["x"], &["y"])];
-    for opset in [1, 6, 26, 99] {
+    for opset in [1, 6, 29, 99] {
         let m = model_opset(opset, relu(), vec![], vec![float_io("x", &[1, 2])], &["y"]);
         load_fails(
             &m,
             &[
                 "m.onnx",
-                &format!("the model uses ONNX opset {opset}; cnn reads opsets 7 to 25"),
+                &format!("the model uses ONNX opset {opset}; cnn reads opsets 7 to 28"),
             ],
         );
     }
-    for opset in [7, 13, 18, 22, 25] {
+    for opset in [7, 13, 18, 22, 25, 28] {
         let m = model_opset(opset, relu(), vec![], vec![float_io("x", &[1, 2])], &["y"]);
         assert!(load(&m).is_ok(), "opset {opset}");
     }

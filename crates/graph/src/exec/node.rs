@@ -357,6 +357,31 @@ pub(super) fn run_node(
             ops::layer_norm(&mut v, *inner, scale, bias, *epsilon);
             v
         }
+        Op::Expand { in_shape } => {
+            reserve(i, out_len)?;
+            ops::broadcast_to(in_shape, env.arg(i, 0)?, out_shape, 1.0)
+        }
+        Op::Tile { in_shape } => {
+            reserve(i, out_len)?;
+            ops::tile(in_shape, out_shape, env.arg(i, 0)?)
+        }
+        Op::InstanceNorm {
+            channels,
+            inner,
+            epsilon,
+        } => {
+            let (scale, bias) = (env.arg(i, 1)?, env.arg(i, 2)?);
+            if scale.len() != *channels || bias.len() != *channels {
+                return Err(ExecError::Node {
+                    node: i,
+                    message: format!("scale and bias must hold the {channels} channels"),
+                });
+            }
+            let mut v = env.take(env.input_id(i, 0), i)?;
+            let (scale, bias) = (env.arg(i, 1)?, env.arg(i, 2)?);
+            ops::instance_norm(&mut v, *channels, *inner, scale, bias, *epsilon);
+            v
+        }
         Op::Gather {
             in_shape,
             axis,

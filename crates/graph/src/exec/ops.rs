@@ -511,6 +511,52 @@ pub fn slice<T: Copy>(
     out
 }
 
+/// `x` (shape `in_shape`) repeated along each axis to `out_shape` (each a multiple).
+pub fn tile(in_shape: &[usize], out_shape: &[usize], x: &[f32]) -> Vec<f32> {
+    let st = strides(in_shape);
+    let len: usize = out_shape.iter().product();
+    let mut out = Vec::with_capacity(len);
+    let mut idx = vec![0usize; out_shape.len()];
+    for _ in 0..len {
+        let at: usize = idx
+            .iter()
+            .zip(in_shape)
+            .zip(&st)
+            .map(|((&i, &d), &s)| (i % d) * s)
+            .sum();
+        out.push(x[at]);
+        advance(&mut idx, out_shape);
+    }
+    out
+}
+
+/// Instance normalisation in place: each plane of `inner` values (channel `p % channels`)
+/// normalised on its own (statistics in f64), then scaled and shifted by its channel's
+/// `scale` and `bias`.
+pub fn instance_norm(
+    x: &mut [f32],
+    channels: usize,
+    inner: usize,
+    scale: &[f32],
+    bias: &[f32],
+    epsilon: f32,
+) {
+    for (p, plane) in x.chunks_exact_mut(inner.max(1)).enumerate() {
+        let c = p % channels.max(1);
+        let n = plane.len() as f64;
+        let mean = plane.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = plane
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let inv = 1.0 / (var + epsilon as f64).sqrt();
+        for v in plane.iter_mut() {
+            *v = ((*v as f64 - mean) * inv) as f32 * scale[c] + bias[c];
+        }
+    }
+}
+
 /// Layer normalisation of each row of `inner` values in place, statistics in f64.
 pub fn layer_norm(x: &mut [f32], inner: usize, scale: &[f32], bias: Option<&[f32]>, epsilon: f32) {
     for row in x.chunks_exact_mut(inner.max(1)) {

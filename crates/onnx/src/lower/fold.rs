@@ -87,6 +87,8 @@ fn arithmetic(op: &OnnxOp) -> Option<IntOp> {
                 .ok_or_else(|| "division by zero in shape arithmetic".to_string())
         },
         OnnxOp::Equal => |a, b| Ok(i64::from(a == b)),
+        OnnxOp::Less => |a, b| Ok(i64::from(a < b)),
+        OnnxOp::Greater => |a, b| Ok(i64::from(a > b)),
         _ => return None,
     })
 }
@@ -121,12 +123,16 @@ impl<'a> Planner<'a> {
                 .all(|n| matches!(self.values.get(n), Some(Known::Ints(_))));
         if !all_known {
             return match node.op {
-                OnnxOp::Range | OnnxOp::ConstantOfShape { .. } | OnnxOp::Equal | OnnxOp::Where => {
-                    Err(node.error(
-                        "this op runs on shape values only: its inputs must be integers known \
+                OnnxOp::Range
+                | OnnxOp::ConstantOfShape { .. }
+                | OnnxOp::Equal
+                | OnnxOp::Less
+                | OnnxOp::Greater
+                | OnnxOp::Not
+                | OnnxOp::Where => Err(node.error(
+                    "this op runs on shape values only: its inputs must be integers known \
                      when planning",
-                    ))
-                }
+                )),
                 _ => Ok(None),
             };
         }
@@ -135,6 +141,10 @@ impl<'a> Planner<'a> {
             .expect("all inputs are known integers");
         let v = match &node.op {
             OnnxOp::Identity => x.clone(),
+            OnnxOp::Not => Ints {
+                shape: x.shape.clone(),
+                data: x.data.iter().map(|&v| i64::from(v == 0)).collect(),
+            },
             OnnxOp::Cast { to } => match *to {
                 data_type::INT64 | data_type::INT32 => x.clone(),
                 other => {

@@ -19,6 +19,7 @@
 
 mod fold;
 mod layout;
+mod space;
 mod tensor;
 mod window;
 
@@ -339,10 +340,18 @@ impl<'a> Planner<'a> {
                 }
                 Ok(Lowered::new(x, Op::Alias))
             }
+            OnnxOp::Expand => self.expand(node),
+            OnnxOp::Tile => self.tile(node),
+            OnnxOp::InstanceNormalization { epsilon } => self.instance_norm(node, *epsilon),
+            OnnxOp::DepthToSpace { blocksize, dcr } => self.depth_to_space(node, *blocksize, *dcr),
+            OnnxOp::SpaceToDepth { blocksize, dcr } => self.space_to_depth(node, *blocksize, *dcr),
             OnnxOp::Shape { .. }
             | OnnxOp::Range
             | OnnxOp::ConstantOfShape { .. }
             | OnnxOp::Equal
+            | OnnxOp::Less
+            | OnnxOp::Greater
+            | OnnxOp::Not
             | OnnxOp::Where => Err(node.error("shape arithmetic that could not be evaluated")),
             OnnxOp::Split { .. } => Err(node.error("a Split is planned output by output")),
             OnnxOp::Constant(_) => Err(node.error("constants are folded at import")),

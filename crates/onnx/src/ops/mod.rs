@@ -155,9 +155,29 @@ pub enum Op {
     ConstantOfShape {
         value: Option<Constant>,
     },
-    /// Element-wise `a == b` and `cond ? a : b` on integers known when planning.
+    /// Element-wise `a == b`, `a < b`, `a > b`, `!a` and `cond ? a : b` on integers known
+    /// when planning.
     Equal,
+    Less,
+    Greater,
+    Not,
     Where,
+    /// Broadcast to the shape input 1 gives.
+    Expand,
+    /// Repeated along each axis as input 1 says.
+    Tile,
+    InstanceNormalization {
+        epsilon: f32,
+    },
+    /// Depth moved into blocks of space (`dcr`: depth-column-row order, else CRD), and back.
+    DepthToSpace {
+        blocksize: usize,
+        dcr: bool,
+    },
+    SpaceToDepth {
+        blocksize: usize,
+        dcr: bool,
+    },
     /// `perm` absent: the dimensions reversed.
     Transpose {
         perm: Option<Vec<i64>>,
@@ -184,7 +204,8 @@ pub const SUPPORTED: &str = "Conv, Gemm, MatMul, Add, Sub, Mul, Div, Pow, Relu, 
     PRelu, Clip, Sigmoid, Tanh, Sqrt, Exp, Log, Neg, Abs, Reciprocal, Erf, Softplus, Elu, Selu, \
     HardSigmoid, HardSwish, Mish, Gelu, Softmax, Flatten, Reshape, Transpose, Squeeze, \
     Unsqueeze, Slice, Split, LayerNormalization, Shape, Gather, Cast, Range, \
-    ConstantOfShape, Equal, Where, ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceL2, MaxPool, AveragePool, \
+    ConstantOfShape, Equal, Less, Greater, Not, Where, Expand, Tile, InstanceNormalization, \
+    DepthToSpace, SpaceToDepth, ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceL2, MaxPool, AveragePool, \
     GlobalAveragePool, GlobalMaxPool, BatchNormalization, Concat, Dropout, Identity, Constant, \
     Pad";
 
@@ -517,12 +538,41 @@ pub fn parse_op(node: &NodeProto, opset: i64) -> Result<Op, String> {
                     .ok_or("attribute 'to' (the element type) is required")?,
             }
         }
-        "Range" | "Equal" | "Where" => {
+        "Range" | "Equal" | "Less" | "Greater" | "Not" | "Where" | "Expand" | "Tile" => {
             a.check_known(&[])?;
             match node.op_type.as_str() {
                 "Range" => Op::Range,
                 "Equal" => Op::Equal,
+                "Less" => Op::Less,
+                "Greater" => Op::Greater,
+                "Not" => Op::Not,
+                "Expand" => Op::Expand,
+                "Tile" => Op::Tile,
                 _ => Op::Where,
+            }
+        }
+        "InstanceNormalization" => {
+            a.check_known(&["epsilon"])?;
+            Op::InstanceNormalization {
+                epsilon: a.float("epsilon", 1e-5)?,
+            }
+        }
+        "DepthToSpace" | "SpaceToDepth" => {
+            a.check_known(&["blocksize", "mode"])?;
+            let b = a.int("blocksize", 0)?;
+            let blocksize = usize::try_from(b)
+                .ok()
+                .filter(|&b| b >= 1)
+                .ok_or_else(|| format!("blocksize = {b} must be at least 1"))?;
+            let dcr = match a.string("mode", "DCR")?.as_str() {
+                "DCR" => true,
+                "CRD" => false,
+                other => return Err(format!("mode '{other}' is not one of DCR and CRD")),
+            };
+            if node.op_type == "SpaceToDepth" {
+                Op::SpaceToDepth { blocksize, dcr }
+            } else {
+                Op::DepthToSpace { blocksize, dcr }
             }
         }
         "ConstantOfShape" => {
