@@ -83,6 +83,34 @@ fn load_onnx(path: &Path, max_bytes: u128) -> Result<OnnxModel, String> {
     OnnxModel::load_within(path, max_bytes).map_err(|e| e.to_string())
 }
 
+/// True for the input files an ONNX model runs on: `.npy` arrays and `.pb` TensorProto files
+/// (the ONNX test-data layout).
+pub fn is_onnx_input(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy") || e.eq_ignore_ascii_case("pb"))
+}
+
+/// A float32 `.npy` array or `.pb` TensorProto: its shape and values.
+fn read_input(path: &Path) -> Result<(Vec<usize>, Vec<f32>), String> {
+    let is_pb = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("pb"));
+    if !is_pb {
+        let array = crate::npy::read_array(path)?;
+        return Ok((array.shape().to_vec(), array.iter().copied().collect()));
+    }
+    std::fs::metadata(path).map_err(|e| crate::file_error(path, "open", &e))?;
+    let (_, c) = cnn_onnx::read_tensor_file(path).map_err(|e| e.to_string())?;
+    match c.as_f32() {
+        Some(v) => Ok((c.shape.clone(), v.to_vec())),
+        None => Err(format!(
+            "{}: a {} tensor; the engine's inputs are FLOAT",
+            path.display(),
+            c.type_name()
+        )),
+    }
+}
+
 /// Plans `model` at its declared input shapes with batch `batch`.
 fn plan_declared(model: &OnnxModel, batch: usize) -> Result<OnnxPlan, String> {
     let shapes =
@@ -268,13 +296,11 @@ impl OnnxFront {
                 model.inputs.len()
             ));
         }
-        let array = crate::npy::read_array(array_path)?;
-        let mut shape = array.shape().to_vec();
+        let (mut shape, data) = read_input(array_path)?;
         let declared_rank = model.inputs[0].dims.as_ref().map(|d| d.len());
         if declared_rank == Some(shape.len() + 1) {
             shape.insert(0, 1);
         }
-        let data: Vec<f32> = array.iter().copied().collect();
         let p = plan(model, std::slice::from_ref(&shape))
             .map_err(|e| format!("{}: {}", array_path.display(), e.in_file(&model.path)))?;
         let outputs =

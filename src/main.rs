@@ -188,10 +188,7 @@ fn run_onnx(
             arrays.len()
         ));
     };
-    if !array
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
-    {
+    if !front::is_onnx_input(array) {
         return Err(format!(
             "{}: an ONNX model runs on a float32 .npy array of its input shape; pictures \
              need the model's own preprocessing",

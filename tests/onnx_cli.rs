@@ -513,3 +513,39 @@ fn hand_encoded_models_plan_or_fail_on_one_line() {
         &["conv.onnx", "node 'n1' (Conv)", "input 1 is required"],
     );
 }
+
+#[test]
+fn a_pb_tensor_runs_like_the_same_npy_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    write_squeezenet_input(&x);
+    let pb = root().join("tests/onnx/networks/squeezenet1_0/test_data_set_0/input_0.pb");
+    let from_npy = json(&cnn(&[
+        "run",
+        SQUEEZENET,
+        "--input",
+        s(&x),
+        "--format",
+        "json",
+    ]));
+    let from_pb = json(&cnn(&[
+        "run",
+        SQUEEZENET,
+        "--input",
+        pb.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(from_npy["results"][0]["top"], from_pb["results"][0]["top"]);
+    let missing = dir.path().join("missing.pb");
+    fails_with(
+        &cnn(&["run", SQUEEZENET, "--input", s(&missing)]),
+        &["missing.pb: no such file"],
+    );
+    let garbage = dir.path().join("garbage.pb");
+    std::fs::write(&garbage, b"\xff\xff\xff\xff not a tensor").unwrap();
+    fails_with(
+        &cnn(&["run", SQUEEZENET, "--input", s(&garbage)]),
+        &["garbage.pb"],
+    );
+}
