@@ -117,6 +117,16 @@ def export(model: torch.nn.Module, x: torch.Tensor) -> onnx.ModelProto:
     return m
 
 
+def export_dynamo(model: torch.nn.Module, x: torch.Tensor, path: str) -> None:
+    """torch.onnx.export's default (dynamo) exporter, as a user runs it: its own opset (20 with
+    torch 2.15), BatchNorm folded, the weights in `model.onnx.data` beside the model."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prog = torch.onnx.export(model, (x,), dynamo=True, input_names=["input"],
+                                 output_names=["output"], verbose=False)
+    prog.save(path, external_data=True)
+
+
 def ort_run(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -158,6 +168,9 @@ def main() -> int:
     ap.add_argument("--out-uncommitted", default="/work/onnx-extra",
                     help="directory for the networks not committed (one folder each)")
     ap.add_argument("--only", nargs="*", choices=list(NETWORKS), help="subset of networks")
+    ap.add_argument("--dynamo", action="store_true",
+                    help="also export each network with the default (dynamo) exporter and "
+                         "external data, to --out-uncommitted/<name>-dynamo (needs onnxscript)")
     args = ap.parse_args()
 
     torch.set_num_threads(1)  # reproducible float summation order
@@ -191,6 +204,23 @@ def main() -> int:
         print(f"   written to {d}")
         print(f"   output {list(y.shape)}: max|ort| {np.abs(y).max():.4f}, std {y.std():.4f}, "
               f"max|torch - ort| {np.abs(y_torch - y).max():.3g}")
+        if args.dynamo:
+            dd = os.path.join(args.out_uncommitted, f"{name}-dynamo")
+            os.makedirs(os.path.join(dd, "test_data_set_0"), exist_ok=True)
+            dpath = os.path.join(dd, "model.onnx")
+            export_dynamo(model, x, dpath)
+            so = ort.SessionOptions()
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            sess = ort.InferenceSession(dpath, so, providers=["CPUExecutionProvider"])
+            feed = sess.get_inputs()[0].name
+            yd = sess.run(None, {feed: xn})[0]
+            with open(os.path.join(dd, "test_data_set_0", "input_0.pb"), "wb") as f:
+                f.write(numpy_helper.from_array(xn, feed).SerializeToString())
+            with open(os.path.join(dd, "test_data_set_0", "output_0.pb"), "wb") as f:
+                f.write(numpy_helper.from_array(yd, "output").SerializeToString())
+            dm = onnx.load(dpath, load_external_data=False)
+            print(f"   dynamo: opset {dm.opset_import[0].version}, ops "
+                  f"{sorted(set(n.op_type for n in dm.graph.node))}, files {sorted(os.listdir(dd))}")
     return 0
 
 

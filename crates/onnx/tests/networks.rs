@@ -111,3 +111,29 @@ fn the_networks_of_the_new_ops_match_onnxruntime() {
         assert!(c.params > 0, "{name}");
     }
 }
+
+/// Every network as torch.onnx.export's default (dynamo) exporter writes it: opset 20,
+/// BatchNorm folded into the convolutions, the weights in `model.onnx.data` (external data).
+#[test]
+#[ignore = "not committed; run scripts/onnx_networks.py --dynamo and set CNN_ONNX_EXTRA"]
+fn the_default_exporters_files_with_external_data_match_onnxruntime() {
+    for name in [
+        "squeezenet1_0",
+        "mobilenet_v2",
+        "resnet18",
+        "mobilenet_v3_small",
+        "mobilenet_v3_large",
+        "shufflenet_v2_x1_0",
+        "mnasnet1_0",
+        "efficientnet_b0",
+        "convnext_tiny",
+    ] {
+        let dir = extra(&format!("{name}-dynamo"));
+        assert!(
+            dir.join("model.onnx.data").exists(),
+            "{name}: external data"
+        );
+        let c = check(&dir);
+        assert_eq!(c.non_trainable, 0, "{name}: the exporter folds BatchNorm");
+    }
+}
