@@ -73,6 +73,18 @@ fn squeezenet1_0_matches_onnxruntime() {
 }
 
 #[test]
+fn the_default_exporters_mobilenet_v3_small_with_external_data_matches_onnxruntime() {
+    // torch.onnx.export(dynamo=True) + save(external_data=True): opset 20, BatchNorm folded
+    // into the convolutions, HardSwish/HardSigmoid/ReduceMean, the weights in
+    // model.onnx.data. 2,536,800 = torchvision's 2,542,856 less what folding the BatchNorms
+    // merged (the file's count, not PyTorch's).
+    let dir = networks().join("mobilenet_v3_small-dynamo");
+    assert!(dir.join("model.onnx.data").exists());
+    let c = check(&dir);
+    assert_eq!((c.params, c.non_trainable), (2_536_800, 0));
+}
+
+#[test]
 fn mobilenet_v2_matches_onnxruntime() {
     let c = check(&networks().join("mobilenet_v2"));
     // torchvision's mobilenet_v2: 3,504,872 parameters, of which the BatchNorm running means
