@@ -63,15 +63,7 @@ impl<'a> Planner<'a> {
             return Err(node.error(format!("input {x:?} must be [N, C, spatial…]")));
         }
         let c = x[1];
-        for (i, what) in [(1, "scale"), (2, "B")] {
-            let s = self.data_shape(node, i)?;
-            if s != [c] {
-                return Err(node.error(format!(
-                    "{what} ('{}') has shape {s:?}; the input's {c} channels need [{c}]",
-                    node.input(i).unwrap_or("")
-                )));
-            }
-        }
+        self.per_channel(node, &[(1, "scale"), (2, "B")], c)?;
         let params = self.claim(node, &[1, 2], &[]);
         let formula =
             (!params.is_empty()).then(|| Expr::sum(params.iter().map(|_| Expr::n(c)).collect()));

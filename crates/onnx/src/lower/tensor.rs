@@ -238,13 +238,14 @@ impl<'a> Planner<'a> {
         ))
     }
 
-    pub(super) fn batchnorm(&mut self, node: &'a Node, epsilon: f32) -> Result<Lowered, OnnxError> {
-        let x = self.data_shape(node, 0)?;
-        if x.len() < 2 {
-            return Err(node.error(format!("input {x:?} must be [N, C, …]")));
-        }
-        let c = x[1];
-        for (i, what) in [(1, "scale"), (2, "B"), (3, "mean"), (4, "var")] {
+    /// Inputs `which` (position, name for messages) must each hold one value per channel.
+    pub(super) fn per_channel(
+        &self,
+        node: &Node,
+        which: &[(usize, &str)],
+        c: usize,
+    ) -> Result<(), OnnxError> {
+        for &(i, what) in which {
             let s = self.data_shape(node, i)?;
             if s != [c] {
                 return Err(node.error(format!(
@@ -253,6 +254,16 @@ impl<'a> Planner<'a> {
                 )));
             }
         }
+        Ok(())
+    }
+
+    pub(super) fn batchnorm(&mut self, node: &'a Node, epsilon: f32) -> Result<Lowered, OnnxError> {
+        let x = self.data_shape(node, 0)?;
+        if x.len() < 2 {
+            return Err(node.error(format!("input {x:?} must be [N, C, …]")));
+        }
+        let c = x[1];
+        self.per_channel(node, &[(1, "scale"), (2, "B"), (3, "mean"), (4, "var")], c)?;
         let params = self.claim(node, &[1, 2, 3, 4], &[3, 4]);
         let formula = match params.len() {
             0 => None,
