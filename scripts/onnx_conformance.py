@@ -48,14 +48,14 @@ SUPPORTED = {
     # Shape arithmetic, evaluated when planning, and Gather/Cast on data (issue 14).
     "Shape", "Gather", "Cast", "Range", "ConstantOfShape", "Equal", "Where", "Split",
     "Less", "Greater", "Not", "Expand", "Tile", "InstanceNormalization", "DepthToSpace",
-    "SpaceToDepth",
+    "SpaceToDepth", "Resize", "Upsample",
 }
 
 # (op_type, input position) pairs whose int64 operand is allowed: shape / pads / axes.
 INT64_OPERANDS = {("Reshape", 1), ("Pad", 1), ("Pad", 3)} | {
     (op, 1) for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2",
                        "Squeeze", "Unsqueeze")
-} | {("Slice", i) for i in (1, 2, 3, 4)} | {("Gather", 1), ("Split", 1), ("Expand", 1), ("Tile", 1)}
+} | {("Slice", i) for i in (1, 2, 3, 4)} | {("Gather", 1), ("Split", 1), ("Expand", 1), ("Tile", 1), ("Resize", 3)}
 
 SPATIAL_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 
@@ -124,6 +124,24 @@ def exclusion_reason(case, base_ops: list[str]) -> str | None:
     for n in g.node:
         if n.op_type in ("Range", "ConstantOfShape", "Equal", "Less", "Greater", "Not", "Where"):
             return f"{n.op_type} on FLOAT values (evaluated on shape integers only, when planning)"
+
+    # Resize modes the engine refuses.
+    for n in g.node:
+        if n.op_type in ("Resize", "Upsample"):
+            mode = attr(n, "mode", b"nearest")
+            mode = mode.decode() if isinstance(mode, bytes) else mode
+            ctm = attr(n, "coordinate_transformation_mode", b"half_pixel")
+            ctm = ctm.decode() if isinstance(ctm, bytes) else ctm
+            if mode == "cubic":
+                return "Resize mode 'cubic' (nearest and linear supported)"
+            if attr(n, "antialias", 0):
+                return "Resize with antialias"
+            if ctm in ("tf_crop_and_resize", "half_pixel_symmetric"):
+                return f"Resize coordinate_transformation_mode '{ctm}'"
+            policy = attr(n, "keep_aspect_ratio_policy", b"stretch")
+            policy = policy.decode() if isinstance(policy, bytes) else policy
+            if policy != "stretch":
+                return f"Resize keep_aspect_ratio_policy '{policy}'"
 
     # LayerNormalization's statistics outputs (the engine's nodes have one output).
     for n in g.node:

@@ -57,12 +57,29 @@ NETWORKS = {
     "squeezenet1_0": True, "mobilenet_v2": True, "resnet18": False,
     "mobilenet_v3_small": False, "mobilenet_v3_large": False, "shufflenet_v2_x1_0": False,
     "mnasnet1_0": False, "efficientnet_b0": False, "convnext_tiny": False,
+    # A segmentation model: bilinear Resize to sizes computed in the graph.
+    "lraspp_mobilenet_v3_large": False,
 }
+
+
+class SegmentationOut(torch.nn.Module):
+    """A torchvision segmentation model with its `out` map as the one output."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)["out"]
 
 
 def build(name: str, x: torch.Tensor) -> torch.nn.Module:
     torch.manual_seed(SEED)
-    model = getattr(torchvision.models, name)(weights=None)
+    if hasattr(torchvision.models.segmentation, name):
+        ctor = getattr(torchvision.models.segmentation, name)
+        model = SegmentationOut(ctor(weights=None, weights_backbone=None))
+    else:
+        model = getattr(torchvision.models, name)(weights=None)
     g = torch.Generator().manual_seed(SEED + 1)
     with torch.no_grad():
         for mod in model.modules():

@@ -303,6 +303,13 @@ pub enum Op {
         inner: usize,
         epsilon: f32,
     },
+    /// Resampled along each axis in turn: output element `j` of axis `d` is
+    /// `(1 - w) * x[i0] + w * x[i1]` for `taps[d][j] = (i0, i1, w)` (nearest: `w = 0`); an axis
+    /// with no taps is left as it is.
+    Resize {
+        in_shape: Shape,
+        taps: Vec<Vec<(usize, usize, f32)>>,
+    },
     /// The input (`in_shape`) broadcast to the node's output shape (ONNX Expand).
     Expand {
         in_shape: Shape,

@@ -118,6 +118,7 @@ fn the_networks_of_the_new_ops_match_onnxruntime() {
         "mnasnet1_0",
         "efficientnet_b0",
         "convnext_tiny",
+        "lraspp_mobilenet_v3_large",
     ] {
         let c = check(&extra(name));
         assert!(c.params > 0, "{name}");
@@ -139,6 +140,7 @@ fn the_default_exporters_files_with_external_data_match_onnxruntime() {
         "mnasnet1_0",
         "efficientnet_b0",
         "convnext_tiny",
+        "lraspp_mobilenet_v3_large",
     ] {
         let dir = extra(&format!("{name}-dynamo"));
         assert!(

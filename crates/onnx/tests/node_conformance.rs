@@ -57,6 +57,20 @@ fn run_case(dir: &Path) -> Result<f32, String> {
     sets.sort();
     assert!(!sets.is_empty(), "{}: no test_data_set", dir.display());
     let declared: Vec<String> = model.inputs.iter().map(|i| i.name.clone()).collect();
+    // Float operands the engine needs when planning (Resize's roi and scales, Upsample's
+    // scales): the node tests feed them as inputs; a model file holds them as constants.
+    let operands: Vec<&str> = model
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            let at: &[usize] = match n.op_type.as_str() {
+                "Resize" => &[1, 2],
+                "Upsample" => &[1],
+                _ => &[],
+            };
+            at.iter().filter_map(move |&i| n.input(i))
+        })
+        .collect();
     for set in sets {
         let mut m = model.clone();
         let mut data = Vec::new();
@@ -65,6 +79,9 @@ fn run_case(dir: &Path) -> Result<f32, String> {
             let (_, c) = read_tensor_file(file).map_err(|e| e.to_string())?;
             let name = &declared[i];
             match c.as_f32() {
+                Some(_) if operands.contains(&name.as_str()) => {
+                    m.bind_constant(name, c).map_err(|e| e.to_string())?
+                }
                 Some(values) => {
                     shapes.push(c.shape.clone());
                     data.push(values.to_vec());

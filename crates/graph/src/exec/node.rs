@@ -357,6 +357,10 @@ pub(super) fn run_node(
             ops::layer_norm(&mut v, *inner, scale, bias, *epsilon);
             v
         }
+        Op::Resize { in_shape, taps } => {
+            reserve(i, out_len)?;
+            ops::resize(in_shape, taps, env.arg(i, 0)?)
+        }
         Op::Expand { in_shape } => {
             reserve(i, out_len)?;
             ops::broadcast_to(in_shape, env.arg(i, 0)?, out_shape, 1.0)

@@ -511,6 +511,39 @@ pub fn slice<T: Copy>(
     out
 }
 
+/// `x` (shape `in_shape`) resampled along each axis that has taps (see `Op::Resize`), one
+/// axis after another.
+pub fn resize(in_shape: &[usize], taps: &[Vec<(usize, usize, f32)>], x: &[f32]) -> Vec<f32> {
+    let mut shape = in_shape.to_vec();
+    let mut cur = x.to_vec();
+    for (d, t) in taps.iter().enumerate() {
+        if t.is_empty() {
+            continue;
+        }
+        let outer: usize = shape[..d].iter().product();
+        let inner: usize = shape[d + 1..].iter().product();
+        let len = shape[d];
+        let mut next = Vec::with_capacity(outer * t.len() * inner);
+        for o in 0..outer {
+            let block = &cur[o * len * inner..(o + 1) * len * inner];
+            for &(i0, i1, w) in t {
+                let (a, b) = (
+                    &block[i0 * inner..(i0 + 1) * inner],
+                    &block[i1 * inner..(i1 + 1) * inner],
+                );
+                if w == 0.0 {
+                    next.extend_from_slice(a);
+                } else {
+                    next.extend(a.iter().zip(b).map(|(&p, &q)| p + w * (q - p)));
+                }
+            }
+        }
+        shape[d] = t.len();
+        cur = next;
+    }
+    cur
+}
+
 /// `x` (shape `in_shape`) repeated along each axis to `out_shape` (each a multiple).
 pub fn tile(in_shape: &[usize], out_shape: &[usize], x: &[f32]) -> Vec<f32> {
     let st = strides(in_shape);

@@ -19,6 +19,7 @@
 
 mod fold;
 mod layout;
+mod resize;
 mod space;
 mod tensor;
 mod window;
@@ -340,6 +341,7 @@ impl<'a> Planner<'a> {
                 }
                 Ok(Lowered::new(x, Op::Alias))
             }
+            OnnxOp::Resize(spec) => self.resize(node, spec),
             OnnxOp::Expand => self.expand(node),
             OnnxOp::Tile => self.tile(node),
             OnnxOp::InstanceNormalization { epsilon } => self.instance_norm(node, *epsilon),

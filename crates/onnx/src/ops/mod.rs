@@ -34,6 +34,38 @@ pub struct Window {
     pub auto_pad: AutoPad,
 }
 
+/// How Resize maps an output coordinate to the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoordMode {
+    HalfPixel,
+    PytorchHalfPixel,
+    AlignCorners,
+    Asymmetric,
+}
+
+/// How Resize's nearest mode rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NearestMode {
+    RoundPreferFloor,
+    RoundPreferCeil,
+    Floor,
+    Ceil,
+}
+
+/// Resize / Upsample, resolved (nearest or linear; the rest refused when parsing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResizeSpec {
+    pub linear: bool,
+    pub coord: CoordMode,
+    pub nearest: NearestMode,
+    /// Opset 18's `axes`: the axes `scales`/`sizes` apply to.
+    pub axes: Option<Vec<i64>>,
+    /// Where the scales are: an attribute (Upsample 7), or the input at this position (Resize
+    /// 10 and Upsample 9: 1; Resize 11 on: 2, and sizes at 3).
+    pub scales_attr: Option<Vec<f32>>,
+    pub scales_input: usize,
+}
+
 /// Slice's attributes before opset 10.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SliceAttrs {
@@ -126,6 +158,8 @@ pub enum Op {
         split_attr: Option<Vec<i64>>,
         num_outputs: Option<i64>,
     },
+    /// Resize and Upsample (nearest, linear).
+    Resize(ResizeSpec),
     /// Starts, ends and axes from attributes (opset < 10) or inputs 1 to 4 (with steps).
     Slice {
         attrs: Option<SliceAttrs>,
@@ -203,7 +237,7 @@ pub enum Op {
 pub const SUPPORTED: &str = "Conv, Gemm, MatMul, Add, Sub, Mul, Div, Pow, Relu, LeakyRelu, \
     PRelu, Clip, Sigmoid, Tanh, Sqrt, Exp, Log, Neg, Abs, Reciprocal, Erf, Softplus, Elu, Selu, \
     HardSigmoid, HardSwish, Mish, Gelu, Softmax, Flatten, Reshape, Transpose, Squeeze, \
-    Unsqueeze, Slice, Split, LayerNormalization, Shape, Gather, Cast, Range, \
+    Unsqueeze, Slice, Split, Resize, Upsample, LayerNormalization, Shape, Gather, Cast, Range, \
     ConstantOfShape, Equal, Less, Greater, Not, Where, Expand, Tile, InstanceNormalization, \
     DepthToSpace, SpaceToDepth, ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceL2, MaxPool, AveragePool, \
     GlobalAveragePool, GlobalMaxPool, BatchNormalization, Concat, Dropout, Identity, Constant, \
@@ -484,6 +518,7 @@ pub fn parse_op(node: &NodeProto, opset: i64) -> Result<Op, String> {
                 num_outputs: a.get("num_outputs").map(|x| x.i),
             }
         }
+        "Resize" | "Upsample" => Op::Resize(resize_spec(&a, node, opset)?),
         "Slice" => {
             a.check_known(&["starts", "ends", "axes"])?;
             let attrs = match (a.ints("starts")?, a.ints("ends")?) {
@@ -622,4 +657,84 @@ pub fn parse_op(node: &NodeProto, opset: i64) -> Result<Op, String> {
         return Err("attribute 'axis' is required".into());
     }
     Ok(op)
+}
+
+/// Resize's and Upsample's attributes in the opset's semantics: nearest or linear, the
+/// coordinate modes PyTorch and TensorFlow exports use; cubic, antialiasing,
+/// `tf_crop_and_resize` and the aspect-ratio policies are refused.
+fn resize_spec(a: &Attrs<'_>, node: &NodeProto, opset: i64) -> Result<ResizeSpec, String> {
+    let upsample = node.op_type == "Upsample";
+    a.check_known(&[
+        "mode",
+        "coordinate_transformation_mode",
+        "nearest_mode",
+        "cubic_coeff_a",
+        "exclude_outside",
+        "extrapolation_value",
+        "antialias",
+        "axes",
+        "keep_aspect_ratio_policy",
+        "scales",
+    ])?;
+    let linear = match a.string("mode", "nearest")?.as_str() {
+        "nearest" => false,
+        "linear" | "bilinear" => true,
+        other => return Err(format!("mode '{other}' is not supported (nearest, linear)")),
+    };
+    // Before Resize 11 (and for Upsample) coordinates are asymmetric and nearest floors.
+    let modern = !upsample && opset >= 11;
+    let coord = match a
+        .string(
+            "coordinate_transformation_mode",
+            if modern { "half_pixel" } else { "asymmetric" },
+        )?
+        .as_str()
+    {
+        "half_pixel" => CoordMode::HalfPixel,
+        "pytorch_half_pixel" => CoordMode::PytorchHalfPixel,
+        "align_corners" => CoordMode::AlignCorners,
+        "asymmetric" => CoordMode::Asymmetric,
+        other => {
+            return Err(format!(
+                "coordinate_transformation_mode '{other}' is not supported (half_pixel, \
+                 pytorch_half_pixel, align_corners, asymmetric)"
+            ))
+        }
+    };
+    let nearest = match a
+        .string(
+            "nearest_mode",
+            if modern {
+                "round_prefer_floor"
+            } else {
+                "floor"
+            },
+        )?
+        .as_str()
+    {
+        "round_prefer_floor" => NearestMode::RoundPreferFloor,
+        "round_prefer_ceil" => NearestMode::RoundPreferCeil,
+        "floor" => NearestMode::Floor,
+        "ceil" => NearestMode::Ceil,
+        other => return Err(format!("nearest_mode '{other}' is not supported")),
+    };
+    if a.flag("antialias")? {
+        return Err("antialias = 1 is not supported".into());
+    }
+    if a.string("keep_aspect_ratio_policy", "stretch")? != "stretch" {
+        return Err("keep_aspect_ratio_policy other than 'stretch' is not supported".into());
+    }
+    let scales_attr = match a.get("scales") {
+        Some(s) if upsample && opset < 9 => Some(s.floats.clone()),
+        Some(_) => return Err("attribute 'scales' exists only in Upsample before opset 9".into()),
+        None => None,
+    };
+    Ok(ResizeSpec {
+        linear,
+        coord,
+        nearest,
+        axes: a.ints("axes")?,
+        scales_attr,
+        scales_input: if upsample || opset < 11 { 1 } else { 2 },
+    })
 }
