@@ -48,7 +48,7 @@ SUPPORTED = {
     # Shape arithmetic, evaluated when planning, and Gather/Cast on data (issue 14).
     "Shape", "Gather", "Cast", "Range", "ConstantOfShape", "Equal", "Where", "Split",
     "Less", "Greater", "Not", "Expand", "Tile", "InstanceNormalization", "DepthToSpace",
-    "SpaceToDepth", "Resize", "Upsample",
+    "SpaceToDepth", "Resize", "Upsample", "ConvTranspose",
 }
 
 # (op_type, input position) pairs whose int64 operand is allowed: shape / pads / axes.
@@ -57,7 +57,8 @@ INT64_OPERANDS = {("Reshape", 1), ("Pad", 1), ("Pad", 3)} | {
                        "Squeeze", "Unsqueeze")
 } | {("Slice", i) for i in (1, 2, 3, 4)} | {("Gather", 1), ("Split", 1), ("Expand", 1), ("Tile", 1), ("Resize", 3)}
 
-SPATIAL_OPS = {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
+SPATIAL_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
+               "GlobalMaxPool"}
 
 
 def elem_type_name(t: int) -> str:

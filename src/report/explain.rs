@@ -117,6 +117,23 @@ fn block(e: &ConvExplanation) -> String {
                  image (a batch of B makes N = B)\n"
             ));
         }
+        KernelPath::Col2im => {
+            let group_note = if e.groups > 1 {
+                format!(" (per group; {} groups)", e.groups)
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "  GEMM     cols[{m} x {n}] = W^T[{m} x {k}] x x[{k} x {n}]: every input pixel's \
+                 contribution to every kernel tap{group_note}\n"
+            ));
+            out.push_str(&format!(
+                "  col2im   the im2col trick backwards: each of the {m} rows (output channel, tap) \
+                 is added into the output window it covers -> {}; columns {}\n",
+                format_shape(&e.output_shape),
+                human_bytes(e.column_bytes_full as u128)
+            ));
+        }
     }
     out.push_str(&format!("  MACs     {}\n", group_digits(e.macs as u128)));
     out

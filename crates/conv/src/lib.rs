@@ -30,6 +30,7 @@ mod microkernel;
 pub mod packed;
 pub mod pool;
 mod scratch;
+pub mod transposed;
 
 pub use activation::{softmax_channels, Activation};
 pub use conv::{
@@ -47,3 +48,4 @@ pub use im2col::{im2col, im2col_rows};
 pub use local::{locally_connected2d, locally_connected2d_direct};
 pub use packed::PackedWeights;
 pub use pool::{avg_pool2d, global_avg_pool2d, global_max_pool2d, max_pool2d};
+pub use transposed::{conv_transpose2d, conv_transpose2d_direct, ConvTranspose2dGeometry};

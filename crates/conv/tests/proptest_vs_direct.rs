@@ -562,3 +562,38 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// Transposed convolution: the GEMM + col2im path against the scatter loop (f64), on
+    /// random strides, dilations, pads, output padding and groups; bound
+    /// `1e-4 * (1 + max |reference|)`.
+    #[test]
+    fn transposed_convolution_equals_the_scatter_loop(
+        batch in 1usize..3, cpg in 1usize..4, groups in 1usize..3, mpg in 1usize..4,
+        h in 1usize..7, w in 1usize..7, kh in 1usize..4, kw in 1usize..4,
+        stride in 1usize..4, dilation in 1usize..3, pads in proptest::array::uniform4(0usize..3),
+        op in 0usize..2, bias: bool, seed: u64,
+    ) {
+        let output_padding = [op.min(stride.max(dilation) - 1); 2];
+        let Some(g) = ConvTranspose2dGeometry::resolve(
+            cpg * groups, [h, w], mpg * groups, [kh, kw], [stride; 2], [dilation; 2], pads,
+            output_padding, groups,
+        ) else {
+            return Ok(());
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x = uniform(batch * g.in_c * h * w, &mut rng);
+        let wt = uniform(g.in_c * mpg * kh * kw, &mut rng);
+        let b = bias.then(|| uniform(g.out_c, &mut rng));
+        let len = batch * g.out_c * g.out_h * g.out_w;
+        let (mut fast, mut slow) = (vec![f32::NAN; len], vec![0.0; len]);
+        conv_transpose2d(&g, &x, batch, &wt, b.as_deref(), &mut fast).unwrap();
+        conv_transpose2d_direct(&g, &x, batch, &wt, b.as_deref(), &mut slow).unwrap();
+        let largest = slow.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (a, r) in fast.iter().zip(&slow) {
+            prop_assert!((a - r).abs() <= 1e-4 * (1.0 + largest), "{} vs {} ({:?})", a, r, g);
+        }
+    }
+}

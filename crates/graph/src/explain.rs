@@ -22,6 +22,8 @@ pub enum KernelPath {
     LocallyConnected,
     /// A dense layer: one GEMM of the weights with the input vectors.
     Dense,
+    /// A transposed convolution: a GEMM into columns, then col2im adds them into the output.
+    Col2im,
 }
 
 impl Serialize for KernelPath {
@@ -39,6 +41,7 @@ impl KernelPath {
             KernelPath::Depthwise => "direct depthwise kernel",
             KernelPath::LocallyConnected => "per-position mat-vec",
             KernelPath::Dense => "GEMM",
+            KernelPath::Col2im => "GEMM + col2im",
         }
     }
 }
@@ -194,6 +197,29 @@ fn explain_node(node: &Node) -> Vec<ConvExplanation> {
             KernelPath::LocallyConnected,
             geom,
         )],
+        Op::ConvTranspose { geom: g, .. } => {
+            let [m, k, n] = g.gemm_mkn();
+            let bytes = m as u64 * n as u64 * 4;
+            vec![ConvExplanation {
+                layer: name.to_string(),
+                type_name: type_name.to_string(),
+                path: KernelPath::Col2im,
+                input_shape: vec![g.in_c, g.in_h, g.in_w],
+                output_shape: vec![g.out_c, g.out_h, g.out_w],
+                kernel: [g.k_h, g.k_w],
+                stride: g.stride,
+                padding: g.pads,
+                dilation: g.dilation,
+                groups: g.groups,
+                im2col: [m, n],
+                gemm: [m, k, n],
+                gemm_calls: g.groups,
+                column_bytes_full: bytes,
+                column_bytes_allocated: bytes,
+                channels_last_copy_bytes: 0,
+                macs: g.macs(),
+            }]
+        }
         Op::Dense { m, k, n, .. } | Op::Gemm { m, k, n, .. } => {
             vec![explain_dense(name, type_name, *k, *n, *m, node.macs)]
         }

@@ -203,6 +203,12 @@ pub enum Op {
         batch: usize,
         epilogue: Epilogue,
     },
+    /// A transposed convolution (`cnn_conv::conv_transpose2d`: GEMM, then col2im) on `batch`
+    /// images; inputs `[x, weight, bias?]`.
+    ConvTranspose {
+        geom: cnn_conv::ConvTranspose2dGeometry,
+        batch: usize,
+    },
     /// A depthwise convolution, then a pointwise one (one report row, two kernels).
     Separable {
         depthwise: Conv2dGeometry,

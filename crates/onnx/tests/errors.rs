@@ -290,7 +290,7 @@ fn an_unsupported_op_names_node_op_and_the_supported_list() {
             "m.onnx",
             "node 'sp' (LSTM)",
             "operator 'LSTM' is not supported",
-            "supported: Conv, Gemm",
+            "supported: Conv, ConvTranspose, Gemm",
             "Pad",
         ],
     );

@@ -130,6 +130,12 @@ pub(super) fn run_node(
             finish_softmax(e, &mut out, *batch, geom.out_c);
             out
         }
+        Op::ConvTranspose { geom, batch } => {
+            let mut out = env.overwritable(i, out_len)?;
+            let (x, w, b) = (env.arg(i, 0)?, env.arg(i, 1)?, env.optional(i, 2)?);
+            cnn_conv::conv_transpose2d(geom, x, *batch, w, b, &mut out).map_err(kernel(i))?;
+            out
+        }
         Op::Separable {
             depthwise,
             pointwise,

@@ -266,6 +266,18 @@ impl<'a> Planner<'a> {
     fn lower_op(&mut self, node: &'a Node) -> Result<Lowered, OnnxError> {
         match &node.op {
             OnnxOp::Conv { window, group } => self.conv(node, window, *group),
+            OnnxOp::ConvTranspose {
+                window,
+                group,
+                output_padding,
+                output_shape,
+            } => self.conv_transpose(
+                node,
+                window,
+                *group,
+                output_padding,
+                output_shape.as_deref(),
+            ),
             OnnxOp::MaxPool { window, ceil_mode } => {
                 self.pool(node, window, *ceil_mode, true, false)
             }

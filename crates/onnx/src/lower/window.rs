@@ -286,4 +286,148 @@ impl<'a> Planner<'a> {
             },
         ))
     }
+
+    pub(super) fn conv_transpose(
+        &mut self,
+        node: &'a Node,
+        window: &Window,
+        group: usize,
+        output_padding: &[usize],
+        output_shape: Option<&[usize]>,
+    ) -> Result<Lowered, OnnxError> {
+        let x = self.data_shape(node, 0)?;
+        let w = self.data_shape(node, 1)?;
+        let (n, c, hw) = nc_hw(node, &x, "input")?;
+        let spatial = x.len() - 2;
+        if w.len() != x.len() || w[0] != c || c % group != 0 {
+            return Err(node.error(format!(
+                "weight shape {w:?} does not fit the input {x:?}: it must be [{c}, M/group, k…] \
+                 with group = {group} dividing {c}"
+            )));
+        }
+        let kernel: Vec<usize> = window
+            .kernel_shape
+            .clone()
+            .unwrap_or_else(|| w[2..].to_vec());
+        if kernel[..] != w[2..] {
+            return Err(node.error(format!(
+                "kernel_shape {kernel:?} does not match the weight shape {w:?}"
+            )));
+        }
+        let out_c = w[1] * group;
+        if let Some(b) = node.input(2) {
+            let bs = self.data_shape(node, 2)?;
+            if bs != [out_c] {
+                return Err(
+                    node.error(format!("bias '{b}' has shape {bs:?}; it must be [{out_c}]"))
+                );
+            }
+        }
+        let check = |what: &str, v: &[usize], want: usize| {
+            if !v.is_empty() && v.len() != want {
+                Err(node.error(format!(
+                    "attribute '{what}' has {} values; {want} needed",
+                    v.len()
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        check("output_padding", output_padding, spatial)?;
+        check("output_shape", output_shape.unwrap_or(&[]), spatial)?;
+        // Two axes (1-D: a neutral H first), as for Conv.
+        let two = |v: &[usize], default: usize| -> [usize; 2] {
+            match v.len() {
+                1 => [default, v[0]],
+                2 => [v[0], v[1]],
+                _ => [default, default],
+            }
+        };
+        let stride = two(&window.strides, 1);
+        let dilation = two(&window.dilations, 1);
+        let k = two(&kernel, 1);
+        let op = two(output_padding, 0);
+        let full = |i: usize| {
+            stride[i]
+                .saturating_mul(hw[i].saturating_sub(1))
+                .saturating_add(op[i])
+                .saturating_add(dilation[i].saturating_mul(k[i] - 1))
+                .saturating_add(1)
+        };
+        let target: Option<[usize; 2]> = match (output_shape, window.auto_pad) {
+            (Some(o), _) => Some(two(o, 1)),
+            (None, AutoPad::SameUpper | AutoPad::SameLower) => {
+                Some([hw[0] * stride[0], hw[1] * stride[1]])
+            }
+            _ => None,
+        };
+        // With an output shape the padding is what makes it; a negative total (the shape is
+        // larger than the full output) grows the output at the end, as output_padding does.
+        let mut op = op;
+        let pads: [usize; 4] = match target {
+            Some(t) => {
+                let mut p = [0; 4];
+                for i in 0..2 {
+                    let total = full(i) as i64 - t[i] as i64;
+                    let half = total.div_euclid(2);
+                    let (b, e) = if window.auto_pad == AutoPad::SameUpper {
+                        (half, total - half)
+                    } else {
+                        (total - half, half)
+                    };
+                    if b < 0 {
+                        return Err(node.error(format!(
+                            "output_shape {t:?} would need negative leading padding"
+                        )));
+                    }
+                    if e < 0 {
+                        op[i] += e.unsigned_abs() as usize;
+                    }
+                    p[2 * i] = b as usize;
+                    p[2 * i + 1] = e.max(0) as usize;
+                }
+                p
+            }
+            None => {
+                let p = &window.pads;
+                check("pads", p, 2 * spatial)?;
+                match p.len() {
+                    4 => [p[0], p[2], p[1], p[3]],
+                    2 => [0, 0, p[0], p[1]],
+                    _ => [0; 4],
+                }
+            }
+        };
+        let geom = cnn_conv::ConvTranspose2dGeometry::resolve(
+            c, hw, out_c, k, stride, dilation, pads, op, group,
+        )
+        .ok_or_else(|| {
+            node.error(format!(
+                "input {x:?}: the output would be empty or too large"
+            ))
+        })?;
+        let params = self.claim(node, &[1, 2], &[]);
+        let owns = |i: usize| {
+            params
+                .iter()
+                .any(|p| Some(p.name.as_str()) == node.input(i))
+        };
+        let mut terms = Vec::new();
+        if owns(1) {
+            let mut f = vec![Expr::n(c), Expr::n(out_c / group)];
+            f.extend(kernel.iter().map(|&k| Expr::n(k)));
+            terms.push(Expr::product(f));
+        }
+        if owns(2) {
+            terms.push(Expr::n(out_c));
+        }
+        let mut l = Lowered::new(
+            window_output(n, out_c, spatial, [geom.out_h, geom.out_w]),
+            Op::ConvTranspose { geom, batch: n },
+        );
+        l.formula = (!terms.is_empty()).then(|| Expr::sum(terms));
+        l.macs = macs_of(node, &[geom.macs(), n as u64])?;
+        l.params = params;
+        Ok(l)
+    }
 }

@@ -81,6 +81,13 @@ pub enum Op {
         window: Window,
         group: usize,
     },
+    /// 1-D and 2-D transposed convolution.
+    ConvTranspose {
+        window: Window,
+        group: usize,
+        output_padding: Vec<usize>,
+        output_shape: Option<Vec<usize>>,
+    },
     Gemm {
         alpha: f32,
         beta: f32,
@@ -234,7 +241,7 @@ pub enum Op {
 }
 
 /// The operators this importer reads (for messages).
-pub const SUPPORTED: &str = "Conv, Gemm, MatMul, Add, Sub, Mul, Div, Pow, Relu, LeakyRelu, \
+pub const SUPPORTED: &str = "Conv, ConvTranspose, Gemm, MatMul, Add, Sub, Mul, Div, Pow, Relu, LeakyRelu, \
     PRelu, Clip, Sigmoid, Tanh, Sqrt, Exp, Log, Neg, Abs, Reciprocal, Erf, Softplus, Elu, Selu, \
     HardSigmoid, HardSwish, Mish, Gelu, Softmax, Flatten, Reshape, Transpose, Squeeze, \
     Unsqueeze, Slice, Split, Resize, Upsample, LayerNormalization, Shape, Gather, Cast, Range, \
@@ -271,6 +278,31 @@ pub fn parse_op(node: &NodeProto, opset: i64) -> Result<Op, String> {
                     .ok()
                     .filter(|&g| g >= 1)
                     .ok_or_else(|| format!("group = {group} must be at least 1"))?,
+            }
+        }
+        "ConvTranspose" => {
+            a.check_known(&[
+                "auto_pad",
+                "dilations",
+                "group",
+                "kernel_shape",
+                "output_padding",
+                "output_shape",
+                "pads",
+                "strides",
+            ])?;
+            let group = a.int("group", 1)?;
+            Op::ConvTranspose {
+                window: a.window()?,
+                group: usize::try_from(group)
+                    .ok()
+                    .filter(|&g| g >= 1)
+                    .ok_or_else(|| format!("group = {group} must be at least 1"))?,
+                output_padding: a.sizes("output_padding", 0)?,
+                output_shape: match a.ints("output_shape")? {
+                    Some(_) => Some(a.sizes("output_shape", 1)?),
+                    None => None,
+                },
             }
         }
         "Gemm" => {
