@@ -48,7 +48,7 @@ SUPPORTED = {
     # Shape arithmetic, evaluated when planning, and Gather/Cast on data (issue 14).
     "Shape", "Gather", "Cast", "Range", "ConstantOfShape", "Equal", "Where", "Split",
     "Less", "Greater", "Not", "Expand", "Tile", "InstanceNormalization", "DepthToSpace",
-    "SpaceToDepth", "Resize", "Upsample", "ConvTranspose",
+    "SpaceToDepth", "Resize", "Upsample", "ConvTranspose", "LRN", "GroupNormalization",
 }
 
 # (op_type, input position) pairs whose int64 operand is allowed: shape / pads / axes.

@@ -331,6 +331,26 @@ pub enum Op {
         inner: usize,
         epsilon: f32,
     },
+    /// Local response normalisation across channels of `[N, channels, inner]`:
+    /// `x / (bias + alpha / size * sum of x^2 over the size channels around)^beta`.
+    Lrn {
+        channels: usize,
+        inner: usize,
+        size: usize,
+        alpha: f32,
+        beta: f32,
+        bias: f32,
+    },
+    /// Group normalisation of `[N, channels, inner]`: each of `groups` runs of channels
+    /// normalised on its own, then `* scale + bias`, per channel (`[x, scale, bias]` of
+    /// `channels` values) or, `per_group`, per group (opset 18's form).
+    GroupNorm {
+        groups: usize,
+        channels: usize,
+        inner: usize,
+        epsilon: f32,
+        per_group: bool,
+    },
     /// Entries `indices` (within the axis) of the input (`in_shape`) along `axis`.
     Gather {
         in_shape: Shape,

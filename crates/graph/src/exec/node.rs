@@ -392,6 +392,44 @@ pub(super) fn run_node(
             ops::instance_norm(&mut v, *channels, *inner, scale, bias, *epsilon);
             v
         }
+        Op::Lrn {
+            channels,
+            inner,
+            size,
+            alpha,
+            beta,
+            bias,
+        } => {
+            reserve(i, out_len)?;
+            ops::lrn(
+                env.arg(i, 0)?,
+                *channels,
+                *inner,
+                *size,
+                [*alpha, *beta, *bias],
+            )
+        }
+        Op::GroupNorm {
+            groups,
+            channels,
+            inner,
+            epsilon,
+            per_group,
+        } => {
+            let want = if *per_group { *groups } else { *channels };
+            let (scale, bias) = (env.arg(i, 1)?, env.arg(i, 2)?);
+            if scale.len() != want || bias.len() != want {
+                return Err(ExecError::Node {
+                    node: i,
+                    message: format!("scale and bias must hold {want} values"),
+                });
+            }
+            let mut v = env.take(env.input_id(i, 0), i)?;
+            let (scale, bias) = (env.arg(i, 1)?, env.arg(i, 2)?);
+            let dims = [*groups, *channels, *inner];
+            ops::group_norm(&mut v, dims, scale, bias, *epsilon, *per_group);
+            v
+        }
         Op::Gather {
             in_shape,
             axis,

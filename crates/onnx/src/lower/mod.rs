@@ -357,6 +357,17 @@ impl<'a> Planner<'a> {
             OnnxOp::Expand => self.expand(node),
             OnnxOp::Tile => self.tile(node),
             OnnxOp::InstanceNormalization { epsilon } => self.instance_norm(node, *epsilon),
+            OnnxOp::GroupNormalization {
+                epsilon,
+                groups,
+                per_group,
+            } => self.group_norm(node, *epsilon, *groups, *per_group),
+            OnnxOp::Lrn {
+                size,
+                alpha,
+                beta,
+                bias,
+            } => self.lrn(node, *size, [*alpha, *beta, *bias]),
             OnnxOp::DepthToSpace { blocksize, dcr } => self.depth_to_space(node, *blocksize, *dcr),
             OnnxOp::SpaceToDepth { blocksize, dcr } => self.space_to_depth(node, *blocksize, *dcr),
             OnnxOp::Shape { .. }

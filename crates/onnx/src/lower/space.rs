@@ -139,4 +139,60 @@ impl<'a> Planner<'a> {
             },
         ))
     }
+
+    pub(super) fn group_norm(
+        &mut self,
+        node: &'a Node,
+        epsilon: f32,
+        groups: usize,
+        per_group: bool,
+    ) -> Result<Lowered, OnnxError> {
+        let x = self.data_shape(node, 0)?;
+        if x.len() < 2 || x[1] % groups != 0 {
+            return Err(node.error(format!(
+                "input {x:?} must be [N, C, …] with num_groups = {groups} dividing C"
+            )));
+        }
+        let c = x[1];
+        let want = if per_group { groups } else { c };
+        self.per_channel(node, &[(1, "scale"), (2, "bias")], want)?;
+        let params = self.claim(node, &[1, 2], &[]);
+        let formula =
+            (!params.is_empty()).then(|| Expr::sum(params.iter().map(|_| Expr::n(want)).collect()));
+        let inner = product(&x[2..]);
+        let mut l = Lowered::new(
+            x,
+            Op::GroupNorm {
+                groups,
+                channels: c,
+                inner,
+                epsilon,
+                per_group,
+            },
+        );
+        l.params = params;
+        l.formula = formula;
+        Ok(l)
+    }
+
+    pub(super) fn lrn(
+        &mut self,
+        node: &'a Node,
+        size: usize,
+        [alpha, beta, bias]: [f32; 3],
+    ) -> Result<Lowered, OnnxError> {
+        let x = self.data_shape(node, 0)?;
+        if x.len() < 3 {
+            return Err(node.error(format!("input {x:?} must be [N, C, spatial…]")));
+        }
+        let op = Op::Lrn {
+            channels: x[1],
+            inner: product(&x[2..]),
+            size,
+            alpha,
+            beta,
+            bias,
+        };
+        Ok(Lowered::new(x, op))
+    }
 }

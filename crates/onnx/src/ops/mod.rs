@@ -210,6 +210,18 @@ pub enum Op {
     InstanceNormalization {
         epsilon: f32,
     },
+    /// Scale and bias per group before opset 21, per channel from 21.
+    GroupNormalization {
+        epsilon: f32,
+        groups: usize,
+        per_group: bool,
+    },
+    Lrn {
+        size: usize,
+        alpha: f32,
+        beta: f32,
+        bias: f32,
+    },
     /// Depth moved into blocks of space (`dcr`: depth-column-row order, else CRD), and back.
     DepthToSpace {
         blocksize: usize,
@@ -246,6 +258,7 @@ pub const SUPPORTED: &str = "Conv, ConvTranspose, Gemm, MatMul, Add, Sub, Mul, D
     HardSigmoid, HardSwish, Mish, Gelu, Softmax, Flatten, Reshape, Transpose, Squeeze, \
     Unsqueeze, Slice, Split, Resize, Upsample, LayerNormalization, Shape, Gather, Cast, Range, \
     ConstantOfShape, Equal, Less, Greater, Not, Where, Expand, Tile, InstanceNormalization, \
+    GroupNormalization, LRN, \
     DepthToSpace, SpaceToDepth, ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceL2, MaxPool, AveragePool, \
     GlobalAveragePool, GlobalMaxPool, BatchNormalization, Concat, Dropout, Identity, Constant, \
     Pad";
@@ -616,6 +629,31 @@ pub fn parse_op(node: &NodeProto, opset: i64) -> Result<Op, String> {
                 "Expand" => Op::Expand,
                 "Tile" => Op::Tile,
                 _ => Op::Where,
+            }
+        }
+        "GroupNormalization" => {
+            a.check_known(&["epsilon", "num_groups", "stash_type"])?;
+            let g = a.int("num_groups", 0)?;
+            Op::GroupNormalization {
+                epsilon: a.float("epsilon", 1e-5)?,
+                groups: usize::try_from(g)
+                    .ok()
+                    .filter(|&g| g >= 1)
+                    .ok_or_else(|| format!("num_groups = {g} must be at least 1"))?,
+                per_group: opset < 21,
+            }
+        }
+        "LRN" => {
+            a.check_known(&["size", "alpha", "beta", "bias"])?;
+            let size = a.int("size", 0)?;
+            Op::Lrn {
+                size: usize::try_from(size)
+                    .ok()
+                    .filter(|&s| s >= 1)
+                    .ok_or_else(|| format!("size = {size} must be at least 1"))?,
+                alpha: a.float("alpha", 1e-4)?,
+                beta: a.float("beta", 0.75)?,
+                bias: a.float("bias", 1.0)?,
             }
         }
         "InstanceNormalization" => {
