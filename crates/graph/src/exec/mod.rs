@@ -12,6 +12,7 @@
 //! ([`ExecError`]), and the front end words them.
 
 mod node;
+mod norm;
 pub mod ops;
 #[cfg(test)]
 mod ops_tests;
