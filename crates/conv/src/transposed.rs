@@ -91,10 +91,19 @@ impl ConvTranspose2dGeometry {
         })
     }
 
-    /// Multiply-accumulates of one image: every input value times every tap of its group.
-    pub fn macs(&self) -> u64 {
-        (self.in_c * self.in_h * self.in_w) as u64
-            * (self.out_c / self.groups * self.k_h * self.k_w) as u64
+    /// Multiply-accumulates of one image: every input value times every tap of its group
+    /// (`None` when that overflows).
+    pub fn macs(&self) -> Option<u64> {
+        [
+            self.in_c,
+            self.in_h,
+            self.in_w,
+            self.out_c / self.groups.max(1),
+            self.k_h,
+            self.k_w,
+        ]
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
     }
 
     /// The GEMM of one group of one image: `M x K x N` = `(M/g * kh * kw) x C/g x (H * W)`.

@@ -217,7 +217,7 @@ fn explain_node(node: &Node) -> Vec<ConvExplanation> {
                 column_bytes_full: bytes,
                 column_bytes_allocated: bytes,
                 channels_last_copy_bytes: 0,
-                macs: g.macs(),
+                macs: g.macs().unwrap_or(u64::MAX),
             }]
         }
         Op::Dense { m, k, n, .. } | Op::Gemm { m, k, n, .. } => {

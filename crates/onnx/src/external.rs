@@ -103,6 +103,10 @@ impl ExternalData {
         if !real.starts_with(&self.dir) {
             return Err(refuse("leads out of the folder through a symbolic link"));
         }
+        // A directory, FIFO or device is not data (a FIFO would block the open).
+        if !std::fs::metadata(&real).is_ok_and(|m| m.is_file()) {
+            return Err(refuse("is not a regular file"));
+        }
         Ok(real)
     }
 

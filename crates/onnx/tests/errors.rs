@@ -2175,3 +2175,98 @@ fn an_opset_outside_7_to_28_is_one_clear_error() {
     let m = model_opset(17, vec![n], vec![], vec![float_io("x", &[1, 2])], &["y"]);
     assert!(load(&m).is_ok());
 }
+
+/// Hostile values for the ops of issue 14: each is one error naming the node, never a panic,
+/// an abort or an unbounded allocation (found by a review of the new code).
+#[test]
+fn hostile_values_for_the_newer_ops_are_errors() {
+    let attr_int = |name: &str, v: i64| AttributeProto {
+        name: name.into(),
+        r#type: 2,
+        i: v,
+        ..Default::default()
+    };
+    // An omitted first input of shape arithmetic.
+    let m = model(
+        vec![
+            node("s", "Shape", &["x"], &["s"]),
+            node("a", "Add", &["", "s"], &["y"]),
+        ],
+        vec![],
+        vec![float_io("x", &[1, 2])],
+        &["y"],
+    );
+    plan_fails(&m, &["node 'a' (Add)"]);
+    // Split: num_outputs far from the outputs; sizes that overflow.
+    let mut n = node("sp", "Split", &["x"], &["a", "b"]);
+    n.attribute.push(attr_int("num_outputs", 1 << 40));
+    n.attribute.push(attr_int("axis", 1));
+    let m = model_opset(18, vec![n], vec![], vec![float_io("x", &[1, 4])], &["a"]);
+    plan_fails(
+        &m,
+        &["num_outputs = 1099511627776 but the node has 2 outputs"],
+    );
+    let n = node("sp", "Split", &["x", "sizes"], &["a", "", "", "b"]);
+    let m = model_opset(
+        18,
+        vec![n],
+        vec![init_i64("sizes", &[0, i64::MAX, i64::MAX, 3])],
+        vec![float_io("x", &[1, 1])],
+        &["a"],
+    );
+    plan_fails(&m, &["node 'sp' (Split)", "do not split"]);
+    // DepthToSpace with a blocksize whose square overflows.
+    let mut n = node("d", "DepthToSpace", &["x"], &["y"]);
+    n.attribute.push(attr_int("blocksize", 1 << 32));
+    plan_fails(
+        &single(n, vec![], &[1, 4, 2, 2]),
+        &["node 'd' (DepthToSpace)", "blocksize"],
+    );
+    // Resize to sizes no memory holds, and to an empty-but-huge shape.
+    for sizes in [[1, 2, 4, 1 << 40], [1, 0, 4, i64::MAX]] {
+        let n = node("r", "Resize", &["x", "", "", "sizes"], &["y"]);
+        let m = model(
+            n_vec(n),
+            vec![init_i64("sizes", &sizes)],
+            vec![float_io("x", &[1, 2, 4, 4])],
+            &["y"],
+        );
+        plan_fails(&m, &["node 'r' (Resize)"]);
+    }
+    // A Range whose count is long, and one whose span overflows i64.
+    for (start, limit, delta) in [(0, 1 << 40, 1), (i64::MAX, -2, -1)] {
+        let m = model(
+            vec![
+                node("r", "Range", &["s", "l", "d"], &["shape"]),
+                node("y", "Reshape", &["x", "shape"], &["y"]),
+            ],
+            vec![
+                init_i64("s", &[start]),
+                init_i64("l", &[limit]),
+                init_i64("d", &[delta]),
+            ],
+            vec![float_io("x", &[1, 2])],
+            &["y"],
+        );
+        plan_fails(&m, &["node 'r' (Range)", "too long"]);
+    }
+    // ConvTranspose with strides for the wrong number of axes.
+    let mut n = node("t", "ConvTranspose", &["x", "w"], &["y"]);
+    n.attribute.push(AttributeProto {
+        name: "strides".into(),
+        r#type: 7,
+        ints: vec![2],
+        ..Default::default()
+    });
+    plan_fails(
+        &single(n, vec![filled("w", &[2, 1, 3, 3])], &[1, 2, 4, 4]),
+        &[
+            "node 't' (ConvTranspose)",
+            "attribute 'strides' has 1 values",
+        ],
+    );
+}
+
+fn n_vec(n: NodeProto) -> Vec<NodeProto> {
+    vec![n]
+}

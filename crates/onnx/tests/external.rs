@@ -211,6 +211,17 @@ fn locations_outside_the_folder_are_refused() {
         .unwrap();
         let p = write_external(dir.path(), "in.data");
         assert!(OnnxModel::load(&p).is_ok());
+        // A FIFO (its open would block) and a directory are not data files.
+        let fifo = dir.path().join("pipe.data");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let p = write_external(dir.path(), "pipe.data");
+            let e = load_error(&p, u128::MAX);
+            assert!(e.contains("is not a regular file"), "{e}");
+        }
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let p = write_external(dir.path(), "sub");
+        assert!(load_error(&p, u128::MAX).contains("is not a regular file"));
     }
 }
 

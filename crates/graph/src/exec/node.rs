@@ -364,8 +364,10 @@ pub(super) fn run_node(
             v
         }
         Op::Resize { in_shape, taps } => {
-            reserve(i, out_len)?;
-            ops::resize(in_shape, taps, env.arg(i, 0)?)
+            ops::resize(in_shape, taps, env.arg(i, 0)?).ok_or(ExecError::Alloc {
+                node: i,
+                bytes: out_len as u128 * 4,
+            })?
         }
         Op::Expand { in_shape } => {
             reserve(i, out_len)?;

@@ -515,17 +515,28 @@ pub fn slice<T: Copy>(
 
 /// `x` (shape `in_shape`) resampled along each axis that has taps (see `Op::Resize`), one
 /// axis after another.
-pub fn resize(in_shape: &[usize], taps: &[Vec<(usize, usize, f32)>], x: &[f32]) -> Vec<f32> {
+pub fn resize(
+    in_shape: &[usize],
+    taps: &[Vec<(usize, usize, f32)>],
+    x: &[f32],
+) -> Option<Vec<f32>> {
     let mut shape = in_shape.to_vec();
     let mut cur = x.to_vec();
-    for (d, t) in taps.iter().enumerate() {
-        if t.is_empty() {
-            continue;
-        }
+    // Shrinking axes first keeps every intermediate no larger than it must be.
+    let mut order: Vec<usize> = (0..taps.len()).filter(|&d| !taps[d].is_empty()).collect();
+    order.sort_by(|&a, &b| {
+        let ra = taps[a].len() as f64 / in_shape[a].max(1) as f64;
+        let rb = taps[b].len() as f64 / in_shape[b].max(1) as f64;
+        ra.total_cmp(&rb)
+    });
+    for d in order {
+        let t = &taps[d];
         let outer: usize = shape[..d].iter().product();
         let inner: usize = shape[d + 1..].iter().product();
         let len = shape[d];
-        let mut next = Vec::with_capacity(outer * t.len() * inner);
+        let mut next = Vec::new();
+        next.try_reserve_exact(outer.checked_mul(t.len())?.checked_mul(inner)?)
+            .ok()?;
         for o in 0..outer {
             let block = &cur[o * len * inner..(o + 1) * len * inner];
             for &(i0, i1, w) in t {
@@ -543,7 +554,7 @@ pub fn resize(in_shape: &[usize], taps: &[Vec<(usize, usize, f32)>], x: &[f32]) 
         shape[d] = t.len();
         cur = next;
     }
-    cur
+    Some(cur)
 }
 
 /// `x` (shape `in_shape`) repeated along each axis to `out_shape` (each a multiple).

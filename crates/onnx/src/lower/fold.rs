@@ -31,6 +31,23 @@ impl Ints {
     }
 }
 
+/// The most values a folded integer tensor may hold (shapes are short: this only stops a
+/// hostile file from asking for a huge one).
+const MAX_FOLDED: usize = 1 << 24;
+
+/// The element count of a folded result of `shape`, or an error when it is over the cap.
+fn folded_len(node: &Node, shape: &[usize]) -> Result<usize, OnnxError> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= MAX_FOLDED)
+        .ok_or_else(|| {
+            node.error(format!(
+                "shape arithmetic of {shape:?} values is over the {MAX_FOLDED}-value limit"
+            ))
+        })
+}
+
 /// `f` element-wise over `a` and `b` with numpy broadcasting.
 fn broadcast(
     node: &Node,
@@ -53,7 +70,7 @@ fn broadcast(
         }
         v.data[o]
     };
-    let len: usize = shape.iter().product();
+    let len = folded_len(node, &shape)?;
     let mut data = Vec::with_capacity(len);
     let mut idx = vec![0usize; shape.len()];
     for _ in 0..len {
@@ -136,9 +153,10 @@ impl<'a> Planner<'a> {
                 _ => Ok(None),
             };
         }
-        let x = self
-            .known_ints(node, 0)
-            .expect("all inputs are known integers");
+        // Input 0 may be an omitted optional one: then this is not shape arithmetic.
+        let Some(x) = self.known_ints(node, 0) else {
+            return Ok(None);
+        };
         let v = match &node.op {
             OnnxOp::Identity => x.clone(),
             OnnxOp::Not => Ints {
@@ -181,12 +199,13 @@ impl<'a> Planner<'a> {
             OnnxOp::Gather { axis } => {
                 let a = normalize_axis(*axis, x.shape.len(), node, false)?;
                 let (idx_shape, indices) = self.indices(node, x.shape[a])?;
-                let shape = x.shape[..a]
+                let shape: Vec<usize> = x.shape[..a]
                     .iter()
                     .chain(&idx_shape)
                     .chain(&x.shape[a + 1..])
                     .copied()
                     .collect();
+                folded_len(node, &shape)?;
                 Ints {
                     shape,
                     data: ops::gather(&x.shape, &x.data, a, &indices),
@@ -215,13 +234,15 @@ impl<'a> Planner<'a> {
                             x.shape, p.shape
                         )));
                     }
-                    shape[a] += p.shape[a];
+                    shape[a] = shape[a]
+                        .checked_add(p.shape[a])
+                        .ok_or_else(|| node.error("the joined shape values overflow"))?;
                 }
                 let views: Vec<(&[usize], &[i64])> = parts
                     .iter()
                     .map(|p| (p.shape.as_slice(), p.data.as_slice()))
                     .collect();
-                let len = shape.iter().product();
+                let len = folded_len(node, &shape)?;
                 Ints {
                     shape,
                     data: ops::concat(&views, a, len),
@@ -238,8 +259,10 @@ impl<'a> Planner<'a> {
                 if delta == 0 {
                     return Err(node.error("delta 0 never reaches the limit"));
                 }
-                let count = ((limit - s) as f64 / delta as f64).ceil().max(0.0) as usize;
-                if count > 1 << 24 {
+                // ceil((limit - start) / delta) in i128: no overflow, no rounding.
+                let (span, d) = (limit as i128 - s as i128, delta as i128);
+                let count = (span.div_euclid(d) + i128::from(span.rem_euclid(d) != 0)).max(0);
+                if count > MAX_FOLDED as i128 {
                     return Err(node.error(format!("a range of {count} values is too long")));
                 }
                 Ints::vector((0..count as i64).map(|k| s + k * delta).collect())
@@ -279,7 +302,7 @@ impl<'a> Planner<'a> {
                     .and_then(|s| broadcast_shapes(&s, &b.shape))
                     .ok_or_else(|| node.error("the condition and values do not broadcast"))?;
                 let zeros = Ints {
-                    data: vec![0; shape.iter().product()],
+                    data: vec![0; folded_len(node, &shape)?],
                     shape,
                 };
                 let [c, p, q] = [x, a, b].map(|v| broadcast(node, v, &zeros, |v, _| Ok(v)));

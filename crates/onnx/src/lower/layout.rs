@@ -264,7 +264,9 @@ impl<'a> Planner<'a> {
                 (span - 1) / s.saturating_abs() + 1
             };
             begin[a] = start;
-            step[a] = s;
+            // A step only matters between two elements, which the clamping keeps inside the
+            // axis: a lone element takes step 1 (no overflow in the kernel's offsets).
+            step[a] = if size <= 1 { 1 } else { s };
             out[a] = size as usize;
         }
         Ok((out, begin, step))
@@ -377,7 +379,13 @@ impl<'a> Planner<'a> {
                 .map(|&v| usize::try_from(v).map_err(|_| node.error(format!("split size {v}"))))
                 .collect::<Result<_, _>>()?,
             (None, Ok(None)) => {
-                let parts = num_outputs.map_or(count, |n| n.max(1) as usize);
+                if num_outputs.is_some_and(|n| n != count as i64) {
+                    return Err(node.error(format!(
+                        "num_outputs = {} but the node has {count} outputs",
+                        num_outputs.unwrap_or(0)
+                    )));
+                }
+                let parts = count.max(1);
                 let each = x[a].div_ceil(parts);
                 (0..parts)
                     .map(|k| each.min(x[a].saturating_sub(k * each)))
@@ -385,7 +393,8 @@ impl<'a> Planner<'a> {
             }
             (None, Err(e)) => return Err(e),
         };
-        if sizes.len() != count || sizes.iter().sum::<usize>() != x[a] {
+        let total = sizes.iter().try_fold(0usize, |t, &s| t.checked_add(s));
+        if sizes.len() != count || total != Some(x[a]) {
             return Err(node.error(format!(
                 "sizes {sizes:?} do not split axis {a} of {x:?} into {count} outputs"
             )));

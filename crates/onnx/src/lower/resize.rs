@@ -36,23 +36,29 @@ fn round(mode: NearestMode, v: f64) -> f64 {
     }
 }
 
-/// The taps of one axis.
-fn taps(spec: &ResizeSpec, len_in: usize, len_out: usize, scale: f64) -> Vec<(usize, usize, f32)> {
+/// The taps of one axis (`None` when their memory cannot be had).
+fn taps(
+    spec: &ResizeSpec,
+    len_in: usize,
+    len_out: usize,
+    scale: f64,
+) -> Option<Vec<(usize, usize, f32)>> {
     let last = len_in.saturating_sub(1) as f64;
-    (0..len_out)
-        .map(|j| {
-            let x = source(spec.coord, j as f64, scale, len_in, len_out);
-            if spec.linear {
-                let x = x.clamp(0.0, last);
-                let i0 = x.floor();
-                let i1 = (i0 + 1.0).min(last);
-                (i0 as usize, i1 as usize, (x - i0) as f32)
-            } else {
-                let i = round(spec.nearest, x).clamp(0.0, last) as usize;
-                (i, i, 0.0)
-            }
-        })
-        .collect()
+    let mut v = Vec::new();
+    v.try_reserve_exact(len_out).ok()?;
+    v.extend((0..len_out).map(|j| {
+        let x = source(spec.coord, j as f64, scale, len_in, len_out);
+        if spec.linear {
+            let x = x.clamp(0.0, last);
+            let i0 = x.floor();
+            let i1 = (i0 + 1.0).min(last);
+            (i0 as usize, i1 as usize, (x - i0) as f32)
+        } else {
+            let i = round(spec.nearest, x).clamp(0.0, last) as usize;
+            (i, i, 0.0)
+        }
+    }));
+    Some(v)
 }
 
 impl<'a> Planner<'a> {
@@ -70,6 +76,9 @@ impl<'a> Planner<'a> {
                 .map(|&v| normalize_axis(v, rank, node, false))
                 .collect::<Result<_, _>>()?,
         };
+        if (1..axes.len()).any(|i| axes[..i].contains(&axes[i])) {
+            return Err(node.error(format!("axes {axes:?} name an axis twice")));
+        }
         let scales: Option<Vec<f32>> = match &spec.scales_attr {
             Some(s) => Some(s.clone()),
             None => self
@@ -101,7 +110,11 @@ impl<'a> Planner<'a> {
                     if !(sc > 0.0 && sc.is_finite()) {
                         return Err(node.error(format!("scale {sc} must be positive")));
                     }
-                    out[a] = (x[a] as f64 * sc as f64).floor() as usize;
+                    let len = (x[a] as f64 * sc as f64).floor();
+                    if len >= usize::MAX as f64 {
+                        return Err(node.error(format!("scale {sc} makes axis {a} too long")));
+                    }
+                    out[a] = len as usize;
                     per_axis_scale[a] = sc as f64;
                 }
             }
@@ -123,19 +136,36 @@ impl<'a> Planner<'a> {
         if out.iter().zip(&x).any(|(&o, &i)| o > 0 && i == 0) {
             return Err(node.error(format!("cannot resize an empty axis of {x:?}")));
         }
-        if cnn_tensor::element_count(&out).is_err() {
-            return Err(node.error(format!("the output {out:?} is too large")));
+        // The axes are resized one after another: every intermediate tensor, not only the
+        // output, must be addressable, and the taps (one per output cell of an axis) are
+        // allocated fallibly.
+        let mut shape = x.clone();
+        let mut order: Vec<usize> = (0..rank).collect();
+        order.sort_by(|&a, &b| {
+            let r = |d: usize| out[d] as f64 / x[d].max(1) as f64;
+            r(a).total_cmp(&r(b))
+        });
+        // In the executor's order: shrinking axes first.
+        for d in order {
+            shape[d] = out[d];
+            if cnn_tensor::element_count(&shape).is_err()
+                || (out[d] > 0 && out[d] > isize::MAX as usize / 32)
+            {
+                return Err(node.error(format!("resizing {x:?} to {out:?} is too large")));
+            }
         }
-        let taps: Vec<Vec<(usize, usize, f32)>> = (0..rank)
-            .map(|d| {
-                let same = out[d] == x[d] && per_axis_scale[d] == 1.0;
-                if same {
-                    Vec::new()
-                } else {
-                    taps(spec, x[d], out[d], per_axis_scale[d])
-                }
-            })
-            .collect();
+        let mut all = Vec::with_capacity(rank);
+        for d in 0..rank {
+            let same = out[d] == x[d] && per_axis_scale[d] == 1.0;
+            all.push(if same {
+                Vec::new()
+            } else {
+                taps(spec, x[d], out[d], per_axis_scale[d]).ok_or_else(|| {
+                    node.error(format!("no memory for the {} taps of axis {d}", out[d]))
+                })?
+            });
+        }
+        let taps = all;
         let mut l = Lowered::new(out, Op::Resize { in_shape: x, taps });
         // An roi or scales stored as an initializer is held like Clip's bounds: counted.
         l.params = self.claim(node, &[1, 2], &[]);

@@ -83,11 +83,20 @@ impl<'a> Planner<'a> {
 
     /// `[N, C, H, W]` with `C` divisible by `b * b`.
     fn nchw_blocks(&self, node: &Node, b: usize) -> Result<[usize; 4], OnnxError> {
-        match self.data_shape(node, 0)?.as_slice() {
-            &[n, c, h, w] if c % (b * b) == 0 => Ok([n, c, h, w]),
-            s => Err(node.error(format!(
-                "input {s:?} must be [N, C, H, W] with C divisible by blocksize² = {}",
-                b * b
+        let x = self.data_shape(node, 0)?;
+        let bb = b.checked_mul(b).filter(|&bb| bb > 0);
+        match (x.as_slice(), bb) {
+            (&[n, c, h, w], Some(bb)) if c % bb == 0 => {
+                let fits = h.checked_mul(b).zip(w.checked_mul(b));
+                if fits
+                    .is_some_and(|(oh, ow)| cnn_tensor::element_count(&[n, c / bb, oh, ow]).is_ok())
+                {
+                    return Ok([n, c, h, w]);
+                }
+                Err(node.error(format!("input {x:?} with blocksize {b} is too large")))
+            }
+            _ => Err(node.error(format!(
+                "input {x:?} must be [N, C, H, W] with C divisible by blocksize {b} squared"
             ))),
         }
     }
@@ -119,7 +128,13 @@ impl<'a> Planner<'a> {
     ) -> Result<Lowered, OnnxError> {
         let x = self.data_shape(node, 0)?;
         let [n, c, h, w] = match x.as_slice() {
-            &[n, c, h, w] if h % b == 0 && w % b == 0 => [n, c, h, w],
+            &[n, c, h, w]
+                if h % b == 0
+                    && w % b == 0
+                    && c.checked_mul(b).and_then(|v| v.checked_mul(b)).is_some() =>
+            {
+                [n, c, h, w]
+            }
             _ => {
                 return Err(node.error(format!(
                     "input {x:?} must be [N, C, H, W] with H and W divisible by blocksize {b}"

@@ -314,7 +314,12 @@ impl<'a> Planner<'a> {
                 "kernel_shape {kernel:?} does not match the weight shape {w:?}"
             )));
         }
-        let out_c = w[1] * group;
+        if kernel.contains(&0) {
+            return Err(node.error(format!("kernel_shape {kernel:?} has an empty axis")));
+        }
+        let out_c = w[1]
+            .checked_mul(group)
+            .ok_or_else(|| node.error(format!("{} x {group} output channels overflow", w[1])))?;
         if let Some(b) = node.input(2) {
             let bs = self.data_shape(node, 2)?;
             if bs != [out_c] {
@@ -334,6 +339,8 @@ impl<'a> Planner<'a> {
             }
         };
         check("output_padding", output_padding, spatial)?;
+        check("strides", &window.strides, spatial)?;
+        check("dilations", &window.dilations, spatial)?;
         check("output_shape", output_shape.unwrap_or(&[]), spatial)?;
         // Two axes (1-D: a neutral H first), as for Conv.
         let two = |v: &[usize], default: usize| -> [usize; 2] {
@@ -356,9 +363,10 @@ impl<'a> Planner<'a> {
         };
         let target: Option<[usize; 2]> = match (output_shape, window.auto_pad) {
             (Some(o), _) => Some(two(o, 1)),
-            (None, AutoPad::SameUpper | AutoPad::SameLower) => {
-                Some([hw[0] * stride[0], hw[1] * stride[1]])
-            }
+            (None, AutoPad::SameUpper | AutoPad::SameLower) => Some([
+                hw[0].saturating_mul(stride[0]),
+                hw[1].saturating_mul(stride[1]),
+            ]),
             _ => None,
         };
         // With an output shape the padding is what makes it; a negative total (the shape is
@@ -426,7 +434,10 @@ impl<'a> Planner<'a> {
             Op::ConvTranspose { geom, batch: n },
         );
         l.formula = (!terms.is_empty()).then(|| Expr::sum(terms));
-        l.macs = macs_of(node, &[geom.macs(), n as u64])?;
+        let per_image = geom
+            .macs()
+            .ok_or_else(|| node.error("the multiply-accumulate count overflows"))?;
+        l.macs = macs_of(node, &[per_image, n as u64])?;
         l.params = params;
         Ok(l)
     }
