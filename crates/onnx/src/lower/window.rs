@@ -97,6 +97,32 @@ fn nc_hw(
     }
 }
 
+/// The formula terms of a (transposed) convolution's weight (`dims[0]*dims[1]*k…`) and bias
+/// (`bias`), each when the node owns it as an initializer.
+fn weight_and_bias(
+    node: &Node,
+    params: &[cnn_graph::Param],
+    dims: [usize; 2],
+    kernel: &[usize],
+    bias: usize,
+) -> Vec<Expr> {
+    let owns = |i: usize| {
+        params
+            .iter()
+            .any(|p| Some(p.name.as_str()) == node.input(i))
+    };
+    let mut terms = Vec::new();
+    if owns(1) {
+        let mut f = vec![Expr::n(dims[0]), Expr::n(dims[1])];
+        f.extend(kernel.iter().map(|&k| Expr::n(k)));
+        terms.push(Expr::product(f));
+    }
+    if owns(2) {
+        terms.push(Expr::n(bias));
+    }
+    terms
+}
+
 /// `[n, c]` then the spatial output sizes (1-D: only W).
 fn window_output(n: usize, c: usize, spatial: usize, out_hw: [usize; 2]) -> Shape {
     let mut out = vec![n, c];
@@ -181,20 +207,7 @@ impl<'a> Planner<'a> {
         let geom = Conv2dGeometry::resolve(c, hw[0], hw[1], &spec)
             .map_err(|e| node.error(format!("input {x:?}: {e}")))?;
         let params = self.claim(node, &[1, 2], &[]);
-        let owns = |i: usize| {
-            params
-                .iter()
-                .any(|p| Some(p.name.as_str()) == node.input(i))
-        };
-        let mut terms = Vec::new();
-        if owns(1) {
-            let mut f = vec![Expr::n(out_c), Expr::n(c / group)];
-            f.extend(kernel.iter().map(|&k| Expr::n(k)));
-            terms.push(Expr::product(f));
-        }
-        if owns(2) {
-            terms.push(Expr::n(out_c));
-        }
+        let terms = weight_and_bias(node, &params, [out_c, c / group], &kernel, out_c);
         let mut l = Lowered::new(
             window_output(n, out_c, spatial, [geom.out_h, geom.out_w]),
             Op::Conv {
@@ -415,20 +428,7 @@ impl<'a> Planner<'a> {
             ))
         })?;
         let params = self.claim(node, &[1, 2], &[]);
-        let owns = |i: usize| {
-            params
-                .iter()
-                .any(|p| Some(p.name.as_str()) == node.input(i))
-        };
-        let mut terms = Vec::new();
-        if owns(1) {
-            let mut f = vec![Expr::n(c), Expr::n(out_c / group)];
-            f.extend(kernel.iter().map(|&k| Expr::n(k)));
-            terms.push(Expr::product(f));
-        }
-        if owns(2) {
-            terms.push(Expr::n(out_c));
-        }
+        let terms = weight_and_bias(node, &params, [c, out_c / group], &kernel, out_c);
         let mut l = Lowered::new(
             window_output(n, out_c, spatial, [geom.out_h, geom.out_w]),
             Op::ConvTranspose { geom, batch: n },
