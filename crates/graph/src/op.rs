@@ -301,11 +301,10 @@ pub enum Op {
         starts: Vec<i64>,
         steps: Vec<i64>,
     },
-    /// Layer normalisation over the trailing `inner` values of each of `outer` rows:
+    /// Layer normalisation of each row of the trailing `inner` values:
     /// `(x - mean) / sqrt(var + epsilon) * scale + bias` (inputs `[x, scale, bias?]`, scale
     /// and bias of `inner` values).
     LayerNorm {
-        outer: usize,
         inner: usize,
         epsilon: f32,
     },

@@ -340,11 +340,7 @@ pub(super) fn run_node(
             reserve(i, out_len)?;
             ops::slice(in_shape, starts, steps, out_shape, env.arg(i, 0)?)
         }
-        Op::LayerNorm {
-            outer: _,
-            inner,
-            epsilon,
-        } => {
+        Op::LayerNorm { inner, epsilon } => {
             let too_short = |what: &str, len: usize| ExecError::Node {
                 node: i,
                 message: format!("{what} holds {len} values; the normalised axes need {inner}"),

@@ -521,7 +521,8 @@ pub fn resize(
     x: &[f32],
 ) -> Option<Vec<f32>> {
     let mut shape = in_shape.to_vec();
-    let mut cur = x.to_vec();
+    // The input is read in place by the first pass; later passes read the one before.
+    let mut cur: Option<Vec<f32>> = None;
     // Shrinking axes first keeps every intermediate no larger than it must be.
     let mut order: Vec<usize> = (0..taps.len()).filter(|&d| !taps[d].is_empty()).collect();
     order.sort_by(|&a, &b| {
@@ -537,8 +538,9 @@ pub fn resize(
         let mut next = Vec::new();
         next.try_reserve_exact(outer.checked_mul(t.len())?.checked_mul(inner)?)
             .ok()?;
+        let src = cur.as_deref().unwrap_or(x);
         for o in 0..outer {
-            let block = &cur[o * len * inner..(o + 1) * len * inner];
+            let block = &src[o * len * inner..(o + 1) * len * inner];
             for &(i0, i1, w) in t {
                 let (a, b) = (
                     &block[i0 * inner..(i0 + 1) * inner],
@@ -552,9 +554,9 @@ pub fn resize(
             }
         }
         shape[d] = t.len();
-        cur = next;
+        cur = Some(next);
     }
-    Some(cur)
+    Some(cur.unwrap_or_else(|| x.to_vec()))
 }
 
 /// `x` (shape `in_shape`) repeated along each axis to `out_shape` (each a multiple).

@@ -347,14 +347,7 @@ impl<'a> Planner<'a> {
         let inner = product(normalised);
         let formula = (!params.is_empty())
             .then(|| Expr::sum(params.iter().map(|_| Expr::n(inner)).collect()));
-        let mut l = Lowered::new(
-            x.clone(),
-            Op::LayerNorm {
-                outer: product(&x[..a]),
-                inner,
-                epsilon,
-            },
-        );
+        let mut l = Lowered::new(x.clone(), Op::LayerNorm { inner, epsilon });
         l.params = params;
         l.formula = formula;
         Ok(l)
