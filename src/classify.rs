@@ -4,8 +4,8 @@
 //! input order.
 
 use crate::pictures::load_picture;
+use crate::recipe::{Layout, Recipe, Target};
 use crate::{Model, Tensor};
-use cnn_model::ModelSpec;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::io::IsTerminal;
@@ -33,16 +33,17 @@ pub fn progress(pictures: usize) -> ProgressBar {
     bar
 }
 
-/// Decodes and preprocesses every picture for `spec` (in parallel, in order).
+/// Decodes and preprocesses every picture into `target` (in parallel, in order).
 pub fn load_pictures(
-    spec: &ModelSpec,
+    recipe: &Recipe,
+    target: &Target,
     paths: &[PathBuf],
     bar: &ProgressBar,
 ) -> Result<Vec<Vec<f32>>, String> {
     paths
         .par_iter()
         .map(|p| {
-            let x = load_picture(p, &spec.input, &spec.preprocess);
+            let x = load_picture(p, recipe, target);
             bar.inc(1);
             x
         })
@@ -72,11 +73,76 @@ pub fn run_batches(
     Ok(batches.into_iter().flatten().collect())
 }
 
-/// Decodes and runs every picture; returns each picture's output values.
+/// A model file's recipe (its `[input]` table and labels) and where its pictures must end.
+pub fn model_file_recipe(model: &Model) -> (Recipe, Target) {
+    let spec = &model.plan.spec;
+    let recipe = Recipe::of_model_file(&spec.preprocess, spec.labels.as_deref());
+    (recipe, model_file_target(model))
+}
+
+/// A model file's input as a picture target (always NCHW).
+pub fn model_file_target(model: &Model) -> Target {
+    let input = &model.plan.spec.input;
+    Target {
+        channels: input.channels,
+        height: input.height,
+        width: input.width,
+        layout: Layout::Nchw,
+    }
+}
+
+/// Decodes and runs every picture with the model file's own recipe; returns each picture's
+/// output values.
 pub fn run_pictures(model: &Model, paths: &[PathBuf]) -> Result<Vec<Vec<f32>>, String> {
     let bar = progress(paths.len());
-    let inputs = load_pictures(&model.plan.spec, paths, &bar)?;
+    let (recipe, target) = model_file_recipe(model);
+    let inputs = load_pictures(&recipe, &target, paths, &bar)?;
     let out = run_batches(model, &inputs, &bar);
     bar.finish_and_clear();
     out
+}
+
+/// Softmax of `values` in place (max subtracted first).
+fn softmax(values: &mut [f32]) {
+    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f64;
+    for v in values.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    values
+        .iter_mut()
+        .for_each(|v| *v = (*v as f64 / sum) as f32);
+}
+
+/// How outputs are ranked for `recipe`: softmax probabilities when the model ends in softmax
+/// or the recipe asks for them (then `outputs` are turned into probabilities here), and the
+/// recipe's labels, which must name every class of a vector output.
+pub fn rank_with<'a>(
+    recipe: &'a Recipe,
+    outputs: &mut [Vec<f32>],
+    item_shape: &[usize],
+    ends_in_softmax: bool,
+    k: usize,
+) -> Result<crate::report::run::Ranking<'a>, String> {
+    let vector = item_shape.len() == 1;
+    if let (Some(labels), true) = (&recipe.labels, vector) {
+        if labels.len() != item_shape[0] {
+            return Err(format!(
+                "the labels name {} classes but the model's output has {} (from {})",
+                labels.len(),
+                item_shape[0],
+                recipe.sources.join(" + ")
+            ));
+        }
+    }
+    let apply_softmax = recipe.softmax && vector && !ends_in_softmax;
+    if apply_softmax {
+        outputs.iter_mut().for_each(|v| softmax(v));
+    }
+    Ok(crate::report::run::Ranking {
+        k,
+        probabilities: ends_in_softmax || apply_softmax,
+        labels: recipe.labels.as_deref(),
+    })
 }

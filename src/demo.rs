@@ -130,8 +130,10 @@ fn digits(dir: &Path, max_bytes: u128) -> Result<String, String> {
         weights.display(),
         samples.display()
     ));
+    let (recipe, target) = crate::classify::model_file_recipe(&m);
     let doc = run::RunJson {
         model: m.name().to_string(),
+        preprocessing: Some(recipe.describe(&target)),
         results,
     };
     out.push_str(&run::render(&doc, 3));

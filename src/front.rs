@@ -7,13 +7,16 @@
 //! array (`run_onnx`).
 
 use crate::bench::{self, BenchOptions, BenchReport, Network};
+use crate::classify;
+use crate::recipe::{Layout as InputLayout, Recipe, Target};
 use crate::report::run::{self as run_report, Ranking, RunJson};
 use crate::report::summary::{self, Allocation, LayerJson, Layout, Meta, SummaryJson};
 use crate::Model;
 use cnn_graph::{ConvExplanation, Graph};
 use cnn_model::format::human_bytes;
-use cnn_onnx::{declared_input_shapes, format_dims, plan, OnnxModel, OnnxPlan};
-use std::path::Path;
+use cnn_onnx::{declared_input_shapes, format_dims, plan, Dim, OnnxModel, OnnxPlan};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
 
 /// An opened model of either kind.
 pub enum Front {
@@ -280,6 +283,127 @@ impl OnnxFront {
         })
     }
 
+    /// The picture target of the model's one input under `recipe` (its layout, channels and
+    /// size), and the batch the file fixes (`None`: symbolic).
+    pub fn picture_target(&self, recipe: &Recipe) -> Result<(Target, Option<usize>), String> {
+        let model = &self.model;
+        let at = |e: String| format!("{}: {e}", model.path);
+        let [input] = model.inputs.as_slice() else {
+            return Err(at(format!(
+                "the model has {} inputs; pictures feed exactly one",
+                model.inputs.len()
+            )));
+        };
+        let dims = input.dims.as_ref().ok_or_else(|| {
+            at(format!(
+                "input '{}' declares no shape; pictures need one",
+                input.name
+            ))
+        })?;
+        let fixed = |d: &Dim| match d {
+            Dim::Fixed(v) => Some(*v),
+            Dim::Symbolic(_) => None,
+        };
+        let Some((batch, item)) = dims.split_first() else {
+            return Err(at(format!("input '{}' is a scalar", input.name)));
+        };
+        let item: Vec<Option<usize>> = item.iter().map(fixed).collect();
+        let target = recipe.fit(&item).map_err(at)?;
+        Ok((target, fixed(batch)))
+    }
+
+    /// `cnn run model.onnx pictures…`: decodes the pictures by `recipe`, runs them in batches
+    /// (of 32 when the batch is symbolic, else of the file's batch, the last one padded with
+    /// zeros), optionally saves the first output of every picture (stacked, before any
+    /// softmax) and ranks each picture's first output.
+    pub fn classify(
+        &self,
+        paths: &[PathBuf],
+        recipe: &Recipe,
+        save_output: Option<&Path>,
+        top: usize,
+    ) -> Result<RunJson, String> {
+        let model = &self.model;
+        let (target, fixed_batch) = self.picture_target(recipe)?;
+        let bar = classify::progress(paths.len());
+        let inputs = classify::load_pictures(recipe, &target, paths, &bar)?;
+        let per_batch = fixed_batch.unwrap_or(classify::BATCH).max(1);
+        let item: Vec<usize> = match target.layout {
+            InputLayout::Nchw => vec![target.channels, target.height, target.width],
+            InputLayout::Nhwc => vec![target.height, target.width, target.channels],
+        };
+        // One plan per batch size used (the full one and the last), compiled once each.
+        let mut sizes: Vec<usize> = inputs.chunks(per_batch).map(|c| c.len()).collect();
+        if fixed_batch.is_some() {
+            sizes.iter_mut().for_each(|n| *n = per_batch);
+        }
+        sizes.dedup();
+        let consts = cnn_onnx::ModelConstants::new(model);
+        let mut plans = Vec::new();
+        for &n in &sizes {
+            let mut shape = vec![n];
+            shape.extend(&item);
+            let p = plan(model, &[shape]).map_err(|e| e.in_file(&model.path).to_string())?;
+            let compiled = cnn_graph::compile(&p.graph, &consts);
+            plans.push((n, p, compiled));
+        }
+        let item_len: usize = item.iter().product();
+        let batches: Vec<Vec<Vec<f32>>> = inputs
+            .par_chunks(per_batch)
+            .map(|chunk| {
+                let n = if fixed_batch.is_some() {
+                    per_batch
+                } else {
+                    chunk.len()
+                };
+                let (_, p, compiled) = plans
+                    .iter()
+                    .find(|(size, ..)| *size == n)
+                    .ok_or("no plan for this batch size")?;
+                let mut data = Vec::with_capacity(n * item_len);
+                chunk.iter().for_each(|x| data.extend_from_slice(x));
+                data.resize(n * item_len, 0.0);
+                let y = cnn_onnx::run_compiled(model, p, compiled, &consts, &[&data], None)
+                    .map_err(|e| e.in_file(&model.path).to_string())?;
+                let y = y.into_iter().next().ok_or("the model has no output")?;
+                bar.inc(chunk.len() as u64);
+                let per = y.data.len() / n;
+                Ok(y.data
+                    .chunks(per.max(1))
+                    .take(chunk.len())
+                    .map(<[f32]>::to_vec)
+                    .collect())
+            })
+            .collect::<Result<_, String>>()?;
+        bar.finish_and_clear();
+        let mut outputs: Vec<Vec<f32>> = batches.into_iter().flatten().collect();
+        let (_, p, _) = &plans[0];
+        let out_shape = p.graph.values[p.graph.outputs[0]].shape.clone();
+        let item_shape = out_shape.get(1..).unwrap_or(&[]).to_vec();
+        if let Some(out) = save_output {
+            let mut shape = vec![outputs.len()];
+            shape.extend(&item_shape);
+            let data: Vec<f32> = outputs.iter().flatten().copied().collect();
+            let t = cnn_tensor::Tensor::from_vec(&shape, data).map_err(|e| e.to_string())?;
+            crate::npy::write_output(out, &t)?;
+        }
+        let ends_in_softmax = p.graph.output_is_softmax(0);
+        let ranking = classify::rank_with(recipe, &mut outputs, &item_shape, ends_in_softmax, top)
+            .map_err(|e| format!("{}: {e}", model.path))?;
+        let results = paths
+            .iter()
+            .zip(&outputs)
+            .map(|(path, v)| {
+                run_report::result(&path.display().to_string(), 0, v, &item_shape, &ranking)
+            })
+            .collect();
+        Ok(RunJson {
+            model: model.name.clone(),
+            preprocessing: Some(recipe.describe(&target)),
+            results,
+        })
+    }
+
     /// `cnn run model.onnx x.npy`: plans at the array's shape (a missing batch axis is added),
     /// runs, optionally saves the first output, and ranks each batch item's output.
     pub fn run(
@@ -328,6 +452,7 @@ impl OnnxFront {
             .collect();
         Ok(RunJson {
             model: model.name.clone(),
+            preprocessing: None,
             results,
         })
     }

@@ -22,6 +22,7 @@ pub mod demo;
 pub mod front;
 pub mod npy;
 pub mod pictures;
+pub mod recipe;
 pub mod report;
 
 /// The one-line message for a file that cannot be opened or read: `PATH: no such file`, or

@@ -5,6 +5,8 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use cnn::front::{self, Front, Kind};
 use cnn::model::format::parse_bytes;
+use cnn::recipe::{self, Recipe, RecipeFlags};
+use cnn::report::run::RunJson;
 use cnn::report::{compare, explain, run, summary};
 use cnn::{npy, Model};
 use std::io::Write;
@@ -121,7 +123,8 @@ enum Command {
         /// An input array (.npy, float32, CxHxW or NxCxHxW), as an alternative to INPUTS
         #[arg(long, value_name = "FILE")]
         input: Option<PathBuf>,
-        /// Write the output array here (.npy, float32, batch first)
+        /// Write the output array here (.npy, float32, batch first; for an ONNX model run on
+        /// pictures, one item per picture in order)
         #[arg(long, value_name = "FILE")]
         save_output: Option<PathBuf>,
         /// How many classes to list per item
@@ -129,6 +132,8 @@ enum Command {
         top: u64,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        #[command(flatten)]
+        recipe: Box<RecipeFlags>,
     },
 }
 
@@ -171,39 +176,64 @@ fn give_weights(m: &mut Model, file: &Option<PathBuf>, seed: u64, max: u128) -> 
     .map_err(|e| e.to_string())
 }
 
-/// `cnn run` on an ONNX file: exactly one float32 `.npy` array.
+/// `cnn run` on an ONNX file: one float32 `.npy` array or `.pb` tensor, or pictures (with
+/// the recipe from `--preset`, the sidecar or the flags).
 fn run_onnx(
     model: &Path,
-    weights: &Option<PathBuf>,
-    arrays: &[PathBuf],
+    inputs: &[PathBuf],
+    flags: &RecipeFlags,
     save_output: Option<&Path>,
     top: u64,
-    format: Format,
     max_bytes: u128,
-) -> Result<String, String> {
-    no_weight_file(weights)?;
-    let [array] = arrays else {
+) -> Result<RunJson, String> {
+    let k = usize::try_from(top).unwrap_or(usize::MAX);
+    let (arrays, pictures): (Vec<PathBuf>, Vec<PathBuf>) = inputs
+        .iter()
+        .cloned()
+        .partition(|p| front::is_onnx_input(p));
+    if !arrays.is_empty() {
+        let [array] = arrays.as_slice() else {
+            return Err(format!(
+                "an ONNX model runs on exactly one float32 array (.npy or .pb) at a time; {} given",
+                arrays.len()
+            ));
+        };
+        if !pictures.is_empty() {
+            return Err(format!(
+                "{}: give either one array or pictures, not both",
+                pictures[0].display()
+            ));
+        }
+        let Front::Onnx(m) = front::open(model, max_bytes)? else {
+            return Err(format!("{}: not an ONNX file", model.display()));
+        };
+        return m.run(array, save_output, k);
+    }
+    let pictures = cnn::pictures::expand_inputs(&pictures)?;
+    if pictures.is_empty() {
+        return Err(nothing_to_run());
+    }
+    let mut recipe = Recipe::plain();
+    let sidecar = recipe::sidecar_of(model);
+    if !recipe.layer(flags, Some(&sidecar))? {
         return Err(format!(
-            "an ONNX model runs on exactly one float32 .npy array (--input x.npy); {} given",
-            arrays.len()
-        ));
-    };
-    if !front::is_onnx_input(array) {
-        return Err(format!(
-            "{}: an ONNX model runs on a float32 .npy array of its input shape; pictures \
-             need the model's own preprocessing",
-            array.display()
+            "{}: pictures need the model's preprocessing: give --preset imagenet, \
+             --preprocess FILE or flags such as --resize/--crop/--mean/--std, or write {} \
+             (docs/onnx.md)",
+            model.display(),
+            sidecar.display()
         ));
     }
     let Front::Onnx(m) = front::open(model, max_bytes)? else {
         return Err(format!("{}: not an ONNX file", model.display()));
     };
-    let k = usize::try_from(top).unwrap_or(usize::MAX);
-    let doc = m.run(array, save_output, k)?;
-    Ok(match format {
-        Format::Table => run::render(&doc, k),
-        Format::Json => to_json(&doc)?,
-    })
+    m.classify(&pictures, &recipe, save_output, k)
+}
+
+/// The message when `cnn run` has no input.
+fn nothing_to_run() -> String {
+    "nothing to run: give pictures, folders of pictures or .npy arrays (or --input x.npy)"
+        .to_string()
 }
 
 /// `--weights` is for model files: an ONNX file holds its own.
@@ -343,74 +373,106 @@ fn execute(cli: Cli) -> Result<String, String> {
             save_output,
             top,
             format,
+            recipe: flags,
         } => {
-            if Kind::of(&model) == Kind::Onnx {
-                let mut arrays: Vec<PathBuf> = input.into_iter().collect();
-                arrays.extend(inputs);
-                return run_onnx(&model, &weights, &arrays, save_output.as_deref(), top, format, max_bytes);
-            }
-            let mut m = plan(&model)?;
-            // Every input in command-line order (--input first); arrays and pictures are read
-            // and decoded before the (possibly large) weights, so a bad input fails fast.
+            // Every input in command-line order (--input first).
             let mut paths: Vec<PathBuf> = input.into_iter().collect();
-            paths.extend(cnn::pictures::expand_inputs(&inputs)?);
-            if paths.is_empty() {
-                return Err(
-                    "nothing to run: give pictures, folders of pictures or .npy arrays \
-                     (or --input x.npy)"
-                        .to_string(),
-                );
-            }
-            let is_array =
-                |p: &PathBuf| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-            let arrays: Vec<&PathBuf> = paths.iter().filter(|p| is_array(p)).collect();
-            let pictures: Vec<PathBuf> = paths.iter().filter(|p| !is_array(p)).cloned().collect();
-            if save_output.is_some() && (arrays.len() != 1 || !pictures.is_empty()) {
-                return Err("--save-output needs exactly one .npy input".to_string());
-            }
-            let tensors = arrays
-                .iter()
-                .map(|a| npy::read_input(a, &m.plan.input_shape()))
-                .collect::<Result<Vec<_>, _>>()?;
-            let bar = cnn::classify::progress(pictures.len());
-            let decoded = cnn::classify::load_pictures(&m.plan.spec, &pictures, &bar)?;
-            give_weights(&mut m, &weights, cli.seed, max_bytes)?;
-            let outputs = cnn::classify::run_batches(&m, &decoded, &bar)?;
-            bar.finish_and_clear();
-            let ranking = run::Ranking {
-                k: usize::try_from(top).unwrap_or(usize::MAX),
-                probabilities: m.plan.ends_in_softmax(),
-                labels: m.plan.spec.labels.as_deref(),
-            };
-            let item_shape = m.plan.output_shape().to_vec();
-            let mut results = Vec::new();
-            let (mut next_array, mut next_picture) = (tensors.iter(), outputs.iter());
-            for path in &paths {
-                let name = path.display().to_string();
-                if is_array(path) {
-                    let Some(x) = next_array.next() else { break };
-                    let y = m.forward(x).map_err(|e| e.to_string())?;
-                    if let Some(out) = &save_output {
-                        npy::write_output(out, &y)?;
-                    }
-                    let per = y.len() / y.batch().max(1);
-                    for (index, values) in y.as_slice().chunks(per.max(1)).enumerate() {
-                        results.push(run::result(&name, index, values, &item_shape, &ranking));
-                    }
-                } else if let Some(values) = next_picture.next() {
-                    results.push(run::result(&name, 0, values, &item_shape, &ranking));
-                }
-            }
-            let doc = run::RunJson {
-                model: m.name().to_string(),
-                results,
+            paths.extend(inputs);
+            let doc = if Kind::of(&model) == Kind::Onnx {
+                no_weight_file(&weights)?;
+                run_onnx(&model, &paths, &flags, save_output.as_deref(), top, max_bytes)?
+            } else {
+                run_model_file(&model, &paths, &weights, &flags, save_output.as_deref(), top, cli.seed, max_bytes)?
             };
             Ok(match format {
-                Format::Table => run::render(&doc, ranking.k),
+                Format::Table => run::render(&doc, usize::try_from(top).unwrap_or(usize::MAX)),
                 Format::Json => to_json(&doc)?,
             })
         }
     }
+}
+
+/// `cnn run` on a model file: `.npy` arrays and pictures (the model file's `[input]` recipe,
+/// with the flags layered over it).
+#[allow(clippy::too_many_arguments)]
+fn run_model_file(
+    model: &Path,
+    paths: &[PathBuf],
+    weights: &Option<PathBuf>,
+    flags: &RecipeFlags,
+    save_output: Option<&Path>,
+    top: u64,
+    seed: u64,
+    max_bytes: u128,
+) -> Result<RunJson, String> {
+    let mut m = plan(model)?;
+    // Arrays and pictures are read and decoded before the (possibly large) weights, so a bad
+    // input fails fast.
+    let paths = cnn::pictures::expand_inputs(paths)?;
+    let is_array = |p: &&PathBuf| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    let (arrays, pictures): (Vec<&PathBuf>, Vec<&PathBuf>) = paths.iter().partition(is_array);
+    let pictures: Vec<PathBuf> = pictures.into_iter().cloned().collect();
+    if paths.is_empty() {
+        return Err(nothing_to_run());
+    }
+    if save_output.is_some() && (arrays.len() != 1 || !pictures.is_empty()) {
+        return Err("--save-output needs exactly one .npy input".to_string());
+    }
+    let (mut recipe, target) = cnn::classify::model_file_recipe(&m);
+    recipe.layer(flags, None)?;
+    if recipe.layout == Some(recipe::Layout::Nhwc) {
+        return Err(format!(
+            "{}: --layout nhwc: a model file's input is channels, height, width",
+            model.display()
+        ));
+    }
+    let dims = [target.channels, target.height, target.width].map(Some);
+    let target = recipe
+        .fit(&dims)
+        .map_err(|e| format!("{}: {e}", model.display()))?;
+    let tensors = arrays
+        .iter()
+        .map(|a| npy::read_input(a, &m.plan.input_shape()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bar = cnn::classify::progress(pictures.len());
+    let decoded = cnn::classify::load_pictures(&recipe, &target, &pictures, &bar)?;
+    give_weights(&mut m, weights, seed, max_bytes)?;
+    let mut outputs = cnn::classify::run_batches(&m, &decoded, &bar)?;
+    bar.finish_and_clear();
+    let item_shape = m.plan.output_shape().to_vec();
+    let k = usize::try_from(top).unwrap_or(usize::MAX);
+    let ranking = cnn::classify::rank_with(
+        &recipe,
+        &mut outputs,
+        &item_shape,
+        m.plan.ends_in_softmax(),
+        k,
+    )
+    .map_err(|e| format!("{}: {e}", model.display()))?;
+    let mut results = Vec::new();
+    // Results in command-line order.
+    let (mut next_array, mut next_picture) = (tensors.iter(), outputs.iter());
+    for path in &paths {
+        let name = path.display().to_string();
+        if is_array(&path) {
+            let Some(x) = next_array.next() else { break };
+            let y = m.forward(x).map_err(|e| e.to_string())?;
+            if let Some(out) = save_output {
+                npy::write_output(out, &y)?;
+            }
+            let per = y.len() / y.batch().max(1);
+            for (index, values) in y.as_slice().chunks(per.max(1)).enumerate() {
+                results.push(run::result(&name, index, values, &item_shape, &ranking));
+            }
+        } else if let Some(values) = next_picture.next() {
+            results.push(run::result(&name, 0, values, &item_shape, &ranking));
+        }
+    }
+    Ok(RunJson {
+        model: m.name().to_string(),
+        preprocessing: (!pictures.is_empty()).then(|| recipe.describe(&target)),
+        results,
+    })
 }
 
 fn main() -> ExitCode {

@@ -1,14 +1,18 @@
 //! Pictures in: finds the image files among the command's arguments (a folder means every PNG
 //! or JPEG in it), decodes them with the `image` crate (PNG and JPEG only, format detected from
-//! the content), converts them to the model's channels (gray or RGB), resizes them to the
-//! model's input and applies the model file's `[input]` preprocessing (invert, scale, mean, std).
+//! the content), converts them to the model's channels (gray or RGB), resizes and centre-crops
+//! them as the recipe says (`recipe`), and applies its pixel arithmetic (invert, scale, mean,
+//! std) in the network's channel order and layout. It does not decide the recipe.
 //!
-//! Resizing averages areas: every output pixel is the mean of the source area it covers, with
-//! fractional weights at the edges. For a downscale by an integer factor (a 64x64 drawing of an
-//! 8x8 digit) that is the exact block mean, which is what a network trained on small images
-//! expects; the `image` crate's filters (triangle, Lanczos, …) blur across blocks instead.
+//! Two resampling filters. *Area* (the model files' default): every output pixel is the mean of
+//! the source area it covers, with fractional weights at the edges; for a downscale by an
+//! integer factor (a 64x64 drawing of an 8x8 digit) that is the exact block mean, which is what
+//! a network trained on small images expects. *Bilinear* (the ImageNet preset): the `image`
+//! crate's triangle filter, widened by the scale factor on downscales (antialiased) and rounded
+//! to 8 bits, as PIL's bilinear resize that torchvision's transforms use.
 
-use cnn_model::{InputSpec, Preprocess};
+use crate::recipe::{ChannelOrder, Filter, Layout, Recipe, Target, MAX_SIDE};
+use image::{imageops::FilterType, DynamicImage};
 use std::path::{Path, PathBuf};
 
 /// File extensions taken from a folder (case-insensitive).
@@ -91,9 +95,9 @@ pub fn area_resize(src: &[f32], sw: usize, sh: usize, dw: usize, dh: usize) -> V
     out
 }
 
-/// Decodes `path` and returns the network input `[C, H, W]` for a model with `input` and
-/// `pre` (flat, row-major).
-pub fn load_picture(path: &Path, input: &InputSpec, pre: &Preprocess) -> Result<Vec<f32>, String> {
+/// Decodes `path` into the network input `target` asks for (flat, in its layout), following
+/// `recipe`: channels, resize, centre crop, channel order, pixel arithmetic.
+pub fn load_picture(path: &Path, recipe: &Recipe, target: &Target) -> Result<Vec<f32>, String> {
     let shown = path.display();
     let bytes = std::fs::read(path).map_err(|e| crate::file_error(path, "read", &e))?;
     // The content decides the format, whatever the file is called.
@@ -112,30 +116,87 @@ pub fn load_picture(path: &Path, input: &InputSpec, pre: &Preprocess) -> Result<
     if w == 0 || h == 0 {
         return Err(format!("{shown}: the picture is empty"));
     }
-    let planes: Vec<Vec<f32>> = match input.channels {
-        1 => vec![picture.to_luma8().pixels().map(|p| p.0[0] as f32).collect()],
-        3 => {
-            let rgb = picture.to_rgb8();
-            (0..3)
-                .map(|c| rgb.pixels().map(|p| p.0[c] as f32).collect())
-                .collect()
+    let (rw, rh) = recipe.resized_size(w, h, target);
+    if rw > MAX_SIDE || rh > MAX_SIDE {
+        return Err(format!(
+            "{shown}: a {w}x{h} picture would be resized to {rw}x{rh}; sides are at most \
+             {MAX_SIDE}"
+        ));
+    }
+    let planes = match recipe.filter {
+        Filter::Area => {
+            let planes = to_planes(&picture, target.channels);
+            if (rw, rh) == (w, h) {
+                planes
+            } else {
+                planes
+                    .iter()
+                    .map(|p| area_resize(p, w, h, rw, rh))
+                    .collect()
+            }
         }
-        n => {
-            return Err(format!(
-                "{shown}: the model takes {n} channels, but pictures give 1 (gray) or 3 (RGB)"
-            ))
+        Filter::Bilinear => {
+            // Convert first, then resize (as `Image.open(p).convert("RGB")` before a transform).
+            let converted = if target.channels == 1 {
+                DynamicImage::ImageLuma8(picture.to_luma8())
+            } else {
+                DynamicImage::ImageRgb8(picture.to_rgb8())
+            };
+            let resized = if (rw, rh) == (w, h) {
+                converted
+            } else {
+                converted.resize_exact(rw as u32, rh as u32, FilterType::Triangle)
+            };
+            to_planes(&resized, target.channels)
         }
     };
-    let mut out = Vec::with_capacity(input.channels * input.height * input.width);
-    for (c, plane) in planes.iter().enumerate() {
-        let resized = if (w, h) == (input.width, input.height) {
-            plane.clone()
-        } else {
-            area_resize(plane, w, h, input.width, input.height)
-        };
-        out.extend(resized.into_iter().map(|p| pre.apply(p, c)));
+    let (ch, cw) = recipe.crop.unwrap_or((rh, rw));
+    if ch > rh || cw > rw {
+        return Err(format!(
+            "{shown}: resized to {rw}x{rh}, smaller than the {cw}x{ch} crop"
+        ));
+    }
+    // torchvision's centre: round((size - crop) / 2), halves to even (Python's round).
+    let top = ((rh - ch) as f64 / 2.0).round_ties_even() as usize;
+    let left = ((rw - cw) as f64 / 2.0).round_ties_even() as usize;
+    if (ch, cw) != (target.height, target.width) {
+        return Err(format!(
+            "{shown}: the preprocessing gives {cw}x{ch} but the model takes {}x{}",
+            target.width, target.height
+        ));
+    }
+    let order: Vec<usize> = match (target.channels, recipe.channel_order) {
+        (3, ChannelOrder::Bgr) => vec![2, 1, 0],
+        (c, _) => (0..c).collect(),
+    };
+    let plane_len = ch * cw;
+    let mut out = vec![0.0f32; target.channels * plane_len];
+    for (c, &source) in order.iter().enumerate() {
+        let plane = &planes[source];
+        for y in 0..ch {
+            let row = &plane[(top + y) * rw + left..][..cw];
+            for (x, &p) in row.iter().enumerate() {
+                let v = recipe.pixels.apply(p, c);
+                let at = match target.layout {
+                    Layout::Nchw => c * plane_len + y * cw + x,
+                    Layout::Nhwc => (y * cw + x) * target.channels + c,
+                };
+                out[at] = v;
+            }
+        }
     }
     Ok(out)
+}
+
+/// The picture as `channels` planes of 8-bit values (as f32): gray, or red, green, blue.
+fn to_planes(picture: &DynamicImage, channels: usize) -> Vec<Vec<f32>> {
+    if channels == 1 {
+        return vec![picture.to_luma8().pixels().map(|p| p.0[0] as f32).collect()];
+    }
+    let rgb = picture.to_rgb8();
+    (0..3)
+        .map(|c| rgb.pixels().map(|p| p.0[c] as f32).collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -220,7 +220,7 @@ fn bad_pictures_and_folders_are_named() {
             rgb_model.to_str().unwrap(),
             root().join("models/samples/3_a.png").to_str().unwrap(),
         ]),
-        &["3_a.png", "2 channels"],
+        &["rgb.toml", "takes 2 channels", "1 (gray) or 3"],
     );
 }
 

@@ -286,7 +286,15 @@ fn run_on_a_picture_or_two_arrays_is_refused() {
     std::fs::write(&png, b"not even a png").unwrap();
     fails_with(
         &cnn(&["run", SQUEEZENET, s(&png)]),
-        &["picture.png", "float32 .npy array", "preprocessing"],
+        &[
+            "squeezenet1_0/model.onnx",
+            "preprocessing",
+            "--preset imagenet",
+        ],
+    );
+    fails_with(
+        &cnn(&["run", SQUEEZENET, s(&png), "--preset", "imagenet"]),
+        &["picture.png", "not a PNG or JPEG picture"],
     );
     let a = dir.path().join("a.npy");
     let b = dir.path().join("b.npy");
@@ -294,13 +302,13 @@ fn run_on_a_picture_or_two_arrays_is_refused() {
     write_npy(&b, &[1, 3, 224, 224]);
     fails_with(
         &cnn(&["run", SQUEEZENET, s(&a), s(&b)]),
-        &["exactly one float32 .npy array", "2 given"],
+        &["exactly one float32 array", "2 given"],
     );
     fails_with(
         &cnn(&["run", SQUEEZENET, "--input", s(&a), s(&b)]),
         &["2 given"],
     );
-    fails_with(&cnn(&["run", SQUEEZENET]), &["0 given"]);
+    fails_with(&cnn(&["run", SQUEEZENET]), &["nothing to run"]);
 }
 
 #[test]

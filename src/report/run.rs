@@ -50,6 +50,10 @@ pub struct ResultJson {
 #[derive(Debug, Serialize)]
 pub struct RunJson {
     pub model: String,
+    /// What was done to each picture (resize, crop, channels, arithmetic, layout, and where
+    /// the recipe came from); absent when no picture was run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preprocessing: Option<String>,
     pub results: Vec<ResultJson>,
 }
 
@@ -168,7 +172,12 @@ pub fn render(run: &RunJson, k: usize) -> String {
         }
         t.row(row);
     }
-    format!("Model \"{}\"\n\n{}", run.model, t.render())
+    let pictures = run
+        .preprocessing
+        .as_ref()
+        .map(|p| format!("Pictures: {p}\n"))
+        .unwrap_or_default();
+    format!("Model \"{}\"\n{pictures}\n{}", run.model, t.render())
 }
 
 #[cfg(test)]
