@@ -222,6 +222,7 @@ impl OnnxFront {
                 model.path, doc.total_params
             ));
         }
+        doc.notes = cnn_onnx::provenance::export_notes(model);
         let mut header = vec![format!("Model: \"{}\" ({})", model.name, model.path)];
         header.push(format!(
             "ONNX opset {}{}; {} nodes, {} initializers",

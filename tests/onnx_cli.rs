@@ -557,3 +557,25 @@ fn a_pb_tensor_runs_like_the_same_npy_array() {
         &["garbage.pb"],
     );
 }
+
+#[test]
+fn summary_says_when_the_exporter_folded_batchnorm() {
+    let m = "tests/onnx/networks/mobilenet_v3_small-dynamo/model.onnx";
+    let doc = json(&cnn(&["summary", m, "--format", "json"]));
+    let notes = doc["notes"].as_array().expect("notes");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let note = notes[0].as_str().unwrap();
+    assert!(
+        note.contains("folded BatchNorm into 34 convolutions")
+            && note.contains("'features.0.0.weight_bias'"),
+        "{note}"
+    );
+    let text = common::stdout(&cnn(&["summary", m]));
+    assert!(
+        text.contains("Note: the exporter folded BatchNorm into 34"),
+        "{text}"
+    );
+    // A file that keeps its BatchNorms gets no note.
+    let doc = json(&cnn(&["summary", SQUEEZENET, "--format", "json"]));
+    assert!(doc.get("notes").is_none(), "{doc}");
+}

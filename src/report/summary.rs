@@ -63,6 +63,10 @@ pub struct SummaryJson {
     pub total_macs: u64,
     pub weight_bytes: u128,
     pub path: String,
+    /// What the file shows its exporter did to the parameters (ONNX: merged tensors, folded
+    /// BatchNorm, dropped biases), one sentence each; absent when nothing was detected.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// What a summary says of a model beyond its graph.
@@ -111,6 +115,7 @@ pub fn graph_json(graph: &Graph, meta: &Meta, alloc: &Allocation) -> SummaryJson
         total_macs: graph.total_macs(),
         weight_bytes: graph.weight_bytes(),
         path: meta.path.clone(),
+        notes: Vec::new(),
     }
 }
 
@@ -188,6 +193,7 @@ fn totals(doc: &SummaryJson, alloc: &Allocation, macs_label: &str) -> Vec<String
         "{macs_label}: {} (bias additions not counted)",
         group_digits(doc.total_macs as u128)
     ));
+    lines.extend(doc.notes.iter().map(|n| format!("Note: {n}")));
     lines
 }
 

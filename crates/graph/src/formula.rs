@@ -157,6 +157,19 @@ pub fn evaluate_text(text: &str) -> Option<u64> {
     (p.i == p.s.len()).then_some(v)
 }
 
+/// `604035` -> `"604,035"` (the grouping every report and message uses).
+pub fn group_digits(n: u128) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,18 +1,7 @@
 //! Number formatting shared by messages and reports: digit grouping (`604,035`), byte sizes
 //! (`2.30 MiB`), shapes, and parsing of byte sizes given by users (`2GiB`, `512M`, `1000000`).
 
-/// `604035` -> `"604,035"`.
-pub fn group_digits(n: u128) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
+pub use cnn_graph::formula::group_digits;
 
 /// A byte count in binary units with three significant digits: `2.30 MiB`, `3.64 TiB`, `812 B`.
 pub fn human_bytes(bytes: u128) -> String {

@@ -16,6 +16,7 @@ pub mod load;
 pub mod lower;
 pub mod ops;
 pub mod proto;
+pub mod provenance;
 pub mod run;
 
 pub use cnn_graph::{Shape, Value};

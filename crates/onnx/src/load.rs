@@ -280,6 +280,10 @@ fn import(
     known.extend(inputs.iter().map(|i| i.name.clone()));
     let mut constants = HashMap::new();
     let mut nodes = Vec::with_capacity(graph.node.len());
+    let graph_outputs: HashSet<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    // `Identity(initializer)`: the legacy exporter's way of sharing one tensor between layers
+    // (it merges identical initializers). Readers are pointed at the initializer itself.
+    let mut renamed: HashMap<String, String> = HashMap::new();
     for (index, n) in graph.node.iter().enumerate() {
         let name = node_label(n, index);
         let op = parse_op(n, opset).map_err(|message| OnnxError::Node {
@@ -287,13 +291,18 @@ fn import(
             op: n.op_type.clone(),
             message,
         })?;
-        let node = Node {
+        let mut node = Node {
             name,
             op_type: n.op_type.clone(),
             op,
             inputs: optional_names(&n.input),
             outputs: optional_names(&n.output),
         };
+        for input in node.inputs.iter_mut().flatten() {
+            if let Some(original) = renamed.get(input.as_str()) {
+                *input = original.clone();
+            }
+        }
         for input in node.inputs.iter().flatten() {
             if !known.contains(input) {
                 return Err(node.error(format!(
@@ -312,6 +321,12 @@ fn import(
         }
         if let Op::Constant(value) = &node.op {
             constants.insert(node.output().to_string(), value.clone());
+        } else if let (true, Some(source)) = (node.op_type == "Identity", node.input(0)) {
+            if initialized.contains(source) && !graph_outputs.contains(node.output()) {
+                renamed.insert(node.output().to_string(), source.to_string());
+            } else {
+                nodes.push(node);
+            }
         } else {
             nodes.push(node);
         }

@@ -1,0 +1,168 @@
+//! What an exporter did to a model's parameters, detected from the file — so that `summary`
+//! can say why its totals differ from the framework's count instead of leaving the user to
+//! wonder. Three facts are looked for, each from the file's own contents, never guessed:
+//!
+//! - **Shared initializers**: one float tensor read by several nodes (the legacy PyTorch
+//!   exporter merges identical tensors — all-zero biases, say — and reads them through
+//!   `Identity`). It is counted once; the note gives what one copy per reader would add.
+//! - **Folded BatchNorm**: convolutions whose weights or biases are tensors the exporter
+//!   computed rather than module parameters — named `onnx::Conv_*` (the legacy exporter's
+//!   constant folding, `TrainingMode.EVAL`) or `<weight>_bias` (the default exporter's
+//!   BatchNorm fold) — in a graph with no BatchNormalization left on them.
+//! - **Convolutions and Gemms without a bias** that feed no BatchNormalization, the shape
+//!   exporters leave when they drop all-zero biases.
+//!
+//! It does not change any count: the totals are always those of the file.
+
+use crate::load::OnnxModel;
+use crate::ops::Op;
+use cnn_graph::formula::group_digits;
+use std::collections::HashMap;
+
+/// One line per detected fact (empty when the file shows none).
+pub fn export_notes(model: &OnnxModel) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(n) = shared_initializers(model) {
+        notes.push(n);
+    }
+    if let Some(n) = folded_batchnorm(model) {
+        notes.push(n);
+    }
+    if let Some(n) = missing_biases(model) {
+        notes.push(n);
+    }
+    notes
+}
+
+/// Float initializers by name, with their element counts.
+fn float_sizes(model: &OnnxModel) -> HashMap<&str, u64> {
+    model
+        .initializers
+        .iter()
+        .filter(|(_, c)| c.as_f32().is_some())
+        .map(|(n, c)| (n.as_str(), c.len() as u64))
+        .collect()
+}
+
+fn shared_initializers(model: &OnnxModel) -> Option<String> {
+    let sizes = float_sizes(model);
+    let mut readers: HashMap<&str, usize> = HashMap::new();
+    for node in &model.nodes {
+        let mut seen: Vec<&str> = Vec::new();
+        for input in node.inputs.iter().flatten() {
+            if sizes.contains_key(input.as_str()) && !seen.contains(&input.as_str()) {
+                seen.push(input);
+                *readers.entry(input).or_default() += 1;
+            }
+        }
+    }
+    let shared: Vec<(&str, usize)> = readers.into_iter().filter(|&(_, r)| r > 1).collect();
+    if shared.is_empty() {
+        return None;
+    }
+    let extra: u64 = shared.iter().map(|&(n, r)| (r as u64 - 1) * sizes[n]).sum();
+    let reads: usize = shared.iter().map(|&(_, r)| r).sum();
+    Some(format!(
+        "{} float initializers are read by several nodes ({reads} reads): each is counted once, \
+         at its first reader; a copy per reader would add {} parameters (exporters merge \
+         identical tensors, such as all-zero biases)",
+        shared.len(),
+        group_digits(extra as u128)
+    ))
+}
+
+/// True for a tensor name the exporter made rather than a module parameter's.
+fn computed_by_exporter(name: &str, weight: &str) -> bool {
+    name.starts_with("onnx::Conv_") || name == format!("{weight}_bias")
+}
+
+fn folded_batchnorm(model: &OnnxModel) -> Option<String> {
+    let sizes = float_sizes(model);
+    let read_by_batchnorm: Vec<&str> = model
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::BatchNormalization { .. }))
+        .filter_map(|n| n.input(0))
+        .collect();
+    let mut folded = Vec::new();
+    for node in &model.nodes {
+        let (Op::Conv { .. }, Some(weight)) = (&node.op, node.input(1)) else {
+            continue;
+        };
+        if !sizes.contains_key(weight) || read_by_batchnorm.contains(&node.output()) {
+            continue;
+        }
+        let bias = node.input(2).filter(|b| sizes.contains_key(b));
+        if computed_by_exporter(weight, weight)
+            || bias.is_some_and(|b| computed_by_exporter(b, weight))
+        {
+            folded.push(bias.unwrap_or(weight));
+        }
+    }
+    let first = folded.first()?;
+    Some(format!(
+        "the exporter folded BatchNorm into {} convolutions (their weights or biases are tensors \
+         it computed, such as '{first}', and no BatchNormalization follows them): the counts \
+         are the file's, one bias per channel where the framework counts the BatchNorm's 4",
+        folded.len()
+    ))
+}
+
+fn missing_biases(model: &OnnxModel) -> Option<String> {
+    let mut read_by_batchnorm: Vec<&str> = Vec::new();
+    for n in &model.nodes {
+        if let (Op::BatchNormalization { .. }, Some(x)) = (&n.op, n.input(0)) {
+            read_by_batchnorm.push(x);
+        }
+    }
+    let (mut convs, mut gemms, mut conv_total, mut gemm_total) = (0, 0, 0, 0);
+    let mut channels = 0u64;
+    for node in &model.nodes {
+        let weight = node
+            .input(1)
+            .and_then(|w| model.initializers.iter().find(|(n, _)| n == w))
+            .filter(|(_, c)| c.as_f32().is_some());
+        let Some((_, weight)) = weight else { continue };
+        // Output channels: Conv's first weight dimension; Gemm's N.
+        let (is_conv, outputs) = match node.op {
+            Op::Conv { .. } => (true, weight.shape.first()),
+            Op::Gemm { trans_b, .. } => (false, weight.shape.get(usize::from(!trans_b))),
+            _ => continue,
+        };
+        if is_conv {
+            conv_total += 1;
+        } else {
+            gemm_total += 1;
+        }
+        if node.input(2).is_none() && !read_by_batchnorm.contains(&node.output()) {
+            channels += outputs.copied().unwrap_or(0) as u64;
+            if is_conv {
+                convs += 1;
+            } else {
+                gemms += 1;
+            }
+        }
+    }
+    if convs + gemms == 0 {
+        return None;
+    }
+    Some(format!(
+        "{convs} of {conv_total} Conv and {gemms} of {gemm_total} Gemm nodes have no bias and \
+         feed no BatchNormalization: if the model they came from has biases there (one per \
+         output channel, {} in all), the exporter dropped them, as exporters do with all-zero \
+         biases",
+        group_digits(channels as u128)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exporter_made_names() {
+        assert!(computed_by_exporter("onnx::Conv_193", "onnx::Conv_193"));
+        assert!(computed_by_exporter("conv1.weight_bias", "conv1.weight"));
+        assert!(!computed_by_exporter("conv1.bias", "conv1.weight"));
+    }
+}
