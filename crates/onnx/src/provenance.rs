@@ -92,11 +92,11 @@ fn folded_batchnorm(model: &OnnxModel) -> Option<String> {
         if !sizes.contains_key(weight) || read_by_batchnorm.contains(&node.output()) {
             continue;
         }
+        // A fold writes a new bias (the BatchNorm's shift); an exporter-made weight alone may
+        // be a layout change (Keras' HWIO kernels transposed to OIHW), not a fold.
         let bias = node.input(2).filter(|b| sizes.contains_key(b));
-        if computed_by_exporter(weight, weight)
-            || bias.is_some_and(|b| computed_by_exporter(b, weight))
-        {
-            folded.push(bias.unwrap_or(weight));
+        if let Some(b) = bias.filter(|b| computed_by_exporter(b, weight)) {
+            folded.push(b);
         }
     }
     let first = folded.first()?;
@@ -115,6 +115,8 @@ fn missing_biases(model: &OnnxModel) -> Option<String> {
             read_by_batchnorm.push(x);
         }
     }
+    let sizes = float_sizes(model);
+    let consumers = consumers(model);
     let (mut convs, mut gemms, mut conv_total, mut gemm_total) = (0, 0, 0, 0);
     let mut channels = 0u64;
     for node in &model.nodes {
@@ -134,7 +136,8 @@ fn missing_biases(model: &OnnxModel) -> Option<String> {
         } else {
             gemm_total += 1;
         }
-        if node.input(2).is_none() && !read_by_batchnorm.contains(&node.output()) {
+        let shifted = shifted_after(model, &consumers, &sizes, node.output());
+        if node.input(2).is_none() && !read_by_batchnorm.contains(&node.output()) && !shifted {
             channels += outputs.copied().unwrap_or(0) as u64;
             if is_conv {
                 convs += 1;
@@ -153,6 +156,68 @@ fn missing_biases(model: &OnnxModel) -> Option<String> {
          biases",
         group_digits(channels as u128)
     ))
+}
+
+/// The nodes reading each value.
+fn consumers(model: &OnnxModel) -> HashMap<&str, Vec<usize>> {
+    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, node) in model.nodes.iter().enumerate() {
+        for input in node.inputs.iter().flatten() {
+            readers.entry(input.as_str()).or_default().push(i);
+        }
+    }
+    readers
+}
+
+/// True when `name` is a float initializer, a folded constant, or (to `depth` levels) a
+/// layout op over one — a reshaped bias.
+fn is_constant(model: &OnnxModel, sizes: &HashMap<&str, u64>, name: &str, depth: usize) -> bool {
+    if sizes.contains_key(name) || model.constants.contains_key(name) {
+        return true;
+    }
+    depth > 0
+        && model.nodes.iter().any(|n| {
+            n.output() == name
+                && matches!(
+                    n.op_type.as_str(),
+                    "Reshape" | "Unsqueeze" | "Squeeze" | "Cast" | "Identity" | "Transpose"
+                )
+                && n.input(0)
+                    .is_some_and(|i| is_constant(model, sizes, i, depth - 1))
+        })
+}
+
+/// True when `value`, through ops that only move or retype it, meets an Add or Sub with a
+/// constant operand (a bias added separately, as Keras exports do, or a BatchNorm written as
+/// arithmetic), a BatchNormalization, or another convolution.
+fn shifted_after(
+    model: &OnnxModel,
+    consumers: &HashMap<&str, Vec<usize>>,
+    sizes: &HashMap<&str, u64>,
+    value: &str,
+) -> bool {
+    let mut current = value;
+    for _ in 0..8 {
+        let Some([next]) = consumers.get(current).map(Vec::as_slice) else {
+            return false;
+        };
+        let node = &model.nodes[*next];
+        match node.op_type.as_str() {
+            "BatchNormalization" => return true,
+            "Add" | "Sub" => {
+                let other = node.inputs.iter().flatten().find(|i| i.as_str() != current);
+                return other.is_some_and(|o| is_constant(model, sizes, o, 8));
+            }
+            // Straight into another convolution (a separable convolution's depthwise half):
+            // a bias there would be absorbed by the next layer's.
+            "Conv" => return true,
+            "Transpose" | "Cast" | "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" => {
+                current = node.output();
+            }
+            _ => return false,
+        }
+    }
+    false
 }
 
 #[cfg(test)]

@@ -92,6 +92,17 @@ fn mobilenet_v2_matches_onnxruntime() {
     assert_eq!((c.params, c.non_trainable), (3_504_872 + 34_112, 34_112));
 }
 
+#[test]
+fn a_keras_3_export_matches_onnxruntime() {
+    // `model.export(path, format="onnx")` from Keras 3.15.1 on the torch backend
+    // (scripts/keras_onnx.py): NHWC input, HWIO kernels transposed by constants, biases as
+    // separate Adds, BatchNormalization as Sub/Mul/Add, "same" padding from shape arithmetic.
+    let c = check(&networks().join("keras_small"));
+    // Keras counts 13,362 (tests/onnx/networks/keras_small/keras.txt): the file holds 16 fewer
+    // because the export multiplies BatchNorm's gamma and 1/sqrt(variance) into one tensor.
+    assert_eq!((c.params, c.non_trainable), (13_346, 0));
+}
+
 /// The folder `scripts/onnx_networks.py` wrote network `name` to (not committed).
 fn extra(name: &str) -> PathBuf {
     let base = std::env::var("CNN_ONNX_EXTRA").unwrap_or_else(|_| "/work/onnx-extra".into());
@@ -119,6 +130,8 @@ fn the_networks_of_the_new_ops_match_onnxruntime() {
         "efficientnet_b0",
         "convnext_tiny",
         "lraspp_mobilenet_v3_large",
+        // scripts/keras_onnx.py: keras.applications.MobileNetV3Small exported by Keras 3.
+        "keras_mobilenet_v3_small",
     ] {
         let c = check(&extra(name));
         assert!(c.params > 0, "{name}");

@@ -147,7 +147,8 @@ fn biasless_convolutions_without_batchnorm_are_noted_with_their_channels() {
     let m = model(
         vec![
             node("Conv", "c1", &["x", "w1"]),
-            node("Conv", "c2", &["c1", "w2"]),
+            node("Relu", "r", &["c1"]),
+            node("Conv", "c2", &["r", "w2"]),
         ],
         vec![floats("w1", &[3, 2, 1, 1]), floats("w2", &[5, 3, 1, 1])],
         "c2",
@@ -160,6 +161,35 @@ fn biasless_convolutions_without_batchnorm_are_noted_with_their_channels() {
         "{}",
         notes[0]
     );
+}
+
+#[test]
+fn a_separately_added_bias_or_a_following_convolution_is_no_missing_bias() {
+    // Keras' export: Conv, Transpose to NHWC, Add of a reshaped bias; a separable
+    // convolution's depthwise half feeds its pointwise half directly.
+    let m = model(
+        vec![
+            node("Conv", "dw", &["x", "w1"]),
+            node("Conv", "pw", &["dw", "w2"]),
+            node("Transpose", "t", &["pw"]),
+            node("Reshape", "b4", &["b", "shape"]),
+            node("Add", "y", &["t", "b4"]),
+        ],
+        vec![
+            floats("w1", &[2, 1, 3, 3]),
+            floats("w2", &[2, 2, 1, 1]),
+            floats("b", &[2]),
+            TensorProto {
+                dims: vec![4],
+                data_type: data_type::INT64,
+                name: "shape".into(),
+                int64_data: vec![1, 1, 1, 2],
+                ..Default::default()
+            },
+        ],
+        "y",
+    );
+    assert_eq!(export_notes(&m), Vec::<String>::new());
 }
 
 #[test]

@@ -196,6 +196,13 @@ impl<'a> Planner<'a> {
                     data: x.data.clone(),
                 }
             }
+            OnnxOp::Transpose { perm } => {
+                let perm = super::layout::permutation(node, &x.shape, perm.as_deref())?;
+                Ints {
+                    shape: perm.iter().map(|&d| x.shape[d]).collect(),
+                    data: ops::transpose(&x.shape, &perm, &x.data),
+                }
+            }
             OnnxOp::Gather { axis } => {
                 let a = normalize_axis(*axis, x.shape.len(), node, false)?;
                 let (idx_shape, indices) = self.indices(node, x.shape[a])?;

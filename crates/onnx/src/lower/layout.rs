@@ -74,30 +74,7 @@ impl<'a> Planner<'a> {
         perm: Option<&[i64]>,
     ) -> Result<Lowered, OnnxError> {
         let x = self.data_shape(node, 0)?;
-        let rank = x.len();
-        let perm: Vec<usize> = match perm {
-            None => (0..rank).rev().collect(),
-            Some(p) => {
-                let mut seen = vec![false; rank];
-                let mut out = Vec::with_capacity(p.len());
-                for &v in p {
-                    let d = usize::try_from(v).ok().filter(|&d| d < rank && !seen[d]);
-                    let Some(d) = d else {
-                        return Err(node.error(format!(
-                            "perm {p:?} is not a permutation of the {rank} axes of {x:?}"
-                        )));
-                    };
-                    seen[d] = true;
-                    out.push(d);
-                }
-                if out.len() != rank {
-                    return Err(node.error(format!(
-                        "perm {p:?} is not a permutation of the {rank} axes of {x:?}"
-                    )));
-                }
-                out
-            }
-        };
+        let perm = permutation(node, &x, perm)?;
         let out: Shape = perm.iter().map(|&d| x[d]).collect();
         if perm.iter().enumerate().all(|(i, &d)| i == d) {
             return Ok(Lowered::new(out, Op::Alias));
@@ -417,4 +394,36 @@ impl<'a> Planner<'a> {
         }
         Ok(nodes)
     }
+}
+
+/// `perm` (absent: the axes reversed) checked as a permutation of the axes of `x`.
+pub(super) fn permutation(
+    node: &Node,
+    x: &[usize],
+    perm: Option<&[i64]>,
+) -> Result<Vec<usize>, OnnxError> {
+    let rank = x.len();
+    Ok(match perm {
+        None => (0..rank).rev().collect(),
+        Some(p) => {
+            let mut seen = vec![false; rank];
+            let mut out = Vec::with_capacity(p.len());
+            for &v in p {
+                let d = usize::try_from(v).ok().filter(|&d| d < rank && !seen[d]);
+                let Some(d) = d else {
+                    return Err(node.error(format!(
+                        "perm {p:?} is not a permutation of the {rank} axes of {x:?}"
+                    )));
+                };
+                seen[d] = true;
+                out.push(d);
+            }
+            if out.len() != rank {
+                return Err(node.error(format!(
+                    "perm {p:?} is not a permutation of the {rank} axes of {x:?}"
+                )));
+            }
+            out
+        }
+    })
 }

@@ -394,10 +394,16 @@ impl<'a> Planner<'a> {
         let Lowered {
             shape: output_shape,
             op,
-            params,
+            mut params,
             mut formula,
             macs,
         } = self.lower_op(node)?;
+        if formula.is_none() {
+            // An op without a formula of its own owns the float initializers it reads first
+            // (a Reshape of a bias, say): their sizes are its formula.
+            let all: Vec<usize> = (0..node.inputs.len()).collect();
+            params.extend(self.claim(node, &all, &[]));
+        }
         if formula.is_none() && !params.is_empty() {
             formula = Some(Expr::sum(
                 params
