@@ -34,6 +34,10 @@ pub enum BinaryOp {
     Pow,
     /// `x` where `x >= 0`, else `slope * x` (ONNX PRelu: the slope broadcasts to `x`).
     PRelu,
+    /// Comparisons: 1.0 where true, 0.0 where false (the graph's booleans are such floats).
+    Equal,
+    Less,
+    Greater,
 }
 
 impl BinaryOp {
@@ -53,12 +57,25 @@ impl BinaryOp {
                     a
                 }
             }
+            BinaryOp::Equal => truth(a == b),
+            BinaryOp::Less => truth(a < b),
+            BinaryOp::Greater => truth(a > b),
         }
     }
 
     /// True when the operands may be swapped (`a op b == b op a`).
     pub fn commutes(self) -> bool {
-        matches!(self, BinaryOp::Add | BinaryOp::Mul)
+        matches!(self, BinaryOp::Add | BinaryOp::Mul | BinaryOp::Equal)
+    }
+}
+
+/// A boolean as the graph holds it: 1.0 or 0.0.
+#[inline]
+pub fn truth(b: bool) -> f32 {
+    if b {
+        1.0
+    } else {
+        0.0
     }
 }
 
@@ -109,6 +126,11 @@ pub enum UnaryOp {
     Gelu {
         tanh: bool,
     },
+    /// Logical not of a boolean held as 1.0 / 0.0 (any non-zero is true).
+    Not,
+    /// Every element set to the value, whatever the input (Dropout's mask at inference:
+    /// every element kept, 1.0).
+    Fill(f32),
 }
 
 /// `ln(1 + e^x)` without overflow for large `x`.
@@ -158,6 +180,8 @@ impl UnaryOp {
                 let c = (2.0 / std::f32::consts::PI).sqrt();
                 0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
             }
+            UnaryOp::Not => truth(x == 0.0),
+            UnaryOp::Fill(v) => v,
         }
     }
 }
@@ -267,6 +291,9 @@ pub enum Op {
     /// The values pass unchanged; only the shape may change (flatten, dropout, reshape,
     /// identity, a linear activation).
     Alias,
+    /// `condition ? x : y` element by element, the three inputs broadcast (numpy) to the
+    /// output; the condition is a boolean held as 1.0 / 0.0 (any non-zero is true).
+    Where,
     Pool(PoolGeometry),
     GlobalPool {
         max: bool,

@@ -148,10 +148,17 @@ pub fn decode_tensor_in(
         };
         let width: u64 = match t.data_type {
             data_type::INT64 => 8,
+            data_type::BOOL => 1,
             _ => 4,
         };
         let need = (count as u64).checked_mul(width);
-        return external.with_bytes(name, &t.external_data, need, |raw| {
+        // In memory: f32 values, or integers widened to i64.
+        let held = (count as u64).checked_mul(if t.data_type == data_type::FLOAT {
+            4
+        } else {
+            8
+        });
+        return external.with_bytes(name, &t.external_data, need, held, |raw| {
             Ok(Constant {
                 shape: shape.clone(),
                 data: decode_data(name, t, Some(raw), count)?,
@@ -201,12 +208,19 @@ fn decode_data(
             check_count(name, "int32_data", t.int32_data.len(), count)?;
             t.int32_data.iter().map(|&v| i64::from(v)).collect()
         }),
+        // Booleans as the integers 0 and 1 (a condition or mask known when planning).
+        data_type::BOOL => ConstData::I64(if raw {
+            from_raw(name, raw_data, count, 1, |b| i64::from(b[0] != 0))?
+        } else {
+            check_count(name, "int32_data", t.int32_data.len(), count)?;
+            t.int32_data.iter().map(|&v| i64::from(v != 0)).collect()
+        }),
         other => {
             return Err(OnnxError::tensor(
                 name,
                 format!(
                     "data type {} is not supported (the engine computes in FLOAT, and reads \
-                     INT64/INT32 for shape operands)",
+                     INT64/INT32/BOOL for shape operands and conditions)",
                     data_type::name(other)
                 ),
             ))

@@ -111,12 +111,15 @@ impl ExternalData {
     }
 
     /// Calls `decode` on the bytes of `tensor`'s external data: `length` bytes at `offset`
-    /// (without `length`, the `need` bytes its dims and type take).
+    /// (without `length`, the `need` bytes its dims and type take). The ceiling is charged
+    /// the larger of the bytes read and `held`, what the decoded values take (integers are
+    /// widened to 8 bytes).
     pub fn with_bytes<R>(
         &self,
         tensor: &str,
         list: &[StringStringEntryProto],
         need: Option<u64>,
+        held: Option<u64>,
         decode: impl FnOnce(&[u8]) -> Result<R, OnnxError>,
     ) -> Result<R, OnnxError> {
         let e = entries(tensor, list)?;
@@ -125,18 +128,20 @@ impl ExternalData {
             .length
             .or(need)
             .ok_or_else(|| OnnxError::tensor(tensor, "its external data size overflows"))?;
+        let charged = u128::from(len).max(held.map_or(u128::MAX, u128::from));
         let left = self.budget.get();
-        if u128::from(len) > left {
+        if charged > left {
             return Err(OnnxError::tensor(
                 tensor,
                 format!(
-                    "its {len} bytes of external data ('{}') are over what is left of the \
-                     ceiling on weight memory ({left} bytes; --max-weight-bytes)",
+                    "its {charged} bytes of external data ('{}', as held in memory) are over \
+                     what is left of the ceiling on weight memory ({left} bytes; \
+                     --max-weight-bytes)",
                     e.location
                 ),
             ));
         }
-        self.budget.set(left - u128::from(len));
+        self.budget.set(left - charged);
         let io = |source: std::io::Error| {
             OnnxError::tensor(
                 tensor,

@@ -208,11 +208,13 @@ fn read_inputs(
                 "only tensor inputs are supported (this one is a sequence, map, optional or sparse value)",
             ));
         };
-        if tensor.elem_type != data_type::FLOAT && tensor.elem_type != data_type::INT64 {
+        let accepted = [data_type::FLOAT, data_type::INT64, data_type::BOOL];
+        if !accepted.contains(&tensor.elem_type) {
             return Err(OnnxError::input(
                 &vi.name,
                 format!(
-                    "element type {} is not supported: the engine's inputs are FLOAT",
+                    "element type {} is not supported: the engine's inputs are FLOAT (BOOL \
+                     given as 0.0 / 1.0)",
                     data_type::name(tensor.elem_type)
                 ),
             ));

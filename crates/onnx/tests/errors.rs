@@ -1410,26 +1410,42 @@ fn batch_normalization_in_training_mode_or_with_wrong_statistics_is_refused() {
 }
 
 #[test]
-fn dropout_with_a_mask_output_is_refused() {
-    let m = single(
-        node("drop", "Dropout", &["x"], &["y", "mask"]),
+fn dropout_keeps_everything_and_its_mask_is_all_true_but_training_mode_is_refused() {
+    let x = vec![1.0, -2.0, 3.0, -4.0];
+    // With the mask as a graph output: every element kept (1.0, the graph's true).
+    let m = model_opset(
+        13,
+        vec![node("drop", "Dropout", &["x"], &["y", "mask"])],
         vec![],
-        &[1, 4],
+        vec![float_io("x", &[1, 4])],
+        &["y", "mask"],
     );
-    load_fails(
-        &m,
-        &[
-            "m.onnx",
-            "node 'drop' (Dropout)",
-            "mask output is not supported",
-        ],
-    );
+    let (model, p) = plan_declared(&m).unwrap();
+    let out = run(&model, &p, std::slice::from_ref(&x)).unwrap();
+    assert_eq!(out[0].data, x);
+    assert_eq!(out[1].data, vec![1.0; 4]);
     // Without the mask it is an identity.
     let m = single(node("drop", "Dropout", &["x"], &["y"]), vec![], &[1, 4]);
     let (model, p) = plan_declared(&m).unwrap();
     assert_eq!(p.graph.nodes[0].op, Op::Alias);
-    let y = run(&model, &p, &[vec![1.0, -2.0, 3.0, -4.0]]).unwrap();
-    assert_eq!(y[0].data, vec![1.0, -2.0, 3.0, -4.0]);
+    let y = run(&model, &p, std::slice::from_ref(&x)).unwrap();
+    assert_eq!(y[0].data, x);
+    // training_mode = true (a BOOL constant) is refused by name.
+    let training = TensorProto {
+        dims: vec![],
+        data_type: 9,
+        name: "t".into(),
+        int32_data: vec![1],
+        ..Default::default()
+    };
+    let m = model_opset(
+        13,
+        vec![node("drop", "Dropout", &["x", "", "t"], &["y"])],
+        vec![training],
+        vec![float_io("x", &[1, 4])],
+        &["y"],
+    );
+    plan_fails(&m, &["node 'drop' (Dropout)", "training mode"]);
 }
 
 #[test]
@@ -2206,6 +2222,12 @@ fn hostile_values_for_the_newer_ops_are_errors() {
         &m,
         &["num_outputs = 1099511627776 but the node has 2 outputs"],
     );
+    // num_outputs = 3 over 4 elements: parts of 2, 2 and an empty one (the reference errs).
+    let mut n = node("sp", "Split", &["x"], &["a", "b", "c"]);
+    n.attribute.push(attr_int("num_outputs", 3));
+    n.attribute.push(attr_int("axis", 1));
+    let m = model_opset(18, vec![n], vec![], vec![float_io("x", &[1, 4])], &["a"]);
+    plan_fails(&m, &["node 'sp' (Split)", "the last would be empty"]);
     let n = node("sp", "Split", &["x", "sizes"], &["a", "", "", "b"]);
     let m = model_opset(
         18,
@@ -2269,4 +2291,46 @@ fn hostile_values_for_the_newer_ops_are_errors() {
 
 fn n_vec(n: NodeProto) -> Vec<NodeProto> {
     vec![n]
+}
+
+#[test]
+fn layer_normalization_scales_broadcast_as_numpy_says() {
+    // x [1, 2, 4], axis 1: the normalised axes are [2, 4].
+    let ln = |scale_dims: &[usize]| {
+        let mut n = node("ln", "LayerNormalization", &["x", "s"], &["y"]);
+        n.attribute.push(AttributeProto {
+            name: "axis".into(),
+            r#type: 2,
+            i: 1,
+            ..Default::default()
+        });
+        let count: usize = scale_dims.iter().product();
+        let s = TensorProto {
+            dims: scale_dims.iter().map(|&d| d as i64).collect(),
+            data_type: 1,
+            name: "s".into(),
+            float_data: vec![1.0; count],
+            ..Default::default()
+        };
+        model_opset(
+            17,
+            vec![n],
+            vec![s],
+            vec![float_io("x", &[1, 2, 4])],
+            &["y"],
+        )
+    };
+    // As many values, but in a shape that does not broadcast (numpy would refuse it).
+    plan_fails(
+        &ln(&[8]),
+        &["node 'ln'", "[8]", "does not broadcast", "[2, 4]"],
+    );
+    plan_fails(&ln(&[1, 2, 4]), &["does not broadcast"]);
+    // Broadcasts, but repeats one value along the axes: refused by name.
+    plan_fails(
+        &ln(&[1]),
+        &["repeated along the normalised axes", "not supported"],
+    );
+    // One value per element.
+    assert!(plan_declared(&ln(&[2, 4])).is_ok());
 }

@@ -271,7 +271,10 @@ fn missing_short_and_oversized_data_are_errors_naming_the_tensor() {
     let file = std::fs::metadata(&p).unwrap().len() as u128;
     let e = load_error(&p, file + 100);
     assert!(
-        e.contains("tensor 'w': its 288 bytes of external data ('model.onnx.data') are over"),
+        e.contains(
+            "tensor 'w': its 288 bytes of external data ('model.onnx.data', as held in memory) \
+             are over"
+        ),
         "{e}"
     );
     assert!(OnnxModel::load_within(&p, file + 288 + 16).is_ok());
@@ -286,4 +289,29 @@ fn missing_short_and_oversized_data_are_errors_naming_the_tensor() {
         e.contains("external file ('model.onnx.data'), which is read from the model's folder"),
         "{e}"
     );
+}
+
+#[test]
+fn external_integers_count_at_the_size_they_are_held() {
+    // 100 INT32 values: 400 bytes in the file, 800 once widened to i64.
+    let dir = tempfile::tempdir().unwrap();
+    let (w, b) = weights();
+    let mut data = le_bytes(&w);
+    data.extend(le_bytes(&b));
+    let ints_at = data.len() as u64;
+    data.extend((0..100i32).flat_map(|v| v.to_le_bytes()));
+    std::fs::write(dir.path().join("model.onnx.data"), data).unwrap();
+    let mut n = external("n", &[100], "model.onnx.data", ints_at, Some(400));
+    n.data_type = data_type::INT32;
+    let inits = vec![
+        external("w", &W_SHAPE, "model.onnx.data", 0, Some(288)),
+        external("b", &[4], "model.onnx.data", 288, Some(16)),
+        n,
+    ];
+    let p = dir.path().join("model.onnx");
+    std::fs::write(&p, model(inits)).unwrap();
+    let file = std::fs::metadata(&p).unwrap().len() as u128;
+    assert!(OnnxModel::load_within(&p, file + 288 + 16 + 800).is_ok());
+    let e = load_error(&p, file + 288 + 16 + 799);
+    assert!(e.contains("tensor 'n': its 800 bytes"), "{e}");
 }

@@ -78,6 +78,14 @@ fn run_case(dir: &Path) -> Result<f32, String> {
         for (i, file) in numbered(&set, "input_").iter().enumerate() {
             let (_, c) = read_tensor_file(file).map_err(|e| e.to_string())?;
             let name = &declared[i];
+            // A BOOL input is data given as 0.0 / 1.0.
+            let boolean = model.inputs[i].elem_type == cnn_onnx::proto::data_type::BOOL;
+            let c = match (boolean, c.as_i64()) {
+                (true, Some(v)) => {
+                    cnn_onnx::Constant::f32(c.shape.clone(), v.iter().map(|&b| b as f32).collect())
+                }
+                _ => c,
+            };
             match c.as_f32() {
                 Some(_) if operands.contains(&name.as_str()) => {
                     m.bind_constant(name, c).map_err(|e| e.to_string())?
@@ -107,7 +115,16 @@ fn run_case(dir: &Path) -> Result<f32, String> {
                     got.shape, want.shape
                 ));
             }
-            let want = want.as_f32().ok_or("expected output is not FLOAT")?;
+            // A BOOL reference compares with the engine's 0.0 / 1.0.
+            let as_floats: Vec<f32>;
+            let want = match (want.as_f32(), want.as_i64()) {
+                (Some(w), _) => w,
+                (None, Some(b)) => {
+                    as_floats = b.iter().map(|&v| v as f32).collect();
+                    &as_floats
+                }
+                _ => return Err("expected output is not FLOAT or BOOL".into()),
+            };
             for (i, (&g, &w)) in got.data.iter().zip(want).enumerate() {
                 let err = (g - w).abs();
                 let same_inf = g == w;

@@ -180,15 +180,27 @@ fn gather_of_data_at_constant_indices_runs() {
 }
 
 #[test]
-fn shape_only_ops_on_data_and_bad_shape_arithmetic_are_errors() {
+fn comparisons_on_data_run_and_bad_shape_arithmetic_is_an_error() {
+    // Equal on data runs (booleans as 1.0 / 0.0); Range on data is shape-only.
     let m = model(
-        vec![node("Equal", "e", &["x", "x"], vec![])],
+        vec![
+            node("Equal", "e", &["x", "x"], vec![]),
+            node("Not", "n", &["e"], vec![]),
+        ],
         vec![],
-        &["e"],
+        &["n"],
+    );
+    let p = plan(&m, &[vec![1, 3, 4, 4]]).unwrap();
+    let y = run(&m, &p, &[x(1)]).unwrap().remove(0);
+    assert_eq!(y.data, vec![0.0; 48]);
+    let m = model(
+        vec![node("Range", "r", &["x", "x", "x"], vec![])],
+        vec![],
+        &["r"],
     );
     let e = plan(&m, &[vec![1, 3, 4, 4]]).unwrap_err().to_string();
     assert!(
-        e.contains("node 'e' (Equal): this op runs on shape values only"),
+        e.contains("node 'r' (Range): this op runs on shape values only"),
         "{e}"
     );
     let m = model(

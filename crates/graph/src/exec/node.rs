@@ -255,6 +255,20 @@ pub(super) fn run_node(
             v
         }
         Op::Alias => env.take(env.input_id(i, 0), i)?,
+        Op::Where => {
+            reserve(i, out_len)?;
+            let graph = env.graph;
+            let n = &graph.nodes[i];
+            let shape = |k: usize| n.input(k).map(|v| graph.values[v].shape.as_slice());
+            let (Some(cs), Some(xs), Some(ys)) = (shape(0), shape(1), shape(2)) else {
+                return Err(ExecError::Node {
+                    node: i,
+                    message: "Where needs a condition and two values".into(),
+                });
+            };
+            let (c, x, y) = (env.arg(i, 0)?, env.arg(i, 1)?, env.arg(i, 2)?);
+            ops::select((cs, c), (xs, x), (ys, y), &n.output_shape)
+        }
         Op::Pool(g) => match fast_pool(g) {
             Some(geom) => {
                 // Written whole by the kernels.

@@ -5,7 +5,7 @@
 //! sum. Callers check the lengths; nothing here allocates more than its result.
 
 use crate::ir::Shape;
-use crate::op::{BinaryOp, PoolGeometry, ReduceOp};
+use crate::op::{truth, BinaryOp, PoolGeometry, ReduceOp};
 
 pub use super::norm::{group_norm, instance_norm, layer_norm, lrn};
 
@@ -85,6 +85,9 @@ pub fn binary(
         BinaryOp::Div => |x, y| x / y,
         BinaryOp::Pow => f32::powf,
         BinaryOp::PRelu => |x, s| if x < 0.0 { x * s } else { x },
+        BinaryOp::Equal => |x, y| truth(x == y),
+        BinaryOp::Less => |x, y| truth(x < y),
+        BinaryOp::Greater => |x, y| truth(x > y),
     };
     let len: usize = out.iter().product();
     if a_shape == out && b_shape == out {
@@ -124,6 +127,24 @@ pub fn binary(
         }
     });
     result
+}
+
+/// `condition ? x : y` per element, each operand (shape, values) broadcast to `out`.
+pub fn select(
+    condition: (&[usize], &[f32]),
+    x: (&[usize], &[f32]),
+    y: (&[usize], &[f32]),
+    out: &[usize],
+) -> Vec<f32> {
+    let c = broadcast_to(condition.0, condition.1, out, 1.0);
+    let mut picked = broadcast_to(x.0, x.1, out, 1.0);
+    let other = broadcast_to(y.0, y.1, out, 1.0);
+    for ((v, &c), &o) in picked.iter_mut().zip(&c).zip(&other) {
+        if c == 0.0 {
+            *v = o;
+        }
+    }
+    picked
 }
 
 /// Broadcasts `c` (shape `c_shape`) to `out`, scaled by `scale`.

@@ -112,7 +112,7 @@ fn arithmetic(op: &OnnxOp) -> Option<IntOp> {
 
 impl<'a> Planner<'a> {
     /// The integers input `i` holds, if they are known now.
-    fn known_ints(&self, node: &Node, i: usize) -> Option<&Ints> {
+    pub(super) fn known_ints(&self, node: &Node, i: usize) -> Option<&Ints> {
         match node.input(i).and_then(|n| self.values.get(n)) {
             Some(Known::Ints(v)) => Some(v),
             _ => None,
@@ -139,14 +139,9 @@ impl<'a> Planner<'a> {
                 .iter()
                 .all(|n| matches!(self.values.get(n), Some(Known::Ints(_))));
         if !all_known {
+            // Comparisons, Not and Where on data run (booleans as 1.0 / 0.0).
             return match node.op {
-                OnnxOp::Range
-                | OnnxOp::ConstantOfShape { .. }
-                | OnnxOp::Equal
-                | OnnxOp::Less
-                | OnnxOp::Greater
-                | OnnxOp::Not
-                | OnnxOp::Where => Err(node.error(
+                OnnxOp::Range | OnnxOp::ConstantOfShape { .. } => Err(node.error(
                     "this op runs on shape values only: its inputs must be integers known \
                      when planning",
                 )),

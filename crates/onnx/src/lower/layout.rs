@@ -312,11 +312,22 @@ impl<'a> Planner<'a> {
                 }
                 continue;
             }
+            // numpy broadcasting to the normalised axes; the engine holds one value per
+            // normalised element, so a scale that repeats along an axis is refused by name.
             let s = self.data_shape(node, i)?;
-            if product(&s) != product(normalised) || s.len() > normalised.len() {
+            let name = node.input(i).unwrap_or("");
+            let broadcasts =
+                cnn_graph::shape::broadcast_shapes(&s, normalised).is_some_and(|b| b == normalised);
+            if !broadcasts {
                 return Err(node.error(format!(
-                    "{what} ('{}') has shape {s:?}; the normalised axes of {x:?} need {normalised:?}",
-                    node.input(i).unwrap_or("")
+                    "{what} ('{name}') has shape {s:?}, which does not broadcast to the \
+                     normalised axes {normalised:?} of {x:?}"
+                )));
+            }
+            if product(&s) != product(normalised) {
+                return Err(node.error(format!(
+                    "{what} ('{name}') has shape {s:?}: a {what} repeated along the normalised \
+                     axes {normalised:?} is not supported (give one value per element)"
                 )));
             }
         }
@@ -355,11 +366,21 @@ impl<'a> Planner<'a> {
                         num_outputs.unwrap_or(0)
                     )));
                 }
+                // Parts of ceil(len / count), the last one smaller; a part left empty is an
+                // error, as in the reference implementation.
                 let parts = count.max(1);
                 let each = x[a].div_ceil(parts);
-                (0..parts)
+                let sizes: Vec<usize> = (0..parts)
                     .map(|k| each.min(x[a].saturating_sub(k * each)))
-                    .collect()
+                    .collect();
+                if num_outputs.is_some() && sizes.contains(&0) {
+                    return Err(node.error(format!(
+                        "axis {a} of {x:?} cannot be split into {count} parts of \
+                         ceil({}/{count}) = {each}: the last would be empty",
+                        x[a]
+                    )));
+                }
+                sizes
             }
             (None, Err(e)) => return Err(e),
         };

@@ -28,7 +28,7 @@ use crate::constant::Constant;
 use crate::error::OnnxError;
 use crate::load::{Dim, Node, OnnxModel};
 use crate::ops::Op as OnnxOp;
-use cnn_graph::{Expr, Graph, Node as GraphNode, Op, Param, Scalar, Shape, ValueId};
+use cnn_graph::{Expr, Graph, Node as GraphNode, Op, Param, Scalar, Shape, UnaryOp, ValueId};
 use std::collections::{HashMap, HashSet};
 
 /// A graph planned at concrete input shapes.
@@ -370,17 +370,24 @@ impl<'a> Planner<'a> {
             } => self.lrn(node, *size, [*alpha, *beta, *bias]),
             OnnxOp::DepthToSpace { blocksize, dcr } => self.depth_to_space(node, *blocksize, *dcr),
             OnnxOp::SpaceToDepth { blocksize, dcr } => self.space_to_depth(node, *blocksize, *dcr),
-            OnnxOp::Shape { .. }
-            | OnnxOp::Range
-            | OnnxOp::ConstantOfShape { .. }
-            | OnnxOp::Equal
-            | OnnxOp::Less
-            | OnnxOp::Greater
-            | OnnxOp::Not
-            | OnnxOp::Where => Err(node.error("shape arithmetic that could not be evaluated")),
+            OnnxOp::Equal | OnnxOp::Less | OnnxOp::Greater => self.binary(node),
+            OnnxOp::Not => Ok(Lowered::new(
+                self.data_shape(node, 0)?,
+                Op::Unary(UnaryOp::Not),
+            )),
+            OnnxOp::Where => self.select(node),
+            OnnxOp::Shape { .. } | OnnxOp::Range | OnnxOp::ConstantOfShape { .. } => {
+                Err(node.error("shape arithmetic that could not be evaluated"))
+            }
             OnnxOp::Split { .. } => Err(node.error("a Split is planned output by output")),
             OnnxOp::Constant(_) => Err(node.error("constants are folded at import")),
         }
+    }
+
+    /// True when a Dropout's `training_mode` input is a known non-zero.
+    fn training_mode(&self, node: &Node) -> bool {
+        self.known_ints(node, 2)
+            .is_some_and(|t| t.data.iter().any(|&v| v != 0))
     }
 
     fn plan_node(&mut self, node: &'a Node) -> Result<GraphNode, OnnxError> {
@@ -514,12 +521,33 @@ pub fn plan(model: &OnnxModel, input_shapes: &[Shape]) -> Result<OnnxPlan, OnnxE
             }
             continue;
         }
+        if node.op_type == "Dropout" && p.training_mode(node) {
+            return Err(node.error(
+                "training mode (training_mode = true) is not supported: inference keeps every \
+                 element",
+            ));
+        }
         let planned = p.plan_node(node)?;
-        p.values
-            .insert(node.output(), Known::Data(planned.output_shape.clone()));
+        let shape = planned.output_shape.clone();
+        p.values.insert(node.output(), Known::Data(shape.clone()));
         let id = p.graph.add_node(planned, node.output());
         p.ids.insert(node.output(), id);
         origin.push(index);
+        if let (true, Some(Some(mask))) = (node.op_type == "Dropout", node.outputs.get(1)) {
+            // Inference keeps every element: the mask is all true (1.0).
+            let mut g = GraphNode::new(
+                format!("{} (mask)", node.name),
+                node.op_type.clone(),
+                Op::Unary(UnaryOp::Fill(1.0)),
+            );
+            g.inputs = vec![Some(id)];
+            g.input_shapes = vec![shape.clone()];
+            g.output_shape = shape.clone();
+            p.values.insert(mask.as_str(), Known::Data(shape));
+            let mask_id = p.graph.add_node(g, mask);
+            p.ids.insert(mask.as_str(), mask_id);
+            origin.push(index);
+        }
     }
     for name in &model.outputs {
         let id = match p.values.get(name.as_str()) {
@@ -557,7 +585,12 @@ fn check_input(input: &crate::load::GraphInput, shape: &[usize]) -> Result<(), O
              file as an initializer; the engine's inputs are FLOAT",
         ));
     }
-    if input.elem_type != crate::proto::data_type::FLOAT {
+    // A BOOL input is given as floats 0.0 / 1.0, the graph's booleans.
+    let accepted = [
+        crate::proto::data_type::FLOAT,
+        crate::proto::data_type::BOOL,
+    ];
+    if !accepted.contains(&input.elem_type) {
         return Err(OnnxError::input(
             &input.name,
             format!(

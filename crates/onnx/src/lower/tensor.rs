@@ -149,6 +149,9 @@ impl<'a> Planner<'a> {
             OnnxOp::Sub => BinaryOp::Sub,
             OnnxOp::Div => BinaryOp::Div,
             OnnxOp::Pow => BinaryOp::Pow,
+            OnnxOp::Equal => BinaryOp::Equal,
+            OnnxOp::Less => BinaryOp::Less,
+            OnnxOp::Greater => BinaryOp::Greater,
             _ => BinaryOp::PRelu,
         };
         if op == BinaryOp::PRelu && out != a {
@@ -158,6 +161,23 @@ impl<'a> Planner<'a> {
         }
         let mut l = Lowered::new(out, Op::Binary(op));
         l.params = self.claim(node, &[0, 1], &[]);
+        Ok(l)
+    }
+
+    /// Where: the condition (a boolean as 1.0 / 0.0) and the two values broadcast together.
+    pub(super) fn select(&mut self, node: &'a Node) -> Result<Lowered, OnnxError> {
+        let c = self.data_shape(node, 0)?;
+        let x = self.data_shape(node, 1)?;
+        let y = self.data_shape(node, 2)?;
+        let out = broadcast_shapes(&c, &x)
+            .and_then(|s| broadcast_shapes(&s, &y))
+            .ok_or_else(|| {
+                node.error(format!(
+                    "the condition {c:?} and the values {x:?}, {y:?} do not broadcast"
+                ))
+            })?;
+        let mut l = Lowered::new(out, Op::Where);
+        l.params = self.claim(node, &[0, 1, 2], &[]);
         Ok(l)
     }
 
