@@ -10,7 +10,8 @@
 //!   constant folding, `TrainingMode.EVAL`) or `<weight>_bias` (the default exporter's
 //!   BatchNorm fold) — in a graph with no BatchNormalization left on them.
 //! - **Convolutions and Gemms without a bias** that feed no BatchNormalization, the shape
-//!   exporters leave when they drop all-zero biases.
+//!   exporters leave when they drop all-zero biases (or fold a BatchNorm whose shift is zero,
+//!   as an untrained one's is, and then drop that bias).
 //!
 //! It does not change any count: the totals are always those of the file.
 
@@ -151,9 +152,9 @@ fn missing_biases(model: &OnnxModel) -> Option<String> {
     }
     Some(format!(
         "{convs} of {conv_total} Conv and {gemms} of {gemm_total} Gemm nodes have no bias and \
-         feed no BatchNormalization: if the model they came from has biases there (one per \
-         output channel, {} in all), the exporter dropped them, as exporters do with all-zero \
-         biases",
+         feed no BatchNormalization: if the model they came from has a bias or a BatchNorm \
+         there, the exporter dropped or folded it (exporters fold BatchNorm and drop all-zero \
+         biases; one bias per output channel would hold {} values)",
         group_digits(channels as u128)
     ))
 }

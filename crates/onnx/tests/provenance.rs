@@ -157,7 +157,7 @@ fn biasless_convolutions_without_batchnorm_are_noted_with_their_channels() {
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(
         notes[0].starts_with("2 of 2 Conv and 0 of 0 Gemm nodes have no bias")
-            && notes[0].contains("8 in all"),
+            && notes[0].contains("would hold 8 values"),
         "{}",
         notes[0]
     );
