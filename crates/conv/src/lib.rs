@@ -31,6 +31,7 @@ pub mod packed;
 pub mod pool;
 mod scratch;
 pub mod transposed;
+pub mod vmath;
 
 pub use activation::{softmax_channels, Activation};
 pub use conv::{

@@ -93,6 +93,15 @@ fn activation() -> impl Strategy<Value = Activation> {
             min: -0.25,
             max: 0.5
         }),
+        Just(Activation::LeakyRelu(0.1)),
+        Just(Activation::Silu),
+        Just(Activation::HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5
+        }),
+        Just(Activation::HardSwish),
+        Just(Activation::Gelu { tanh: false }),
+        Just(Activation::Gelu { tanh: true }),
     ]
 }
 

@@ -5,10 +5,13 @@
 //!    else, and not a graph output) is folded into that convolution's weights and bias:
 //!    `w' = w * s`, `b' = (b - mean) * s + beta`, `s = gamma / sqrt(var + epsilon)` per output
 //!    channel, in f32.
-//! 2. **Activation fusion.** A Relu/Sigmoid/Tanh, or a Clip with bounds known when planning
-//!    (ReLU6), that is the only reader of a convolution's, separable's, locally connected's or
-//!    dense layer's output — directly or through a folded BatchNorm — becomes that layer's
-//!    store epilogue, when the layer has none of its own.
+//! 2. **Activation fusion.** `Mul(x, Sigmoid(x))` is found as one SiLU. Then an activation
+//!    the kernels know (Relu, Sigmoid, Tanh, LeakyRelu, SiLU, HardSigmoid, HardSwish, Gelu, or
+//!    a Clip with bounds known when planning: ReLU6) that is the only reader of a
+//!    convolution's, separable's, locally connected's or dense layer's output — directly or
+//!    through a folded BatchNorm — becomes that layer's store epilogue, when the layer has
+//!    none of its own. A SiLU with no such layer is computed in one vectorised pass by the
+//!    Mul node, and its Sigmoid does not run.
 //! 3. **Aliasing.** The folded-away nodes, like every [`Op::Alias`] (flatten, dropout,
 //!    reshape, identity), pass their input's buffer on: moved, not copied, when they are its
 //!    last reader.
@@ -20,7 +23,7 @@
 //! the graph as written; only the work changes.
 
 use crate::ir::Graph;
-use crate::op::{batchnorm_scale_shift, Op, Scalar, UnaryOp};
+use crate::op::{batchnorm_scale_shift, BinaryOp, Op, Scalar, UnaryOp};
 use cnn_conv::{Activation, PackedWeights};
 
 /// Where the executor and the passes find the data of the graph's constants, by name.
@@ -46,8 +49,17 @@ pub struct NodeWork {
     pub folded: Option<FoldedConv>,
     /// Packed weights per convolution the node runs (a separable node has two).
     pub packed: Vec<Option<PackedWeights>>,
-    /// The node was folded or fused into its producer: it passes its input on.
+    /// The node was folded or fused into its producer: it passes its input on (input
+    /// [`NodeWork::pass`]).
     pub alias: bool,
+    /// Which input an aliased node passes on, or a [`NodeWork::unary`] node reads.
+    pub pass: usize,
+    /// Instead of its op, the node computes this on input [`NodeWork::pass`] (a SiLU found as
+    /// `Mul(x, Sigmoid(x))` with no layer to fuse it into).
+    pub unary: Option<UnaryOp>,
+    /// The node does not run: its one reader no longer reads its output (the Sigmoid of a
+    /// SiLU).
+    pub skip: bool,
 }
 
 /// A graph's compiled form: one [`NodeWork`] per node.
@@ -78,6 +90,7 @@ impl Compiled {
 pub fn compile(graph: &Graph, consts: &dyn Constants) -> Compiled {
     let mut c = Compiled::plain(graph);
     let folded_into = fold_batchnorm(graph, consts, &mut c);
+    fuse_silu(graph, &folded_into, &mut c);
     fuse_activations(graph, &folded_into, &mut c);
     pack(graph, consts, &mut c);
     c
@@ -182,9 +195,7 @@ fn bound(s: Scalar) -> Option<Option<f32>> {
 /// The activation node `op` computes, if a kernel can apply it in its stores.
 fn fusable(op: &Op) -> Option<Activation> {
     Some(match op {
-        Op::Unary(UnaryOp::Relu) => Activation::Relu,
-        Op::Unary(UnaryOp::Sigmoid) => Activation::Sigmoid,
-        Op::Unary(UnaryOp::Tanh) => Activation::Tanh,
+        Op::Unary(u) => u.activation()?,
         // Bounds known when planning (attributes or constants): ReLU6 and friends.
         Op::Clip { min, max } => {
             let (lo, hi) = (bound(*min)?, bound(*max)?);
@@ -197,22 +208,68 @@ fn fusable(op: &Op) -> Option<Activation> {
     })
 }
 
-/// Pass 2.
+/// True when `target` (a layer, or the layer a BatchNorm was folded into) can take an
+/// activation into its stores.
+fn takes_activation(graph: &Graph, c: &Compiled, target: usize) -> bool {
+    let linear = graph.nodes[target]
+        .op
+        .epilogue()
+        .is_some_and(|e| e.is_linear());
+    linear && c.nodes[target].fused.is_none() && !c.nodes[target].alias
+}
+
+/// Pass 2a. `Mul(x, Sigmoid(x))` (SiLU as exporters write it) is one SiLU: fused into the
+/// layer producing `x` when `x` has no other reader, else computed by the Mul node on `x`; the
+/// Sigmoid node does not run.
+fn fuse_silu(graph: &Graph, folded_into: &[Option<usize>], c: &mut Compiled) {
+    let readers = graph.reader_counts();
+    for (m, node) in graph.nodes.iter().enumerate() {
+        if node.op != Op::Binary(BinaryOp::Mul) {
+            continue;
+        }
+        let ins: Vec<usize> = node.inputs.iter().flatten().copied().collect();
+        let [u, v] = ins[..] else { continue };
+        for (k, x, s) in [(0, u, v), (1, v, u)] {
+            let Some(g) = graph.producer(s) else { continue };
+            let silu = graph.nodes[g].op == Op::Unary(UnaryOp::Sigmoid)
+                && graph.nodes[g].input(0) == Some(x)
+                && x != s
+                && readers[s] == 1
+                && !graph.outputs.contains(&s)
+                && graph.values[x].shape == node.output_shape;
+            if !silu {
+                continue;
+            }
+            c.nodes[g].skip = true;
+            c.nodes[m].pass = k;
+            let target = graph
+                .producer(x)
+                .map(|p| folded_into[p].unwrap_or(p))
+                .filter(|_| readers[x] == 2 && !graph.outputs.contains(&x));
+            match target {
+                Some(t) if takes_activation(graph, c, t) => {
+                    c.nodes[t].fused = Some(Activation::Silu);
+                    c.nodes[m].alias = true;
+                }
+                _ => c.nodes[m].unary = Some(UnaryOp::Silu),
+            }
+            break;
+        }
+    }
+}
+
+/// Pass 2b.
 fn fuse_activations(graph: &Graph, folded_into: &[Option<usize>], c: &mut Compiled) {
     let readers = graph.reader_counts();
     for (i, node) in graph.nodes.iter().enumerate() {
-        let Some(act) = fusable(&node.op) else {
+        let Some(act) = fusable(&node.op).filter(|_| !c.nodes[i].skip) else {
             continue;
         };
         let Some(p) = sole_producer(graph, &readers, i) else {
             continue;
         };
         let target = folded_into[p].unwrap_or(p);
-        let linear = graph.nodes[target]
-            .op
-            .epilogue()
-            .is_some_and(|e| e.is_linear());
-        if linear && c.nodes[target].fused.is_none() && !c.nodes[target].alias {
+        if takes_activation(graph, c, target) && !c.nodes[i].alias {
             c.nodes[target].fused = Some(act);
             c.nodes[i].alias = true;
         }

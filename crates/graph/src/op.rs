@@ -126,11 +126,41 @@ pub enum UnaryOp {
     Gelu {
         tanh: bool,
     },
+    /// `x * sigmoid(x)`: what the compile pass makes of `Mul(x, Sigmoid(x))` (SiLU, Swish).
+    Silu,
     /// Logical not of a boolean held as 1.0 / 0.0 (any non-zero is true).
     Not,
     /// Every element set to the value, whatever the input (Dropout's mask at inference:
     /// every element kept, 1.0).
     Fill(f32),
+}
+
+impl UnaryOp {
+    /// The activation a kernel computes for this op (vectorised, and fusable into a layer's
+    /// stores), if there is one.
+    pub fn activation(self) -> Option<Activation> {
+        Some(match self {
+            UnaryOp::Relu => Activation::Relu,
+            UnaryOp::Sigmoid => Activation::Sigmoid,
+            UnaryOp::Tanh => Activation::Tanh,
+            UnaryOp::LeakyRelu(a) => Activation::LeakyRelu(a),
+            UnaryOp::Silu => Activation::Silu,
+            UnaryOp::HardSigmoid { alpha, beta } => Activation::HardSigmoid { alpha, beta },
+            UnaryOp::HardSwish => Activation::HardSwish,
+            UnaryOp::Gelu { tanh } => Activation::Gelu { tanh },
+            _ => return None,
+        })
+    }
+
+    /// The vectorised function for an op that is no activation (`exp`, `erf`), if any.
+    pub fn elementwise(self) -> Option<cnn_conv::vmath::Elementwise> {
+        use cnn_conv::vmath::Elementwise;
+        Some(match self {
+            UnaryOp::Exp => Elementwise::Exp,
+            UnaryOp::Erf => Elementwise::Erf,
+            _ => return None,
+        })
+    }
 }
 
 /// `ln(1 + e^x)` without overflow for large `x`.
@@ -180,6 +210,7 @@ impl UnaryOp {
                 let c = (2.0 / std::f32::consts::PI).sqrt();
                 0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
             }
+            UnaryOp::Silu => x / (1.0 + (-x).exp()),
             UnaryOp::Not => truth(x == 0.0),
             UnaryOp::Fill(v) => v,
         }

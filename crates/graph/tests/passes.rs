@@ -54,10 +54,18 @@ fn push(g: &mut Graph, name: &str, op: Op, inputs: Vec<ValueId>, shape: Vec<usiz
 }
 
 fn activation_op(which: u8) -> Op {
-    match which % 4 {
+    match which % 9 {
         0 => Op::Unary(UnaryOp::Relu),
         1 => Op::Unary(UnaryOp::Sigmoid),
         2 => Op::Unary(UnaryOp::Tanh),
+        3 => Op::Unary(UnaryOp::LeakyRelu(0.1)),
+        4 => Op::Unary(UnaryOp::HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5,
+        }),
+        5 => Op::Unary(UnaryOp::HardSwish),
+        6 => Op::Unary(UnaryOp::Gelu { tanh: false }),
+        7 => Op::Unary(UnaryOp::Gelu { tanh: true }),
         _ => Op::Clip {
             min: cnn_graph::Scalar::Const(0.0),
             max: cnn_graph::Scalar::Const(6.0),
@@ -160,7 +168,7 @@ proptest! {
         cpg in 1usize..5, groups in 1usize..4, opg in 1usize..5,
         h in 3usize..12, w in 3usize..12,
         k in 1usize..4, stride in 1usize..3, dilation in 1usize..3, pad in 0usize..3,
-        bias: bool, act in 0u8..4, seed in 0u64..1000,
+        bias: bool, act in 0u8..9, seed in 0u64..1000,
     ) {
         let spec = Conv2dSpec {
             filters: opg * groups,
@@ -184,7 +192,7 @@ proptest! {
 
     #[test]
     fn fusing_into_a_dense_layer_equals_the_graph_as_written(
-        m in 1usize..4, k in 1usize..40, n in 1usize..20, bias: bool, act in 0u8..4,
+        m in 1usize..4, k in 1usize..40, n in 1usize..20, bias: bool, act in 0u8..9,
         seed in 0u64..1000,
     ) {
         let (mut g, mut c) = (Graph::new("d"), Consts::default());
@@ -263,4 +271,65 @@ fn a_layer_with_its_own_activation_takes_no_other() {
     assert_eq!(compiled.nodes[0].fused, None);
     assert!(!compiled.nodes[1].alias && !compiled.nodes[2].alias);
     assert_eq!(fast, plain);
+}
+
+/// `x -> conv -> (Sigmoid, Mul(conv, sigmoid))`, SiLU as exporters write it; with `extra`, the
+/// convolution's output is also a graph output (so the SiLU cannot be fused into it).
+fn conv_silu(extra: bool, swap: bool, seed: u64) -> (Graph, Consts, Vec<f32>) {
+    let geom = small_conv();
+    let (mut g, mut c) = (Graph::new("silu"), Consts::default());
+    let x = g.add_input("x", vec![1, geom.in_c, geom.in_h, geom.in_w]);
+    let w_shape = vec![geom.out_c, geom.in_c, geom.k_h, geom.k_w];
+    let w = constant(&mut g, &mut c, "w", w_shape, seed, (-0.5, 0.5));
+    let out = vec![1, geom.out_c, geom.out_h, geom.out_w];
+    let conv = Op::Conv {
+        geom,
+        batch: 1,
+        epilogue: Epilogue::default(),
+    };
+    let y = push(&mut g, "conv", conv, vec![x, w], out.clone());
+    let s = push(
+        &mut g,
+        "sig",
+        Op::Unary(UnaryOp::Sigmoid),
+        vec![y],
+        out.clone(),
+    );
+    let pair = if swap { vec![s, y] } else { vec![y, s] };
+    let m = push(
+        &mut g,
+        "mul",
+        Op::Binary(cnn_graph::BinaryOp::Mul),
+        pair,
+        out,
+    );
+    g.outputs.push(m);
+    if extra {
+        g.outputs.push(y);
+    }
+    let len = geom.in_c * geom.in_h * geom.in_w;
+    (g, c, values(len, seed + 9, -3.0, 3.0))
+}
+
+#[test]
+fn silu_as_written_is_fused_into_the_convolution_or_computed_by_the_mul() {
+    for swap in [false, true] {
+        let (g, c, x) = conv_silu(false, swap, 3);
+        let (compiled, fast, plain) = run_both(&g, &c, &x);
+        assert_eq!(compiled.nodes[0].fused, Some(Activation::Silu));
+        assert!(compiled.nodes[1].skip);
+        assert!(compiled.nodes[2].alias && compiled.nodes[2].pass == usize::from(swap));
+        close(&fast, &plain).unwrap();
+        // The convolution's output is also a graph output: the Mul computes SiLU itself.
+        let (g, c, x) = conv_silu(true, swap, 4);
+        let compiled = compile(&g, &c);
+        assert_eq!(compiled.nodes[0].fused, None);
+        assert!(compiled.nodes[1].skip);
+        assert_eq!(compiled.nodes[2].unary, Some(UnaryOp::Silu));
+        let fast = run(&g, &compiled, &c, &[&x], None).unwrap();
+        let plain = run(&g, &Compiled::plain(&g), &c, &[&x], None).unwrap();
+        for (f, p) in fast.iter().zip(&plain) {
+            close(&f.data, &p.data).unwrap();
+        }
+    }
 }

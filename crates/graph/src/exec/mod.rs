@@ -225,6 +225,9 @@ pub fn run(
         spare: Spare::default(),
     };
     for (i, (n, work)) in graph.nodes.iter().zip(&compiled.nodes).enumerate() {
+        if work.skip {
+            continue; // its one reader does not read its output (compile decided)
+        }
         let start = Instant::now();
         let out = node::run_node(&mut env, i, work)?;
         let out_len: usize = n.output_shape.iter().product();

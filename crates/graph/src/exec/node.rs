@@ -33,6 +33,16 @@ fn epilogue(own: Epilogue, work: &NodeWork) -> Epilogue {
     }
 }
 
+/// `u` on every element of `v`: vectorised where the kernels have the function, element by
+/// element otherwise.
+fn unary(u: UnaryOp, v: &mut [f32]) {
+    match (u.activation(), u.elementwise()) {
+        (Some(act), _) => act.apply(v),
+        (None, Some(f)) => f.apply(v, None),
+        (None, None) => v.iter_mut().for_each(|x| *x = u.apply(*x)),
+    }
+}
+
 /// One convolution: with its packed weights when there are some, else packing them now.
 #[allow(clippy::too_many_arguments)]
 fn convolve(
@@ -109,7 +119,12 @@ pub(super) fn run_node(
         return Ok(Vec::new());
     }
     if work.alias {
-        return env.take(env.input_id(i, 0), i);
+        return env.take(env.input_id(i, work.pass), i);
+    }
+    if let Some(u) = work.unary {
+        let mut v = env.take(env.input_id(i, work.pass), i)?;
+        unary(u, &mut v);
+        return Ok(v);
     }
     let packed = |k: usize| work.packed.get(k).and_then(Option::as_ref);
     Ok(match &n.op {
@@ -229,12 +244,7 @@ pub(super) fn run_node(
         Op::Binary(op) => binary(env, i, *op, out_len)?,
         Op::Unary(u) => {
             let mut v = env.take(env.input_id(i, 0), i)?;
-            match u {
-                UnaryOp::Relu => Activation::Relu.apply(&mut v),
-                UnaryOp::Sigmoid => Activation::Sigmoid.apply(&mut v),
-                UnaryOp::Tanh => Activation::Tanh.apply(&mut v),
-                &u => v.iter_mut().for_each(|x| *x = u.apply(*x)),
-            }
+            unary(*u, &mut v);
             v
         }
         Op::Clip { min, max } => {
@@ -483,8 +493,20 @@ fn binary(
                 message: format!("{} operands of different shapes", ids.len()),
             });
         };
-        reserve(i, out_len)?;
         let (sa, sb) = (&graph.values[a].shape, &graph.values[b].shape);
+        // Into the full-shape operand when this node is its last reader (a channel scale).
+        for (acc, other, acc_first) in [(a, b, true), (b, a, false)] {
+            let full = graph.values[acc].shape == n.output_shape;
+            if full && a != b && env.owned(acc, i) {
+                let mut data = env.take(acc, i)?;
+                let other_shape = &graph.values[other].shape;
+                let out = &n.output_shape;
+                let y = env.get(i, other)?;
+                ops::binary_broadcast_in_place(op, &mut data, out, y, other_shape, acc_first);
+                return Ok(data);
+            }
+        }
+        reserve(i, out_len)?;
         return Ok(ops::binary(
             op,
             sa,

@@ -55,7 +55,6 @@ fn for_rows(out: &[usize], sa: &[usize], sb: &[usize], mut f: impl FnMut(usize, 
     }
 }
 
-/// `a op b` with numpy broadcasting into a tensor of shape `out`.
 /// `acc[i] = op(acc[i], other[i])` for two tensors of the same shape, in place (both ops are
 /// commutative, so `acc` may be either operand). `other` must be as long as `acc`.
 pub fn binary_in_place(op: BinaryOp, acc: &mut [f32], other: &[f32]) {
@@ -70,6 +69,68 @@ pub fn binary_in_place(op: BinaryOp, acc: &mut [f32], other: &[f32]) {
     }
 }
 
+/// Merges neighbouring dimensions of `out` that both operands walk alike (contiguously, or
+/// both broadcast), so the innermost rows are as long as they can be: `[N, C, H, W]` against
+/// `[N, C, 1, 1]` walks `N*C` rows of `H*W`.
+fn collapse(out: &[usize], sa: &[usize], sb: &[usize]) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let (mut o, mut a, mut b) = (vec![], vec![], vec![]);
+    for d in 0..out.len() {
+        if let (Some(&la), Some(&lb)) = (a.last(), b.last()) {
+            let follows = |outer: usize, inner: usize| outer == inner * out[d];
+            if follows(la, sa[d]) && follows(lb, sb[d]) {
+                let last = o.len() - 1;
+                o[last] *= out[d];
+                a[last] = sa[d];
+                b[last] = sb[d];
+                continue;
+            }
+        }
+        o.push(out[d]);
+        a.push(sa[d]);
+        b.push(sb[d]);
+    }
+    (o, a, b)
+}
+
+/// `acc = acc op other` (`acc_first`) or `other op acc`, in place, `acc` having the output's
+/// shape `out` and `other` (shape `other_shape`) broadcast to it (a squeeze-and-excite
+/// channel scale, a per-channel bias).
+pub fn binary_broadcast_in_place(
+    op: BinaryOp,
+    acc: &mut [f32],
+    out: &[usize],
+    other: &[f32],
+    other_shape: &[usize],
+    acc_first: bool,
+) {
+    let sa = broadcast_strides(out, out);
+    let sb = broadcast_strides(other_shape, out);
+    let (out, _, sb) = collapse(out, &sa, &sb);
+    let zeros = vec![0usize; out.len()];
+    let inner = out.last().copied().unwrap_or(1);
+    let ib = sb.last().copied().unwrap_or(0);
+    let f = |x: f32, y: f32| {
+        if acc_first {
+            op.apply(x, y)
+        } else {
+            op.apply(y, x)
+        }
+    };
+    for_rows(&out, &zeros, &sb, |_, ob, oo| {
+        let row = &mut acc[oo..oo + inner];
+        match (ib, op, acc_first) {
+            (0, BinaryOp::Mul, _) => row.iter_mut().for_each(|x| *x *= other[ob]),
+            (0, BinaryOp::Add, _) => row.iter_mut().for_each(|x| *x += other[ob]),
+            (0, ..) => row.iter_mut().for_each(|x| *x = f(*x, other[ob])),
+            _ => row
+                .iter_mut()
+                .zip(&other[ob..ob + inner])
+                .for_each(|(x, &y)| *x = f(*x, y)),
+        }
+    });
+}
+
+/// `a op b` with numpy broadcasting into a tensor of shape `out`.
 pub fn binary(
     op: BinaryOp,
     a_shape: &[usize],
@@ -97,8 +158,12 @@ pub fn binary(
         return a.iter().map(|&x| f(x, b[0])).collect();
     }
     let mut result = vec![0.0f32; len];
-    let sa = broadcast_strides(a_shape, out);
-    let sb = broadcast_strides(b_shape, out);
+    let (out, sa, sb) = collapse(
+        out,
+        &broadcast_strides(a_shape, out),
+        &broadcast_strides(b_shape, out),
+    );
+    let out = out.as_slice();
     let inner = out.last().copied().unwrap_or(1);
     let (ia, ib) = (
         sa.last().copied().unwrap_or(0),

@@ -60,6 +60,48 @@ proptest! {
         }
     }
 
+    /// Broadcasting (allocating, and in place into the full-shape operand) against indexing
+    /// each operand by its broadcast multi-index: exact, for every op and operand order.
+    #[test]
+    fn broadcasts_equal_a_loop_over_indices(
+        out in proptest::collection::vec(1usize..5, 1..5),
+        mask in 0u32..64, prefix in 0usize..3, which in 0usize..5, seed in 0u64..1000,
+    ) {
+        // `b`: `out` with some dims set to 1 and some leading dims dropped.
+        let rank = out.len();
+        let drop = prefix.min(rank - 1);
+        let b_shape: Vec<usize> = (drop..rank)
+            .map(|d| if mask & (1 << d) != 0 { 1 } else { out[d] })
+            .collect();
+        let op = [BinaryOp::Add, BinaryOp::Mul, BinaryOp::Sub, BinaryOp::Div, BinaryOp::Greater][which];
+        let n: usize = out.iter().product();
+        let value = |i: usize, k: u64| (((i as u64 + seed + k) * 2654435761 % 1000) as f32) / 250.0 - 1.5037;
+        let a: Vec<f32> = (0..n).map(|i| value(i, 0)).collect();
+        let b: Vec<f32> = (0..b_shape.iter().product::<usize>()).map(|i| value(i, 7)).collect();
+        let b_at = |o: usize| {
+            let idx = index_of(o, &out);
+            let bi: Vec<usize> = idx[drop..]
+                .iter()
+                .zip(&b_shape)
+                .map(|(&i, &d)| if d == 1 { 0 } else { i })
+                .collect();
+            b[offset_of(&bi, &b_shape)]
+        };
+        let want: Vec<f32> = (0..n).map(|o| op.apply(a[o], b_at(o))).collect();
+        let got = binary(op, &out, &a, &b_shape, &b, &out);
+        prop_assert_eq!(&got, &want);
+        let mut acc = a.clone();
+        binary_broadcast_in_place(op, &mut acc, &out, &b, &b_shape, true);
+        prop_assert_eq!(&acc, &want);
+        // b op a, with `a` as the accumulator.
+        let flipped: Vec<f32> = (0..n).map(|o| op.apply(b_at(o), a[o])).collect();
+        let got = binary(op, &b_shape, &b, &out, &a, &out);
+        prop_assert_eq!(&got, &flipped);
+        let mut acc = a.clone();
+        binary_broadcast_in_place(op, &mut acc, &out, &b, &b_shape, false);
+        prop_assert_eq!(&acc, &flipped);
+    }
+
     /// A transpose against indexing by the permuted multi-index.
     #[test]
     fn transposes_equal_a_loop_over_indices(
