@@ -4,7 +4,9 @@
 //! resident memory and the largest column buffer of a layer (`column_bytes_allocated` of
 //! `cnn explain`: a worker's unfolded panels, or a channels-last copy and a worker's output
 //! tile). Medians, not means: a
-//! shared machine's hiccups should not move the figure.
+//! shared machine's hiccups should not move the figure. Against a roofline: the kernel build
+//! in use (`CNN_KERNEL`) and its measured multiply-add peak on one core, with each layer's and
+//! the whole pass's share of it (times the threads).
 
 use crate::{random_input, Model};
 use serde::Serialize;
@@ -29,6 +31,8 @@ pub struct LayerBench {
     pub median_ms: f64,
     pub gflops: f64,
     pub share: f64,
+    /// `gflops` over the peak of the threads used (`fma_peak_gflops * threads`).
+    pub peak_share: f64,
 }
 
 /// `bench --format json`.
@@ -43,6 +47,14 @@ pub struct BenchReport {
     pub p90_ms: f64,
     pub images_per_s: f64,
     pub gflops: f64,
+    /// The kernel build that ran (`avx2`, `portable`).
+    pub kernel: String,
+    /// Who chose it: `"cpu"` (the best this CPU runs) or `"CNN_KERNEL"`.
+    pub kernel_chosen_by: String,
+    /// Its measured multiply-add peak on one core, GFLOP/s.
+    pub fma_peak_gflops: f64,
+    /// `gflops` over the peak of the threads used.
+    pub peak_share: f64,
     pub peak_rss_bytes: Option<u64>,
     pub largest_column_buffer_bytes: u64,
     pub layers: Vec<LayerBench>,
@@ -144,6 +156,10 @@ where
         Ok(())
     })?;
     totals.sort_by(f64::total_cmp);
+    let isa = cnn_conv::isa::selected();
+    let peak = cnn_conv::isa::fma_peak_gflops(isa, 60);
+    let roof = peak * opts.threads.max(1) as f64;
+    let share_of_peak = |g: f64| if roof > 0.0 { g / roof } else { 0.0 };
     let medians: Vec<f64> = per_layer
         .iter_mut()
         .map(|v| {
@@ -175,6 +191,13 @@ where
             0.0
         },
         gflops: gflops(net.total_macs, median),
+        kernel: isa.name().to_string(),
+        kernel_chosen_by: match cnn_conv::isa::requested() {
+            Ok(Some(_)) => cnn_conv::isa::KERNEL_VAR.to_string(),
+            _ => "cpu".to_string(),
+        },
+        fma_peak_gflops: peak,
+        peak_share: share_of_peak(gflops(net.total_macs, median)),
         peak_rss_bytes: peak_rss_bytes(),
         largest_column_buffer_bytes: net.largest_column_buffer_bytes,
         layers: net
@@ -187,6 +210,7 @@ where
                 median_ms: t,
                 gflops: gflops(l.macs, t),
                 share: if layer_sum > 0.0 { t / layer_sum } else { 0.0 },
+                peak_share: share_of_peak(gflops(l.macs, t)),
             })
             .collect(),
     })
@@ -214,6 +238,7 @@ pub fn render(r: &BenchReport) -> String {
         ("layer (type)", Align::Left),
         ("median ms", Align::Right),
         ("GFLOP/s", Align::Right),
+        ("of peak", Align::Right),
         ("share", Align::Right),
     ]);
     for l in &r.layers {
@@ -225,23 +250,41 @@ pub fn render(r: &BenchReport) -> String {
             } else {
                 "-".to_string()
             },
+            if l.gflops > 0.0 {
+                format!("{:.0}%", 100.0 * l.peak_share)
+            } else {
+                "-".to_string()
+            },
             format!("{:.1}%", 100.0 * l.share),
         ]);
     }
     format!(
-        "Model \"{}\": {} thread(s), batch {}, {} timed iterations (medians)\n\n{}\
-         Forward pass: median {:.3} ms (p10 {:.3}, p90 {:.3}), {:.1} images/s, {:.1} GFLOP/s\n\
+        "Model \"{}\": {} thread(s), batch {}, {} timed iterations (medians)\n\
+         Kernels: {} ({}); measured multiply-add peak {:.1} GFLOP/s per core, \
+         {:.1} for {} thread(s)\n\n{}\
+         Forward pass: median {:.3} ms (p10 {:.3}, p90 {:.3}), {:.1} images/s, {:.1} GFLOP/s \
+         ({:.0}% of peak)\n\
          Peak resident memory: {}; largest column buffer of a layer: {}\n",
         r.model,
         r.threads,
         r.batch,
         r.iters,
+        r.kernel,
+        if r.kernel_chosen_by == "cpu" {
+            "the best this CPU runs; CNN_KERNEL=avx2|portable picks another"
+        } else {
+            "set by CNN_KERNEL"
+        },
+        r.fma_peak_gflops,
+        r.fma_peak_gflops * r.threads as f64,
+        r.threads,
         t.render(),
         r.median_ms,
         r.p10_ms,
         r.p90_ms,
         r.images_per_s,
         r.gflops,
+        100.0 * r.peak_share,
         r.peak_rss_bytes
             .map(|b| human_bytes(b as u128))
             .unwrap_or_else(|| "not reported on this platform".to_string()),

@@ -254,6 +254,8 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, String> {
 }
 
 fn execute(cli: Cli) -> Result<String, String> {
+    // A CNN_KERNEL the CPU cannot run is an error, not a silent fallback.
+    cnn::conv::isa::requested()?;
     let max_bytes = cli.max_weight_bytes;
     let Some(command) = cli.command else {
         return cnn::demo::run(cli.seed, max_bytes);
@@ -347,6 +349,7 @@ fn execute(cli: Cli) -> Result<String, String> {
                 Format::Table => explain::render_named(f.name(), &items),
                 Format::Json => to_json(&explain::ExplainDoc {
                     model: f.name().to_string(),
+                    kernel: cnn::conv::isa::selected().name(),
                     layers: &items,
                 })?,
             })

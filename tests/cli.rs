@@ -357,6 +357,12 @@ fn bench_reports_every_layer_in_json() {
     assert_eq!(layers.len(), 12);
     assert_eq!(layers[1]["name"], "conv2d_2");
     assert!(layers[1]["gflops"].as_f64().unwrap() > 0.0);
+    // The roofline: the kernel build, its measured peak, each layer's share of it.
+    assert!(["avx2", "portable"].contains(&v["kernel"].as_str().unwrap()));
+    assert_eq!(v["kernel_chosen_by"], "cpu");
+    let peak = v["fma_peak_gflops"].as_f64().unwrap();
+    let g = layers[1]["gflops"].as_f64().unwrap();
+    assert!(peak > 0.0 && (layers[1]["peak_share"].as_f64().unwrap() - g / peak).abs() < 1e-9);
     let share: f64 = layers.iter().map(|l| l["share"].as_f64().unwrap()).sum();
     assert!((share - 1.0).abs() < 1e-6, "{share}");
     assert!(v["largest_column_buffer_bytes"].as_u64().unwrap() > 0);
@@ -451,4 +457,82 @@ fn pooling_padding_and_name_collisions_are_explained() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["layers"][1]["name"], "flatten_2");
+}
+
+/// Runs `cnn` with `CNN_KERNEL` set to `kernel`.
+fn cnn_with_kernel(kernel: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cnn"))
+        .args(args)
+        .env("CNN_KERNEL", kernel)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the cnn binary runs")
+}
+
+#[test]
+fn every_kernel_build_the_cpu_runs_gives_the_same_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = "tests/onnx/networks/squeezenet1_0/model.onnx";
+    let input = "tests/onnx/networks/squeezenet1_0/test_data_set_0/input_0.pb";
+    let mut outputs = Vec::new();
+    for isa in cnn::conv::isa::available() {
+        let out = dir.path().join(format!("{}.npy", isa.name()));
+        let o = cnn_with_kernel(
+            isa.name(),
+            &[
+                "run",
+                model,
+                "--input",
+                input,
+                "--save-output",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}: {}", isa.name(), stderr(&o));
+        let e = cnn_with_kernel(isa.name(), &["explain", model]);
+        assert!(stdout(&e).contains(&format!("GEMM kernels: {}", isa.name())));
+        use ndarray_npy::ReadNpyExt;
+        let y = ndarray::ArrayD::<f32>::read_npy(File::open(&out).unwrap()).unwrap();
+        outputs.push((isa.name(), y.into_raw_vec_and_offset().0));
+    }
+    let (first, reference) = &outputs[0];
+    let largest = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (name, y) in &outputs[1..] {
+        let diff = y
+            .iter()
+            .zip(reference)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            diff <= 1e-5 * largest,
+            "{name} vs {first}: {diff} of {largest}"
+        );
+    }
+}
+
+#[test]
+fn a_kernel_build_the_cpu_cannot_run_is_refused() {
+    for value in ["avx512", "sse", "neon"] {
+        let o = cnn_with_kernel(value, &["bench", "models/vgg1.toml", "--iters", "1"]);
+        fails_with(
+            &o,
+            &[&format!("CNN_KERNEL={value}"), "this CPU runs:", "portable"],
+        );
+    }
+    let o = cnn_with_kernel(
+        "portable",
+        &[
+            "bench",
+            "models/vgg1.toml",
+            "--iters",
+            "1",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["kernel"].as_str(), v["kernel_chosen_by"].as_str()),
+        (Some("portable"), Some("CNN_KERNEL"))
+    );
 }

@@ -11,6 +11,8 @@ use serde::Serialize;
 #[derive(Debug, Serialize)]
 pub struct ExplainDoc<'a> {
     pub model: String,
+    /// The kernel build the GEMMs run on (`avx2`, `portable`; `CNN_KERNEL` picks).
+    pub kernel: &'static str,
     pub layers: &'a [ConvExplanation],
 }
 
@@ -141,8 +143,11 @@ fn block(e: &ConvExplanation) -> String {
 
 /// The terminal report for the model called `name`.
 pub fn render_named(name: &str, items: &[ConvExplanation]) -> String {
-    let mut out =
-        format!("Model \"{name}\": every convolution as a matrix product (im2col, then GEMM)\n\n");
+    let kernel = cnn_conv::isa::selected().name();
+    let mut out = format!(
+        "Model \"{name}\": every convolution as a matrix product (im2col, then GEMM)\n\
+         GEMM kernels: {kernel} (CNN_KERNEL=avx2|portable picks another the CPU runs)\n\n"
+    );
     if items.is_empty() {
         out.push_str("No layer of this model multiplies matrices.\n");
     }

@@ -25,6 +25,7 @@ pub mod error;
 mod gemm;
 pub mod geometry;
 pub mod im2col;
+pub mod isa;
 pub mod local;
 mod microkernel;
 pub mod packed;
@@ -46,6 +47,7 @@ pub use geometry::{
     resolve_window, Conv2dGeometry, Conv2dSpec, GeometryError, Padding, Pool2dGeometry, Pool2dSpec,
 };
 pub use im2col::{im2col, im2col_rows};
+pub use isa::Isa;
 pub use local::{locally_connected2d, locally_connected2d_direct};
 pub use packed::PackedWeights;
 pub use pool::{avg_pool2d, global_avg_pool2d, global_max_pool2d, max_pool2d};

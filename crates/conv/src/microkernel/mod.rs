@@ -21,20 +21,10 @@ pub(crate) const NR: usize = 16;
 /// One tile, row-major `MR x NR`.
 pub(crate) type Tile = [f32; MR * NR];
 
-/// Whether the CPU runs the AVX2+FMA kernels of this crate (detected once).
+/// Whether the kernels run their AVX2+FMA builds: the CPU has them and `CNN_KERNEL` does not
+/// ask for another build ([`crate::isa::selected`]).
 pub(crate) fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *HAS.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::isa::selected() == crate::isa::Isa::Avx2
 }
 
 /// Which build of the kernel a call runs.

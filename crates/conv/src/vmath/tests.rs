@@ -26,10 +26,11 @@ type Build = fn(Elementwise, &mut [f32], Option<f32>);
 
 /// Every build this CPU can run: (name, function).
 fn builds() -> Vec<(&'static str, Build)> {
+    #[allow(unused_mut)] // only x86-64 adds a build
     let mut b: Vec<(&'static str, Build)> =
         vec![("portable", |e, d, bias| e.apply_portable(d, bias))];
     #[cfg(target_arch = "x86_64")]
-    if crate::microkernel::has_avx2_fma() {
+    if crate::isa::cpu_has_avx2_fma() {
         // SAFETY: AVX2 and FMA are present.
         b.push(("avx2", |e, d, bias| unsafe { e.apply_avx2(d, bias) }));
     }
