@@ -32,14 +32,47 @@ pub fn avg_pool2d(
     batch: usize,
     output: &mut [f32],
 ) -> Result<(), KernelError> {
-    pool(geom, input, batch, output, Reduce::Avg)
+    pool(geom, input, batch, output, Reduce::Avg { limits: None })
+}
+
+/// Average pooling that counts padded cells (ONNX `count_include_pad`, PyTorch's default):
+/// every window divides by its cells inside the padding the layer declares. `overhang` is
+/// the part of the geometry's bottom and right padding that is not declared (ceil mode's
+/// extra row or column): cells there are not counted.
+pub fn avg_pool2d_include_pad(
+    geom: &Pool2dGeometry,
+    input: &[f32],
+    batch: usize,
+    output: &mut [f32],
+    overhang: [usize; 2],
+) -> Result<(), KernelError> {
+    let limit = |pad_begin: usize, len: usize, pad_end: usize, extra: usize| {
+        pad_begin + len + pad_end.saturating_sub(extra)
+    };
+    let limits = [
+        limit(geom.pad_top, geom.in_h, geom.pad_bottom, overhang[0]),
+        limit(geom.pad_left, geom.in_w, geom.pad_right, overhang[1]),
+    ];
+    pool(
+        geom,
+        input,
+        batch,
+        output,
+        Reduce::Avg {
+            limits: Some(limits),
+        },
+    )
 }
 
 /// What a pooling window computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reduce {
     Max,
-    Avg,
+    /// The mean: over the real cells of the window (`limits: None`), or over its cells before
+    /// `limits` (the end of the declared padding, in padded coordinates, per axis).
+    Avg {
+        limits: Option<[usize; 2]>,
+    },
 }
 
 /// Runs `reduce` over the real cells of every window of every plane.
@@ -111,20 +144,33 @@ fn pool_plane(
             let row = &src[ih * in_w..(ih + 1) * in_w];
             match reduce {
                 Reduce::Max => acc.iter_mut().zip(row).for_each(|(a, &v)| *a = a.max(v)),
-                Reduce::Avg => acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v),
+                Reduce::Avg { .. } => acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v),
             }
         }
-        let cell = |w0: usize, w1: usize| -> f32 {
+        // The rows a mean divides by: the real ones, or those inside the declared padding.
+        let rows_counted = match reduce {
+            Reduce::Avg {
+                limits: Some([limit_h, _]),
+            } => g.pool_h.min(limit_h.saturating_sub(oh * g.stride_h)),
+            _ => rows,
+        };
+        let cell = |ow: usize, w0: usize, w1: usize| -> f32 {
             let cells = &acc[w0..w1];
             match reduce {
                 Reduce::Max => cells.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)),
                 // At least one real cell per window (checked by resolve).
-                Reduce::Avg => cells.iter().sum::<f32>() / (rows * (w1 - w0)).max(1) as f32,
+                Reduce::Avg { limits } => {
+                    let cols = match limits {
+                        Some([_, limit_w]) => pw.min(limit_w.saturating_sub(ow * sw)),
+                        None => w1 - w0,
+                    };
+                    cells.iter().sum::<f32>() / (rows_counted * cols).max(1) as f32
+                }
             }
         };
         for ow in (0..ow_lo).chain(ow_hi..g.out_w) {
             let (w0, w1) = window(ow, sw, g.pad_left, pw, in_w);
-            orow[ow] = cell(w0, w1);
+            orow[ow] = cell(ow, w0, w1);
         }
         let inner = &mut orow[ow_lo..ow_hi];
         let start = ow_lo * sw - g.pad_left;
@@ -135,8 +181,8 @@ fn pool_plane(
                     .iter_mut()
                     .zip(pairs)
                     .for_each(|(o, p)| *o = p[0].max(p[1])),
-                Reduce::Avg => {
-                    let scale = 1.0 / (rows * 2) as f32;
+                Reduce::Avg { .. } => {
+                    let scale = 1.0 / (rows_counted * 2) as f32;
                     inner
                         .iter_mut()
                         .zip(pairs)
@@ -151,14 +197,14 @@ fn pool_plane(
                 let next = &acc[start + k..start + k + starts];
                 match reduce {
                     Reduce::Max => slide.iter_mut().zip(next).for_each(|(m, &v)| *m = m.max(v)),
-                    Reduce::Avg => slide.iter_mut().zip(next).for_each(|(m, &v)| *m += v),
+                    Reduce::Avg { .. } => slide.iter_mut().zip(next).for_each(|(m, &v)| *m += v),
                 }
             }
             let picked = slide.iter().step_by(sw);
             match reduce {
                 Reduce::Max => inner.iter_mut().zip(picked).for_each(|(o, &m)| *o = m),
-                Reduce::Avg => {
-                    let scale = 1.0 / (rows * pw) as f32;
+                Reduce::Avg { .. } => {
+                    let scale = 1.0 / (rows_counted * pw) as f32;
                     inner
                         .iter_mut()
                         .zip(picked)

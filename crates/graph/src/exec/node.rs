@@ -280,12 +280,14 @@ pub(super) fn run_node(
             ops::select((cs, c), (xs, x), (ys, y), &n.output_shape)
         }
         Op::Pool(g) => match fast_pool(g) {
-            Some(geom) => {
+            Some((geom, overhang)) => {
                 // Written whole by the kernels.
                 let mut out = env.overwritable(i, out_len)?;
                 let x = env.arg(i, 0)?;
                 if g.max {
                     cnn_conv::max_pool2d(&geom, x, 1, &mut out)
+                } else if g.count_include_pad {
+                    cnn_conv::pool::avg_pool2d_include_pad(&geom, x, 1, &mut out, overhang)
                 } else {
                     cnn_conv::avg_pool2d(&geom, x, 1, &mut out)
                 }
@@ -544,11 +546,11 @@ fn binary(
     Ok(acc)
 }
 
-/// The engine's vectorised 2-D pooling kernel, when it computes exactly what the node asks: no
-/// dilation, and padding that only ever excludes cells (max, or average without
-/// `count_include_pad`). Ceil mode becomes extra padding at the end.
-fn fast_pool(g: &PoolGeometry) -> Option<Pool2dGeometry> {
-    if g.dilation != [1, 1] || (!g.max && g.count_include_pad) {
+/// The engine's vectorised 2-D pooling kernel, when it computes exactly what the node asks
+/// (no dilation), and the ceil-mode overhang per axis. Ceil mode becomes extra padding at the
+/// end, which `count_include_pad` does not count.
+fn fast_pool(g: &PoolGeometry) -> Option<(Pool2dGeometry, [usize; 2])> {
+    if g.dilation != [1, 1] {
         return None;
     }
     let extra = |i: usize| {
@@ -566,5 +568,5 @@ fn fast_pool(g: &PoolGeometry) -> Option<Pool2dGeometry> {
         },
     };
     let geom = Pool2dGeometry::resolve(g.planes, g.in_hw[0], g.in_hw[1], &spec).ok()?;
-    (geom.out_h == g.out_hw[0] && geom.out_w == g.out_hw[1]).then_some(geom)
+    (geom.out_h == g.out_hw[0] && geom.out_w == g.out_hw[1]).then_some((geom, [extra(0), extra(1)]))
 }
