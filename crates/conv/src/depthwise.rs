@@ -233,6 +233,16 @@ fn plane_phased(
             let s2 = w[6] * c0[t] + w[7] * c1[t] + w[8] * c2[t];
             *a = s0 + s1 + s2;
         }
+    } else if matches!(g.k_w, 3 | 5 | 7) {
+        // A row of taps per pass over the run (5x5: five passes, not twenty-five).
+        for (kh, wrow) in w.chunks_exact(g.k_w).enumerate() {
+            let first = kh == 0;
+            match g.k_w {
+                3 => row_taps::<3>(acc, std::array::from_fn(|kw| tap(kh, kw)), wrow, first),
+                5 => row_taps::<5>(acc, std::array::from_fn(|kw| tap(kh, kw)), wrow, first),
+                _ => row_taps::<7>(acc, std::array::from_fn(|kw| tap(kh, kw)), wrow, first),
+            }
+        }
     } else {
         acc.fill(0.0);
         for (kh, wrow) in w.chunks_exact(g.k_w).enumerate() {
@@ -257,6 +267,23 @@ fn plane_phased(
         None => {
             rows.for_each(|(o, a)| o.copy_from_slice(a));
             act.apply_with_bias(out, bias);
+        }
+    }
+}
+
+/// One row of `K` taps over the flat run: `acc[t] (+)= sum_k w[k] * taps[k][t]` (assigned
+/// when `first`), one branch-free loop the compiler vectorises.
+#[inline(always)]
+fn row_taps<const K: usize>(acc: &mut [f32], taps: [&[f32]; K], w: &[f32], first: bool) {
+    let w: [f32; K] = std::array::from_fn(|k| w[k]);
+    let taps: [&[f32]; K] = std::array::from_fn(|k| &taps[k][..acc.len()]);
+    if first {
+        for (t, a) in acc.iter_mut().enumerate() {
+            *a = (0..K).fold(0.0, |s, k| s + w[k] * taps[k][t]);
+        }
+    } else {
+        for (t, a) in acc.iter_mut().enumerate() {
+            *a += (0..K).fold(0.0, |s, k| s + w[k] * taps[k][t]);
         }
     }
 }

@@ -234,9 +234,22 @@ pub fn global_avg_pool2d(
     output: &mut [f32],
 ) -> Result<(), KernelError> {
     global(input, batch, channels, spatial, output, |plane| {
-        let sum: f64 = plane.iter().map(|&v| f64::from(v)).sum();
-        (sum / plane.len() as f64) as f32
+        (sum_f64(plane) / plane.len() as f64) as f32
     })
+}
+
+/// The sum of `values` in f64, over eight independent lanes (so it vectorises: one f64 chain
+/// would wait on each addition's latency).
+fn sum_f64(values: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&v| f64::from(v)).sum();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += f64::from(v);
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
 }
 
 /// Global max pooling `input[batch, channels, spatial]` -> `output[batch, channels]`.
