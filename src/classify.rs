@@ -103,7 +103,7 @@ pub fn run_pictures(model: &Model, paths: &[PathBuf]) -> Result<Vec<Vec<f32>>, S
 }
 
 /// Softmax of `values` in place (max subtracted first).
-fn softmax(values: &mut [f32]) {
+pub fn softmax(values: &mut [f32]) {
     let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f64;
     for v in values.iter_mut() {
@@ -115,16 +115,16 @@ fn softmax(values: &mut [f32]) {
         .for_each(|v| *v = (*v as f64 / sum) as f32);
 }
 
-/// How outputs are ranked for `recipe`: softmax probabilities when the model ends in softmax
-/// or the recipe asks for them (then `outputs` are turned into probabilities here), and the
-/// recipe's labels, which must name every class of a vector output.
-pub fn rank_with<'a>(
+/// How outputs are ranked for `recipe`: the recipe's labels, which must name every class of a
+/// vector output, and softmax probabilities when the model ends in softmax or the recipe asks
+/// for them. The second value says whether the caller must apply [`softmax`] to each item's
+/// output values first (the recipe asked and the model does not end in one).
+pub fn ranking_for<'a>(
     recipe: &'a Recipe,
-    outputs: &mut [Vec<f32>],
     item_shape: &[usize],
     ends_in_softmax: bool,
     k: usize,
-) -> Result<crate::report::run::Ranking<'a>, String> {
+) -> Result<(crate::report::run::Ranking<'a>, bool), String> {
     let vector = item_shape.len() == 1;
     if let (Some(labels), true) = (&recipe.labels, vector) {
         if labels.len() != item_shape[0] {
@@ -137,12 +137,10 @@ pub fn rank_with<'a>(
         }
     }
     let apply_softmax = recipe.softmax && vector && !ends_in_softmax;
-    if apply_softmax {
-        outputs.iter_mut().for_each(|v| softmax(v));
-    }
-    Ok(crate::report::run::Ranking {
+    let ranking = crate::report::run::Ranking {
         k,
         probabilities: ends_in_softmax || apply_softmax,
         labels: recipe.labels.as_deref(),
-    })
+    };
+    Ok((ranking, apply_softmax))
 }

@@ -9,7 +9,7 @@
 use crate::bench::{self, BenchOptions, BenchReport, Network};
 use crate::classify;
 use crate::recipe::{Layout as InputLayout, Recipe, Target};
-use crate::report::run::{self as run_report, Ranking, RunJson};
+use crate::report::run::{self as run_report, RunJson};
 use crate::report::summary::{self, Allocation, LayerJson, Layout, Meta, SummaryJson};
 use crate::Model;
 use cnn_graph::{ConvExplanation, Graph};
@@ -361,14 +361,31 @@ impl OnnxFront {
                     .iter()
                     .find(|(size, ..)| *size == n)
                     .ok_or("no plan for this batch size")?;
-                let mut data = Vec::with_capacity(n * item_len);
+                // A batch the file fixes may be far larger than the pictures: fallible.
+                let len = n.checked_mul(item_len).ok_or("the batch is too large")?;
+                let mut data = Vec::new();
+                data.try_reserve_exact(len).map_err(|_| {
+                    format!(
+                        "{}: the file fixes the batch at {n}; a batch of {n} pictures does not \
+                         fit in memory",
+                        model.path
+                    )
+                })?;
                 chunk.iter().for_each(|x| data.extend_from_slice(x));
-                data.resize(n * item_len, 0.0);
+                data.resize(len, 0.0);
                 let y = cnn_onnx::run_compiled(model, p, compiled, &consts, &[&data], None)
                     .map_err(|e| e.in_file(&model.path).to_string())?;
                 let y = y.into_iter().next().ok_or("the model has no output")?;
                 bar.inc(chunk.len() as u64);
+                // One result per picture only when the output's first axis is the batch.
                 let per = y.data.len() / n;
+                if y.shape.first() != Some(&n) || per * n != y.data.len() {
+                    return Err(format!(
+                        "{}: the first output {:?} has no batch axis of {n}: it cannot be \
+                         split into one result per picture",
+                        model.path, y.shape
+                    ));
+                }
                 Ok(y.data
                     .chunks(per.max(1))
                     .take(chunk.len())
@@ -389,8 +406,12 @@ impl OnnxFront {
             crate::npy::write_output(out, &t)?;
         }
         let ends_in_softmax = p.graph.output_is_softmax(0);
-        let ranking = classify::rank_with(recipe, &mut outputs, &item_shape, ends_in_softmax, top)
-            .map_err(|e| format!("{}: {e}", model.path))?;
+        let (ranking, apply_softmax) =
+            classify::ranking_for(recipe, &item_shape, ends_in_softmax, top)
+                .map_err(|e| format!("{}: {e}", model.path))?;
+        if apply_softmax {
+            outputs.iter_mut().for_each(|v| classify::softmax(v));
+        }
         let results = paths
             .iter()
             .zip(&outputs)
@@ -410,6 +431,7 @@ impl OnnxFront {
     pub fn run(
         &self,
         array_path: &Path,
+        recipe: &Recipe,
         save_output: Option<&Path>,
         top: usize,
     ) -> Result<RunJson, String> {
@@ -436,20 +458,25 @@ impl OnnxFront {
                 .map_err(|e| e.to_string())?;
             crate::npy::write_output(out, &t)?;
         }
-        let ranking = Ranking {
-            k: top,
-            probabilities: p.graph.output_is_softmax(0),
-            labels: None,
-        };
         let batch = y.shape.first().copied().unwrap_or(1).max(1);
         let item_shape = y.shape.get(1..).unwrap_or(&[]).to_vec();
+        // Labels and softmax from the recipe (a sidecar, --labels, --softmax, a preset).
+        let (ranking, apply_softmax) =
+            classify::ranking_for(recipe, &item_shape, p.graph.output_is_softmax(0), top)
+                .map_err(|e| format!("{}: {e}", model.path))?;
         let per = y.data.len() / batch;
         let name = array_path.display().to_string();
         let results = y
             .data
             .chunks(per.max(1))
             .enumerate()
-            .map(|(i, v)| run_report::result(&name, i, v, &item_shape, &ranking))
+            .map(|(i, v)| {
+                let mut v = v.to_vec();
+                if apply_softmax {
+                    classify::softmax(&mut v);
+                }
+                run_report::result(&name, i, &v, &item_shape, &ranking)
+            })
             .collect();
         Ok(RunJson {
             model: model.name.clone(),

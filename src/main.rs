@@ -204,10 +204,13 @@ fn run_onnx(
                 pictures[0].display()
             ));
         }
+        // Only the recipe's labels and softmax apply to an array's outputs.
+        let mut recipe = Recipe::plain();
+        recipe.layer(flags, Some(&recipe::sidecar_of(model)))?;
         let Front::Onnx(m) = front::open(model, max_bytes)? else {
             return Err(format!("{}: not an ONNX file", model.display()));
         };
-        return m.run(array, save_output, k);
+        return m.run(array, &recipe, save_output, k);
     }
     let pictures = cnn::pictures::expand_inputs(&pictures)?;
     if pictures.is_empty() {
@@ -429,10 +432,15 @@ fn run_model_file(
             model.display()
         ));
     }
-    let dims = [target.channels, target.height, target.width].map(Some);
-    let target = recipe
-        .fit(&dims)
-        .map_err(|e| format!("{}: {e}", model.display()))?;
+    // Only pictures need a target size (an array is the network's input as it is).
+    let target = if pictures.is_empty() {
+        target
+    } else {
+        let dims = [target.channels, target.height, target.width].map(Some);
+        recipe
+            .fit(&dims)
+            .map_err(|e| format!("{}: {e}", model.display()))?
+    };
     let tensors = arrays
         .iter()
         .map(|a| npy::read_input(a, &m.plan.input_shape()))
@@ -444,14 +452,12 @@ fn run_model_file(
     bar.finish_and_clear();
     let item_shape = m.plan.output_shape().to_vec();
     let k = usize::try_from(top).unwrap_or(usize::MAX);
-    let ranking = cnn::classify::rank_with(
-        &recipe,
-        &mut outputs,
-        &item_shape,
-        m.plan.ends_in_softmax(),
-        k,
-    )
-    .map_err(|e| format!("{}: {e}", model.display()))?;
+    let (ranking, apply_softmax) =
+        cnn::classify::ranking_for(&recipe, &item_shape, m.plan.ends_in_softmax(), k)
+            .map_err(|e| format!("{}: {e}", model.display()))?;
+    if apply_softmax {
+        outputs.iter_mut().for_each(|v| cnn::classify::softmax(v));
+    }
     let mut results = Vec::new();
     // Results in command-line order.
     let (mut next_array, mut next_picture) = (tensors.iter(), outputs.iter());
@@ -465,7 +471,11 @@ fn run_model_file(
             }
             let per = y.len() / y.batch().max(1);
             for (index, values) in y.as_slice().chunks(per.max(1)).enumerate() {
-                results.push(run::result(&name, index, values, &item_shape, &ranking));
+                let mut values = values.to_vec();
+                if apply_softmax {
+                    cnn::classify::softmax(&mut values);
+                }
+                results.push(run::result(&name, index, &values, &item_shape, &ranking));
             }
         } else if let Some(values) = next_picture.next() {
             results.push(run::result(&name, 0, values, &item_shape, &ranking));

@@ -255,10 +255,15 @@ impl Recipe {
             self.pixels.invert = i;
         }
         if let Some(s) = keys.scale {
-            if !s.is_finite() || s == 0.0 {
-                return Err(bad("scale", format!("{s}; give a finite non-zero number")));
+            // Checked as the f32 it becomes (1e300 would be infinite, 1e-300 zero).
+            let f = s as f32;
+            if !f.is_finite() || f == 0.0 {
+                return Err(bad(
+                    "scale",
+                    format!("{s}; give a finite non-zero number within f32's range"),
+                ));
             }
-            self.pixels.scale = s as f32;
+            self.pixels.scale = f;
         }
         if let Some(m) = &keys.mean {
             self.pixels.mean = finite_list(m, false).map_err(|e| bad("mean", e))?;
@@ -497,16 +502,18 @@ fn finite_list(values: &[f64], positive: bool) -> Result<Vec<f32>, String> {
     if values.is_empty() {
         return Err("give one value, or one per channel".to_string());
     }
-    if values
+    // Checked as the f32 values they become (1e300 would be infinite, 1e-300 zero).
+    let cast: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    if cast
         .iter()
         .any(|&v| !v.is_finite() || (positive && v <= 0.0))
     {
         return Err(format!(
-            "{values:?}: values must be finite{}",
+            "{values:?}: values must be finite{} within f32's range",
             if positive { " and positive" } else { "" }
         ));
     }
-    Ok(values.iter().map(|&v| v as f32).collect())
+    Ok(cast)
 }
 
 /// `[?, 224, 224]`-style dims.

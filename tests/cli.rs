@@ -536,3 +536,30 @@ fn a_kernel_build_the_cpu_cannot_run_is_refused() {
         (Some("portable"), Some("CNN_KERNEL"))
     );
 }
+
+#[test]
+fn arrays_need_no_picture_recipe_and_take_softmax() {
+    // Two input channels: no picture fits, but an array does; --softmax ranks probabilities.
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_model(
+        dir.path(),
+        "two.toml",
+        "name = \"two\"\n[input]\nchannels = 2\nheight = 2\nwidth = 2\n\
+         [[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 3\n",
+    );
+    let x = dir.path().join("x.npy");
+    write_npy_f32(&x, &[2, 2, 2], 0.5);
+    let o = cnn(&[
+        "run",
+        m.to_str().unwrap(),
+        x.to_str().unwrap(),
+        "--softmax",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let top = v["results"][0]["top"].as_array().unwrap();
+    let total: f64 = top.iter().map(|t| t["probability"].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-5, "{total}");
+}

@@ -172,14 +172,22 @@ fn a_sidecar_next_to_the_model_gives_bgr_crop_and_labels() {
 /// A one-node ONNX model `y = Flatten(GlobalAveragePool(x))` with `x` [N, 3, 8, 8]: a
 /// 3-class "classifier" whose scores are the channel means.
 fn channel_mean_classifier(path: &Path) {
+    means_model(path, None, "Flatten")
+}
+
+/// `y = TAIL(GlobalAveragePool(x))` with `x` [batch, 3, 8, 8] (`None`: symbolic `N`).
+fn means_model(path: &Path, batch: Option<i64>, tail: &str) {
     // Built with the prost types of the ONNX crate, no Python needed.
     use cnn_onnx::proto::*;
     use prost::Message;
     let dim = |v: i64| Dimension {
         value: Some(DimensionValue::DimValue(v)),
     };
-    let sym = Dimension {
-        value: Some(DimensionValue::DimParam("N".into())),
+    let sym = match batch {
+        Some(b) => dim(b),
+        None => Dimension {
+            value: Some(DimensionValue::DimParam("N".into())),
+        },
     };
     let info = |name: &str, dims: Vec<Dimension>| ValueInfoProto {
         name: name.into(),
@@ -205,12 +213,12 @@ fn channel_mean_classifier(path: &Path) {
         }],
         graph: Some(GraphProto {
             name: "means".into(),
-            node: vec![
-                node("GlobalAveragePool", "x", "g"),
-                node("Flatten", "g", "y"),
-            ],
-            input: vec![info("x", vec![sym.clone(), dim(3), dim(8), dim(8)])],
-            output: vec![info("y", vec![sym, dim(3)])],
+            node: vec![node("GlobalAveragePool", "x", "g"), node(tail, "g", "y")],
+            input: vec![info("x", vec![sym, dim(3), dim(8), dim(8)])],
+            output: vec![ValueInfoProto {
+                name: "y".into(),
+                r#type: None,
+            }],
             ..Default::default()
         }),
         ..Default::default()
@@ -402,4 +410,59 @@ fn squeezenet_classifies_photos_as_onnxruntime_does_on_torchvision_inputs() {
         let p = r["probability"].as_f64().unwrap();
         assert!(p > 0.0 && p < 1.0, "{p}");
     }
+}
+
+#[test]
+fn labels_and_softmax_apply_to_an_array_run_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("means.onnx");
+    channel_mean_classifier(&model);
+    let x = dir.path().join("x.npy");
+    let mut data = vec![0.1f32; 3 * 64];
+    data[64..128].iter_mut().for_each(|v| *v = 0.9); // the green channel is the largest
+    use ndarray_npy::WriteNpyExt;
+    ndarray::Array::from_shape_vec(vec![1, 3, 8, 8], data)
+        .unwrap()
+        .write_npy(File::create(&x).unwrap())
+        .unwrap();
+    let labels = dir.path().join("colours.txt");
+    std::fs::write(&labels, "red\ngreen\nblue\n").unwrap();
+    let o = cnn(&[
+        "run",
+        s(&model),
+        s(&x),
+        "--labels",
+        s(&labels),
+        "--softmax",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &doc["results"][0];
+    assert_eq!(r["label"], "green");
+    let total: f64 = r["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["probability"].as_f64().unwrap())
+        .sum();
+    assert!((total - 1.0).abs() < 1e-5, "{total}");
+}
+
+#[test]
+fn a_picture_run_refuses_what_it_cannot_split_or_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("p.png");
+    image::RgbImage::new(8, 8).save(&png).unwrap();
+    // An output without the batch axis (a mean over every axis) cannot be split per picture.
+    let model = dir.path().join("scalar.onnx");
+    means_model(&model, None, "ReduceMean");
+    let o = cnn(&["run", s(&model), s(&png), s(&png), "--scale", "1"]);
+    fails_with(&o, &["scalar.onnx", "no batch axis of 2"]);
+    // A batch the file fixes at 100 million pictures: refused, not an abort.
+    let model = dir.path().join("huge.onnx");
+    means_model(&model, Some(100_000_000), "Flatten");
+    let o = cnn(&["run", s(&model), s(&png), "--scale", "1"]);
+    fails_with(&o, &["huge.onnx"]);
 }

@@ -133,6 +133,27 @@ fn bad_flags_are_one_line_errors() {
             },
             "non-zero",
         ),
+        (
+            RecipeFlags {
+                scale: Some(1e300),
+                ..flags()
+            },
+            "f32's range",
+        ),
+        (
+            RecipeFlags {
+                std: Some("1e-300".into()),
+                ..flags()
+            },
+            "finite and positive",
+        ),
+        (
+            RecipeFlags {
+                mean: Some("1e300".into()),
+                ..flags()
+            },
+            "finite within",
+        ),
     ] {
         let e = Recipe::plain().layer(&f, None).unwrap_err();
         assert!(e.contains(want) && !e.contains('\n'), "{e}");

@@ -18,41 +18,118 @@
 use crate::load::OnnxModel;
 use crate::ops::Op;
 use cnn_graph::formula::group_digits;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// One line per detected fact (empty when the file shows none).
 pub fn export_notes(model: &OnnxModel) -> Vec<String> {
-    let mut notes = Vec::new();
-    if let Some(n) = shared_initializers(model) {
-        notes.push(n);
-    }
-    if let Some(n) = folded_batchnorm(model) {
-        notes.push(n);
-    }
-    if let Some(n) = missing_biases(model) {
-        notes.push(n);
-    }
-    notes
+    let index = Index::new(model);
+    [
+        shared_initializers(&index),
+        folded_batchnorm(&index),
+        missing_biases(&index),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
-/// Float initializers by name, with their element counts.
-fn float_sizes(model: &OnnxModel) -> HashMap<&str, u64> {
-    model
-        .initializers
-        .iter()
-        .filter(|(_, c)| c.as_f32().is_some())
-        .map(|(n, c)| (n.as_str(), c.len() as u64))
-        .collect()
+/// What the rules look up, built once (a file may hold many thousands of nodes).
+struct Index<'a> {
+    model: &'a OnnxModel,
+    /// Float initializers: element counts and shapes.
+    sizes: HashMap<&'a str, u64>,
+    shapes: HashMap<&'a str, &'a [usize]>,
+    /// The node producing each value, and the nodes reading it.
+    producer: HashMap<&'a str, usize>,
+    consumers: HashMap<&'a str, Vec<usize>>,
+    /// Values a BatchNormalization normalises.
+    normalised: HashSet<&'a str>,
 }
 
-fn shared_initializers(model: &OnnxModel) -> Option<String> {
-    let sizes = float_sizes(model);
+impl<'a> Index<'a> {
+    fn new(model: &'a OnnxModel) -> Self {
+        let floats = model
+            .initializers
+            .iter()
+            .filter(|(_, c)| c.as_f32().is_some());
+        let mut index = Index {
+            model,
+            sizes: floats
+                .clone()
+                .map(|(n, c)| (n.as_str(), c.len() as u64))
+                .collect(),
+            shapes: floats
+                .map(|(n, c)| (n.as_str(), c.shape.as_slice()))
+                .collect(),
+            producer: HashMap::new(),
+            consumers: HashMap::new(),
+            normalised: HashSet::new(),
+        };
+        for (i, node) in model.nodes.iter().enumerate() {
+            index.producer.insert(node.output(), i);
+            for input in node.inputs.iter().flatten() {
+                index.consumers.entry(input.as_str()).or_default().push(i);
+            }
+            if let (Op::BatchNormalization { .. }, Some(x)) = (&node.op, node.input(0)) {
+                index.normalised.insert(x);
+            }
+        }
+        index
+    }
+
+    /// True when `name` is a float initializer, a folded constant, or (to `depth` levels) a
+    /// layout op over one — a reshaped bias.
+    fn is_constant(&self, name: &str, depth: usize) -> bool {
+        if self.sizes.contains_key(name) || self.model.constants.contains_key(name) {
+            return true;
+        }
+        let Some(&p) = self.producer.get(name) else {
+            return false;
+        };
+        let n = &self.model.nodes[p];
+        depth > 0
+            && matches!(
+                n.op_type.as_str(),
+                "Reshape" | "Unsqueeze" | "Squeeze" | "Cast" | "Identity" | "Transpose"
+            )
+            && n.input(0).is_some_and(|i| self.is_constant(i, depth - 1))
+    }
+
+    /// True when `value`, through ops that only move or retype it, meets an Add or Sub with a
+    /// constant operand (a bias added separately, as Keras exports do, or a BatchNorm written
+    /// as arithmetic), a BatchNormalization, or another convolution.
+    fn shifted_after(&self, value: &str) -> bool {
+        let mut current = value;
+        for _ in 0..8 {
+            let Some([next]) = self.consumers.get(current).map(Vec::as_slice) else {
+                return false;
+            };
+            let node = &self.model.nodes[*next];
+            match node.op_type.as_str() {
+                "BatchNormalization" => return true,
+                "Add" | "Sub" => {
+                    let other = node.inputs.iter().flatten().find(|i| i.as_str() != current);
+                    return other.is_some_and(|o| self.is_constant(o, 8));
+                }
+                // Straight into another convolution (a separable convolution's depthwise
+                // half): a bias there would be absorbed by the next layer's.
+                "Conv" => return true,
+                "Transpose" | "Cast" | "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" => {
+                    current = node.output();
+                }
+                _ => return false,
+            }
+        }
+        false
+    }
+}
+
+fn shared_initializers(index: &Index) -> Option<String> {
     let mut readers: HashMap<&str, usize> = HashMap::new();
-    for node in &model.nodes {
-        let mut seen: Vec<&str> = Vec::new();
+    for node in &index.model.nodes {
+        let mut seen: HashSet<&str> = HashSet::new();
         for input in node.inputs.iter().flatten() {
-            if sizes.contains_key(input.as_str()) && !seen.contains(&input.as_str()) {
-                seen.push(input);
+            if index.sizes.contains_key(input.as_str()) && seen.insert(input) {
                 *readers.entry(input).or_default() += 1;
             }
         }
@@ -61,7 +138,10 @@ fn shared_initializers(model: &OnnxModel) -> Option<String> {
     if shared.is_empty() {
         return None;
     }
-    let extra: u64 = shared.iter().map(|&(n, r)| (r as u64 - 1) * sizes[n]).sum();
+    let extra: u64 = shared
+        .iter()
+        .map(|&(n, r)| (r as u64 - 1) * index.sizes[n])
+        .sum();
     let reads: usize = shared.iter().map(|&(_, r)| r).sum();
     Some(format!(
         "{} float initializers are read by several nodes ({reads} reads): each is counted once, \
@@ -77,25 +157,18 @@ fn computed_by_exporter(name: &str, weight: &str) -> bool {
     name.starts_with("onnx::Conv_") || name == format!("{weight}_bias")
 }
 
-fn folded_batchnorm(model: &OnnxModel) -> Option<String> {
-    let sizes = float_sizes(model);
-    let read_by_batchnorm: Vec<&str> = model
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.op, Op::BatchNormalization { .. }))
-        .filter_map(|n| n.input(0))
-        .collect();
+fn folded_batchnorm(index: &Index) -> Option<String> {
     let mut folded = Vec::new();
-    for node in &model.nodes {
+    for node in &index.model.nodes {
         let (Op::Conv { .. }, Some(weight)) = (&node.op, node.input(1)) else {
             continue;
         };
-        if !sizes.contains_key(weight) || read_by_batchnorm.contains(&node.output()) {
+        if !index.sizes.contains_key(weight) || index.normalised.contains(node.output()) {
             continue;
         }
         // A fold writes a new bias (the BatchNorm's shift); an exporter-made weight alone may
         // be a layout change (Keras' HWIO kernels transposed to OIHW), not a fold.
-        let bias = node.input(2).filter(|b| sizes.contains_key(b));
+        let bias = node.input(2).filter(|b| index.sizes.contains_key(b));
         if let Some(b) = bias.filter(|b| computed_by_exporter(b, weight)) {
             folded.push(b);
         }
@@ -109,27 +182,17 @@ fn folded_batchnorm(model: &OnnxModel) -> Option<String> {
     ))
 }
 
-fn missing_biases(model: &OnnxModel) -> Option<String> {
-    let mut read_by_batchnorm: Vec<&str> = Vec::new();
-    for n in &model.nodes {
-        if let (Op::BatchNormalization { .. }, Some(x)) = (&n.op, n.input(0)) {
-            read_by_batchnorm.push(x);
-        }
-    }
-    let sizes = float_sizes(model);
-    let consumers = consumers(model);
+fn missing_biases(index: &Index) -> Option<String> {
     let (mut convs, mut gemms, mut conv_total, mut gemm_total) = (0, 0, 0, 0);
     let mut channels = 0u64;
-    for node in &model.nodes {
-        let weight = node
-            .input(1)
-            .and_then(|w| model.initializers.iter().find(|(n, _)| n == w))
-            .filter(|(_, c)| c.as_f32().is_some());
-        let Some((_, weight)) = weight else { continue };
+    for node in &index.model.nodes {
+        let Some(shape) = node.input(1).and_then(|w| index.shapes.get(w)) else {
+            continue;
+        };
         // Output channels: Conv's first weight dimension; Gemm's N.
         let (is_conv, outputs) = match node.op {
-            Op::Conv { .. } => (true, weight.shape.first()),
-            Op::Gemm { trans_b, .. } => (false, weight.shape.get(usize::from(!trans_b))),
+            Op::Conv { .. } => (true, shape.first()),
+            Op::Gemm { trans_b, .. } => (false, shape.get(usize::from(!trans_b))),
             _ => continue,
         };
         if is_conv {
@@ -137,8 +200,10 @@ fn missing_biases(model: &OnnxModel) -> Option<String> {
         } else {
             gemm_total += 1;
         }
-        let shifted = shifted_after(model, &consumers, &sizes, node.output());
-        if node.input(2).is_none() && !read_by_batchnorm.contains(&node.output()) && !shifted {
+        let unbiased = node.input(2).is_none()
+            && !index.normalised.contains(node.output())
+            && !index.shifted_after(node.output());
+        if unbiased {
             channels += outputs.copied().unwrap_or(0) as u64;
             if is_conv {
                 convs += 1;
@@ -157,68 +222,6 @@ fn missing_biases(model: &OnnxModel) -> Option<String> {
          biases; one bias per output channel would hold {} values)",
         group_digits(channels as u128)
     ))
-}
-
-/// The nodes reading each value.
-fn consumers(model: &OnnxModel) -> HashMap<&str, Vec<usize>> {
-    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, node) in model.nodes.iter().enumerate() {
-        for input in node.inputs.iter().flatten() {
-            readers.entry(input.as_str()).or_default().push(i);
-        }
-    }
-    readers
-}
-
-/// True when `name` is a float initializer, a folded constant, or (to `depth` levels) a
-/// layout op over one — a reshaped bias.
-fn is_constant(model: &OnnxModel, sizes: &HashMap<&str, u64>, name: &str, depth: usize) -> bool {
-    if sizes.contains_key(name) || model.constants.contains_key(name) {
-        return true;
-    }
-    depth > 0
-        && model.nodes.iter().any(|n| {
-            n.output() == name
-                && matches!(
-                    n.op_type.as_str(),
-                    "Reshape" | "Unsqueeze" | "Squeeze" | "Cast" | "Identity" | "Transpose"
-                )
-                && n.input(0)
-                    .is_some_and(|i| is_constant(model, sizes, i, depth - 1))
-        })
-}
-
-/// True when `value`, through ops that only move or retype it, meets an Add or Sub with a
-/// constant operand (a bias added separately, as Keras exports do, or a BatchNorm written as
-/// arithmetic), a BatchNormalization, or another convolution.
-fn shifted_after(
-    model: &OnnxModel,
-    consumers: &HashMap<&str, Vec<usize>>,
-    sizes: &HashMap<&str, u64>,
-    value: &str,
-) -> bool {
-    let mut current = value;
-    for _ in 0..8 {
-        let Some([next]) = consumers.get(current).map(Vec::as_slice) else {
-            return false;
-        };
-        let node = &model.nodes[*next];
-        match node.op_type.as_str() {
-            "BatchNormalization" => return true,
-            "Add" | "Sub" => {
-                let other = node.inputs.iter().flatten().find(|i| i.as_str() != current);
-                return other.is_some_and(|o| is_constant(model, sizes, o, 8));
-            }
-            // Straight into another convolution (a separable convolution's depthwise half):
-            // a bias there would be absorbed by the next layer's.
-            "Conv" => return true,
-            "Transpose" | "Cast" | "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" => {
-                current = node.output();
-            }
-            _ => return false,
-        }
-    }
-    false
 }
 
 #[cfg(test)]

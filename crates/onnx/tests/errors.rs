@@ -1186,7 +1186,7 @@ fn a_float_value_where_an_integer_constant_is_needed_is_refused() {
         &m,
         &[
             "node 'a' (Add)",
-            "input 'k' is an INT64 constant; the engine computes in FLOAT",
+            "input 'k' is an integer or boolean value known when planning, used here as data",
         ],
     );
 }

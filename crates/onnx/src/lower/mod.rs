@@ -177,7 +177,9 @@ impl<'a> Planner<'a> {
         match self.values.get(name) {
             Some(Known::Data(s)) => Ok(s.clone()),
             Some(Known::Ints(_)) => Err(node.error(format!(
-                "input '{name}' is an INT64 constant; the engine computes in FLOAT"
+                "input '{name}' is an integer or boolean value known when planning, used here \
+                 as data; the engine computes data in FLOAT (integers and booleans only as \
+                 shape operands, or all operands of shape arithmetic)"
             ))),
             None => Err(node.error(format!("input '{name}' has no known shape"))),
         }
