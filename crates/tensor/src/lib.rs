@@ -52,15 +52,31 @@ pub fn element_count(shape: &[usize]) -> Result<usize, TensorError> {
 /// Allocates `len` zeroed `f32`s, reporting failure instead of aborting.
 ///
 /// `what` names the buffer in the error ("weights of conv2d_1", "column buffer").
+///
+/// The memory comes zeroed from the allocator (`calloc`): a large buffer is fresh pages the
+/// system zeroes when they are first touched, not a second pass over memory that the kernel
+/// about to overwrite it would have to wait for.
 pub fn try_zeroed(len: usize, what: &str) -> Result<Vec<f32>, TensorError> {
     let bytes = len as u128 * std::mem::size_of::<f32>() as u128;
-    let mut v: Vec<f32> = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| TensorError::Alloc {
+    let fail = || TensorError::Alloc {
         what: what.to_string(),
         bytes,
-    })?;
-    v.resize(len, 0.0);
-    Ok(v)
+    };
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<f32>(len).map_err(|_| fail())?;
+    // SAFETY: `layout` has a non-zero size (len > 0). The pointer, when not null, is an
+    // allocation of the global allocator with `f32`'s alignment and room for exactly `len`
+    // values, all bits zero (0.0); the Vec takes ownership with length and capacity `len`,
+    // and frees it with the same layout.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout) as *mut f32;
+        if p.is_null() {
+            return Err(fail());
+        }
+        Ok(Vec::from_raw_parts(p, len, len))
+    }
 }
 
 /// A dense `f32` tensor in standard layout. The first axis is the batch.
@@ -221,6 +237,11 @@ mod tests {
 
     #[test]
     fn huge_allocation_fails_cleanly() {
+        for len in [0usize, 1, 7, 1 << 20] {
+            let v = try_zeroed(len, "test buffer").unwrap();
+            assert_eq!((v.len(), v.capacity()), (len, len));
+            assert!(v.iter().all(|&x| x.to_bits() == 0));
+        }
         let err = try_zeroed(usize::MAX / 8, "test buffer").unwrap_err();
         assert!(err.to_string().contains("could not allocate"));
     }

@@ -261,7 +261,10 @@ pub fn sgemm(
     }
 }
 
-/// numpy `matmul` of operands already promoted to rank >= 2, with broadcast batch dims.
+/// numpy's `matmul` of `a[..batch, m, k]` and `b[..batch, k, n]` (batch dimensions broadcast
+/// to `batch`). When `b` is the same matrix for every batch item and `a` is not broadcast (a
+/// Linear layer on `[N, H, W, C]`), the batch is folded into `m`: one product of
+/// `count * m` rows. The rows (or the batch items) are split over rayon tasks.
 pub fn matmul(
     a_shape: &[usize],
     a: &[f32],
@@ -269,18 +272,36 @@ pub fn matmul(
     b: &[f32],
     batch: &[usize],
 ) -> Vec<f32> {
+    use rayon::prelude::*;
     let (m, k) = (a_shape[a_shape.len() - 2], a_shape[a_shape.len() - 1]);
     let n = b_shape[b_shape.len() - 1];
     let count: usize = batch.iter().product();
     let mut out = vec![0.0f32; count * m * n];
+    if out.is_empty() {
+        return out;
+    }
     let sa = broadcast_strides(&a_shape[..a_shape.len() - 2], batch);
     let sb = broadcast_strides(&b_shape[..b_shape.len() - 2], batch);
-    let mut idx = vec![0usize; batch.len()];
-    for i in 0..count {
-        let (mut oa, mut ob) = (0, 0);
-        for d in 0..batch.len() {
-            oa += idx[d] * sa[d];
-            ob += idx[d] * sb[d];
+    let a_whole = a.len() == count * m * k;
+    if sb.iter().all(|&s| s == 0) && a_whole {
+        // One matrix b: `count * m` rows of `a`, in blocks of rows per task.
+        let rows = count * m;
+        let per = rows
+            .div_ceil(rayon::current_num_threads().max(1) * 4)
+            .max(16);
+        out.par_chunks_mut(per * n)
+            .zip(a.par_chunks(per * k))
+            .for_each(|(o, x)| sgemm(o.len() / n, k, n, 1.0, x, false, b, false, 0.0, o));
+        return out;
+    }
+    out.par_chunks_mut(m * n).enumerate().for_each(|(i, o)| {
+        // The multi-index of batch item `i`, and its operands' offsets.
+        let (mut oa, mut ob, mut rest) = (0, 0, i);
+        for d in (0..batch.len()).rev() {
+            let idx = rest % batch[d];
+            rest /= batch[d];
+            oa += idx * sa[d];
+            ob += idx * sb[d];
         }
         let (oa, ob) = (oa * m * k, ob * k * n);
         sgemm(
@@ -293,16 +314,9 @@ pub fn matmul(
             &b[ob..ob + k * n],
             false,
             0.0,
-            &mut out[i * m * n..(i + 1) * m * n],
+            o,
         );
-        for d in (0..batch.len()).rev() {
-            idx[d] += 1;
-            if idx[d] < batch[d] {
-                break;
-            }
-            idx[d] = 0;
-        }
-    }
+    });
     out
 }
 

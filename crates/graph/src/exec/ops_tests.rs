@@ -102,6 +102,42 @@ proptest! {
         prop_assert_eq!(&acc, &flipped);
     }
 
+    /// Batched matmul (one shared `b` folded into the rows, or per batch item, on rayon
+    /// tasks) against a triple loop over broadcast multi-indices, within 1e-5 relative.
+    #[test]
+    fn matmuls_equal_a_loop_over_indices(
+        batch in proptest::collection::vec(1usize..4, 0..3), shared_b: bool, a_bcast: bool,
+        m in 1usize..40, k in 1usize..9, n in 1usize..7, seed in 0u64..1000,
+    ) {
+        let count: usize = batch.iter().product();
+        let a_batch: Vec<usize> = if a_bcast { vec![1; batch.len()] } else { batch.clone() };
+        let b_batch: Vec<usize> = if shared_b { Vec::new() } else { batch.clone() };
+        let a_shape: Vec<usize> = a_batch.iter().copied().chain([m, k]).collect();
+        let b_shape: Vec<usize> = b_batch.iter().copied().chain([k, n]).collect();
+        let value = |i: usize, s: u64| (((i as u64 + seed * s) * 2654435761 % 1000) as f32) / 500.0 - 1.0;
+        let a: Vec<f32> = (0..a_shape.iter().product::<usize>()).map(|i| value(i, 1)).collect();
+        let b: Vec<f32> = (0..b_shape.iter().product::<usize>()).map(|i| value(i, 3)).collect();
+        let got = matmul(&a_shape, &a, &b_shape, &b, &batch);
+        prop_assert_eq!(got.len(), count * m * n);
+        for item in 0..count {
+            let idx = index_of(item, &batch);
+            let at = |shape_batch: &[usize]| {
+                let bi: Vec<usize> = idx.iter().zip(shape_batch).map(|(&i, &d)| if d == 1 { 0 } else { i }).collect();
+                offset_of(&bi, shape_batch)
+            };
+            let (ia, ib) = (at(&a_batch), if shared_b { 0 } else { at(&b_batch) });
+            for r in 0..m {
+                for c in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|t| a[(ia * m + r) * k + t] as f64 * b[(ib * k + t) * n + c] as f64)
+                        .sum();
+                    let g = got[(item * m + r) * n + c] as f64;
+                    prop_assert!((g - want).abs() <= 1e-5 * (1.0 + want.abs()), "{} vs {}", g, want);
+                }
+            }
+        }
+    }
+
     /// A transpose against indexing by the permuted multi-index.
     #[test]
     fn transposes_equal_a_loop_over_indices(
