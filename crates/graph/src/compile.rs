@@ -11,7 +11,8 @@
 //!    convolution's, separable's, locally connected's or dense layer's output — directly or
 //!    through a folded BatchNorm — becomes that layer's store epilogue, when the layer has
 //!    none of its own. A SiLU with no such layer is computed in one vectorised pass by the
-//!    Mul node, and its Sigmoid does not run.
+//!    Mul node, and its Sigmoid does not run. GELU written as five nodes (`x/sqrt 2`, Erf,
+//!    `+1`, `*x`, `*0.5`) is one vectorised GELU the same way.
 //! 3. **Aliasing.** The folded-away nodes, like every [`Op::Alias`] (flatten, dropout,
 //!    reshape, identity), pass their input's buffer on: moved, not copied, when they are its
 //!    last reader.
@@ -91,6 +92,7 @@ pub fn compile(graph: &Graph, consts: &dyn Constants) -> Compiled {
     let mut c = Compiled::plain(graph);
     let folded_into = fold_batchnorm(graph, consts, &mut c);
     fuse_silu(graph, &folded_into, &mut c);
+    fuse_gelu(graph, consts, &mut c);
     fuse_activations(graph, &folded_into, &mut c);
     pack(graph, consts, &mut c);
     c
@@ -258,7 +260,112 @@ fn fuse_silu(graph: &Graph, folded_into: &[Option<usize>], c: &mut Compiled) {
     }
 }
 
-/// Pass 2b.
+/// The value of `v` when it is a one-element constant.
+fn scalar_constant(graph: &Graph, consts: &dyn Constants, v: usize) -> Option<f32> {
+    if !graph.is_constant(v) {
+        return None;
+    }
+    match consts.constant(&graph.values[v].name)? {
+        [x] => Some(*x),
+        _ => None,
+    }
+}
+
+/// The node producing `v` when `v` is read only once and is no graph output.
+fn single_use_producer(graph: &Graph, readers: &[usize], v: usize) -> Option<usize> {
+    (readers[v] == 1 && !graph.outputs.contains(&v))
+        .then(|| graph.producer(v))
+        .flatten()
+}
+
+/// The other input of a two-input node, given one of them.
+fn other_input(graph: &Graph, node: usize, one: usize) -> Option<(usize, usize)> {
+    let ins: Vec<usize> = graph.nodes[node].inputs.iter().flatten().copied().collect();
+    match ins[..] {
+        [a, b] if a == one => Some((1, b)),
+        [a, b] if b == one => Some((0, a)),
+        _ => None,
+    }
+}
+
+/// Pass 2b. GELU as PyTorch's legacy exporter writes it, `Mul(Mul(x, Add(Erf(Div(x,
+/// sqrt 2)), 1)), 0.5)` (five nodes, five passes over memory), is one vectorised GELU: the
+/// inner Mul computes `gelu(x)` and the outer one passes it on; Div, Erf and Add do not run.
+fn fuse_gelu(graph: &Graph, consts: &dyn Constants, c: &mut Compiled) {
+    let readers = graph.reader_counts();
+    let is = |i: usize, op: &Op| graph.nodes[i].op == *op;
+    let near = |v: Option<f32>, want: f32| v.is_some_and(|v| (v - want).abs() <= 1e-6 * want);
+    for (outer, node) in graph.nodes.iter().enumerate() {
+        if !is(outer, &Op::Binary(BinaryOp::Mul)) {
+            continue;
+        }
+        let ins: Vec<usize> = node.inputs.iter().flatten().copied().collect();
+        let [u, v] = ins[..] else { continue };
+        // Mul(p, 0.5), either order.
+        let (p, p_at) = match (
+            scalar_constant(graph, consts, u),
+            scalar_constant(graph, consts, v),
+        ) {
+            (_, Some(h)) if near(Some(h), 0.5) => (u, 0),
+            (Some(h), _) if near(Some(h), 0.5) => (v, 1),
+            _ => continue,
+        };
+        let Some(inner) = single_use_producer(graph, &readers, p) else {
+            continue;
+        };
+        if !is(inner, &Op::Binary(BinaryOp::Mul)) {
+            continue;
+        }
+        // Mul(x, a) with a = Add(Erf(Div(x, sqrt 2)), 1), x either input.
+        let found = [0usize, 1].into_iter().find_map(|k| {
+            let x = graph.nodes[inner].input(k)?;
+            let (_, a) = other_input(graph, inner, x)?;
+            let add = single_use_producer(graph, &readers, a)?;
+            if !is(add, &Op::Binary(BinaryOp::Add)) {
+                return None;
+            }
+            let erf_out = [0, 1].into_iter().find_map(|j| {
+                let e = graph.nodes[add].input(j)?;
+                let (_, one) = other_input(graph, add, e)?;
+                near(scalar_constant(graph, consts, one), 1.0).then_some(e)
+            })?;
+            let erf = single_use_producer(graph, &readers, erf_out)?;
+            if !is(erf, &Op::Unary(UnaryOp::Erf)) {
+                return None;
+            }
+            let d = graph.nodes[erf].input(0)?;
+            let div = single_use_producer(graph, &readers, d)?;
+            let scaled = graph.nodes[div].input(0) == Some(x)
+                && is(div, &Op::Binary(BinaryOp::Div))
+                && near(
+                    graph.nodes[div]
+                        .input(1)
+                        .and_then(|s| scalar_constant(graph, consts, s)),
+                    std::f32::consts::SQRT_2,
+                );
+            let same_shape = graph.values[x].shape == graph.nodes[inner].output_shape
+                && graph.nodes[inner].output_shape == node.output_shape;
+            (scaled && same_shape).then_some((k, [div, erf, add]))
+        });
+        let Some((x_at, skipped)) = found else {
+            continue;
+        };
+        // Nodes an earlier pass already rewrote are left as they are.
+        let untouched = |i: usize| c.nodes[i] == NodeWork::default();
+        if !(untouched(outer) && untouched(inner) && skipped.iter().all(|&i| untouched(i))) {
+            continue;
+        }
+        for s in skipped {
+            c.nodes[s].skip = true;
+        }
+        c.nodes[inner].unary = Some(UnaryOp::Gelu { tanh: false });
+        c.nodes[inner].pass = x_at;
+        c.nodes[outer].alias = true;
+        c.nodes[outer].pass = p_at;
+    }
+}
+
+/// Pass 2c.
 fn fuse_activations(graph: &Graph, folded_into: &[Option<usize>], c: &mut Compiled) {
     let readers = graph.reader_counts();
     for (i, node) in graph.nodes.iter().enumerate() {

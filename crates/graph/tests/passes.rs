@@ -333,3 +333,71 @@ fn silu_as_written_is_fused_into_the_convolution_or_computed_by_the_mul() {
         }
     }
 }
+
+/// `x -> Div(x, sqrt 2) -> Erf -> Add(1) -> Mul(x, .) -> Mul(., half)`, GELU as PyTorch's
+/// legacy exporter writes it, on a graph input of `[2, 5, 7]`.
+fn written_gelu(half: f32) -> (Graph, Consts, Vec<f32>) {
+    use cnn_graph::BinaryOp;
+    let (mut g, mut c) = (Graph::new("gelu"), Consts::default());
+    let shape = vec![2, 5, 7];
+    let x = g.add_input("x", shape.clone());
+    let mut scalar = |g: &mut Graph, name: &str, v: f32| {
+        c.0.insert(name.to_string(), vec![v]);
+        g.add_constant(name, vec![1])
+    };
+    let root2 = scalar(&mut g, "root2", std::f32::consts::SQRT_2);
+    let one = scalar(&mut g, "one", 1.0);
+    let half = scalar(&mut g, "half", half);
+    let d = push(
+        &mut g,
+        "div",
+        Op::Binary(BinaryOp::Div),
+        vec![x, root2],
+        shape.clone(),
+    );
+    let e = push(
+        &mut g,
+        "erf",
+        Op::Unary(UnaryOp::Erf),
+        vec![d],
+        shape.clone(),
+    );
+    let a = push(
+        &mut g,
+        "add",
+        Op::Binary(BinaryOp::Add),
+        vec![e, one],
+        shape.clone(),
+    );
+    let p = push(
+        &mut g,
+        "mul",
+        Op::Binary(BinaryOp::Mul),
+        vec![x, a],
+        shape.clone(),
+    );
+    let y = push(
+        &mut g,
+        "half",
+        Op::Binary(BinaryOp::Mul),
+        vec![p, half],
+        shape,
+    );
+    g.outputs.push(y);
+    (g, c, values(70, 5, -4.0, 4.0))
+}
+
+#[test]
+fn gelu_as_written_runs_as_one_vectorised_gelu() {
+    let (g, c, x) = written_gelu(0.5);
+    let (compiled, fast, plain) = run_both(&g, &c, &x);
+    let skipped: Vec<bool> = compiled.nodes.iter().map(|n| n.skip).collect();
+    assert_eq!(skipped, [true, true, true, false, false]);
+    assert_eq!(compiled.nodes[3].unary, Some(UnaryOp::Gelu { tanh: false }));
+    assert!(compiled.nodes[4].alias);
+    close(&fast, &plain).unwrap();
+    // Not a GELU (a factor of 0.4): left as written.
+    let (g, c, _) = written_gelu(0.4);
+    let compiled = compile(&g, &c);
+    assert!(compiled.nodes.iter().all(|n| !n.skip && n.unary.is_none()));
+}

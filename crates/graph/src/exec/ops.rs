@@ -277,8 +277,8 @@ pub fn matmul(
     let n = b_shape[b_shape.len() - 1];
     let count: usize = batch.iter().product();
     let mut out = vec![0.0f32; count * m * n];
-    if out.is_empty() {
-        return out;
+    if out.is_empty() || k == 0 {
+        return out; // an empty sum is 0
     }
     let sa = broadcast_strides(&a_shape[..a_shape.len() - 2], batch);
     let sb = broadcast_strides(&b_shape[..b_shape.len() - 2], batch);
