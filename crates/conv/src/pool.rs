@@ -260,9 +260,24 @@ pub fn global_max_pool2d(
     spatial: usize,
     output: &mut [f32],
 ) -> Result<(), KernelError> {
-    global(input, batch, channels, spatial, output, |plane| {
-        plane.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
-    })
+    global(input, batch, channels, spatial, output, max_lanes)
+}
+
+/// The largest of `values` (`f32::max`: a NaN is passed over), over eight independent lanes
+/// so it vectorises.
+fn max_lanes(values: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = l.max(v);
+        }
+    }
+    lanes.iter().fold(tail, |m, &v| m.max(v))
 }
 
 /// Reduces every `[spatial]` plane to one value.
@@ -420,5 +435,23 @@ mod tests {
         let mut bad = g;
         bad.out_h = 3;
         assert!(max_pool2d(&bad, &iota(25), 1, &mut out).is_err());
+    }
+
+    #[test]
+    fn global_pooling_in_lanes_equals_a_plain_loop() {
+        for spatial in [1usize, 7, 8, 9, 23, 64, 100] {
+            let x: Vec<f32> = (0..3 * spatial)
+                .map(|i| ((i * 7919 % 1000) as f32) / 250.0 - 2.0)
+                .collect();
+            let (mut max, mut avg) = (vec![0.0; 3], vec![0.0; 3]);
+            global_max_pool2d(&x, 1, 3, spatial, &mut max).unwrap();
+            global_avg_pool2d(&x, 1, 3, spatial, &mut avg).unwrap();
+            for (c, plane) in x.chunks(spatial).enumerate() {
+                let m = plane.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                let a = plane.iter().map(|&v| f64::from(v)).sum::<f64>() / spatial as f64;
+                assert_eq!(max[c], m, "max of {spatial}");
+                assert!((f64::from(avg[c]) - a).abs() < 1e-6, "mean of {spatial}");
+            }
+        }
     }
 }
