@@ -36,11 +36,11 @@ fn epilogue(own: Epilogue, work: &NodeWork) -> Epilogue {
 /// `u` on every element of `v`: vectorised where the kernels have the function, element by
 /// element otherwise.
 fn unary(u: UnaryOp, v: &mut [f32]) {
-    match (u.activation(), u.elementwise()) {
-        (Some(act), _) => act.apply(v),
-        (None, Some(f)) => f.apply(v, None),
-        (None, None) => v.iter_mut().for_each(|x| *x = u.apply(*x)),
-    }
+    ops::par_blocks(v, |block| match (u.activation(), u.elementwise()) {
+        (Some(act), _) => act.apply(block),
+        (None, Some(f)) => f.apply(block, None),
+        (None, None) => block.iter_mut().for_each(|x| *x = u.apply(*x)),
+    });
 }
 
 /// One convolution: with its packed weights when there are some, else packing them now.

@@ -86,7 +86,23 @@ pub fn group_norm(
 
 /// Layer normalisation of each row of `inner` values in place, statistics in f64.
 pub fn layer_norm(x: &mut [f32], inner: usize, scale: &[f32], bias: Option<&[f32]>, epsilon: f32) {
-    for row in x.chunks_exact_mut(inner.max(1)) {
+    use rayon::prelude::*;
+    // Rows are independent: blocks of them on rayon tasks.
+    let inner = inner.max(1);
+    let per = (super::ops::PAR_MIN / inner).max(1);
+    x.par_chunks_mut(per * inner)
+        .for_each(|block| layer_norm_rows(block, inner, scale, bias, epsilon));
+}
+
+/// [`layer_norm`] over whole rows of `block`.
+fn layer_norm_rows(
+    block: &mut [f32],
+    inner: usize,
+    scale: &[f32],
+    bias: Option<&[f32]>,
+    epsilon: f32,
+) {
+    for row in block.chunks_exact_mut(inner) {
         let n = row.len() as f64;
         let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
         let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;

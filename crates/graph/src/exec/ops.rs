@@ -59,14 +59,35 @@ fn for_rows(out: &[usize], sa: &[usize], sb: &[usize], mut f: impl FnMut(usize, 
 /// commutative, so `acc` may be either operand). `other` must be as long as `acc`.
 pub fn binary_in_place(op: BinaryOp, acc: &mut [f32], other: &[f32]) {
     debug_assert_eq!(acc.len(), other.len());
-    match op {
+    let run = |acc: &mut [f32], other: &[f32]| match op {
         BinaryOp::Add => acc.iter_mut().zip(other).for_each(|(x, &y)| *x += y),
         BinaryOp::Mul => acc.iter_mut().zip(other).for_each(|(x, &y)| *x *= y),
         _ => acc
             .iter_mut()
             .zip(other)
             .for_each(|(x, &y)| *x = op.apply(*x, y)),
+    };
+    if acc.len() < PAR_MIN {
+        return run(acc, other);
     }
+    use rayon::prelude::*;
+    acc.par_chunks_mut(PAR_BLOCK)
+        .zip(other.par_chunks(PAR_BLOCK))
+        .for_each(|(a, o)| run(a, o));
+}
+
+/// Element-wise work below this many values runs on the calling thread.
+pub const PAR_MIN: usize = 1 << 15;
+/// Values per rayon task of element-wise work.
+const PAR_BLOCK: usize = 1 << 14;
+
+/// `f` over `data` in blocks on rayon tasks (on the calling thread when it is small).
+pub fn par_blocks(data: &mut [f32], f: impl Fn(&mut [f32]) + Sync + Send) {
+    if data.len() < PAR_MIN {
+        return f(data);
+    }
+    use rayon::prelude::*;
+    data.par_chunks_mut(PAR_BLOCK).for_each(f);
 }
 
 /// Merges neighbouring dimensions of `out` that both operands walk alike (contiguously, or
@@ -106,8 +127,7 @@ pub fn binary_broadcast_in_place(
     let sa = broadcast_strides(out, out);
     let sb = broadcast_strides(other_shape, out);
     let (out, _, sb) = collapse(out, &sa, &sb);
-    let zeros = vec![0usize; out.len()];
-    let inner = out.last().copied().unwrap_or(1);
+    let inner = out.last().copied().unwrap_or(1).max(1);
     let ib = sb.last().copied().unwrap_or(0);
     let f = |x: f32, y: f32| {
         if acc_first {
@@ -116,18 +136,38 @@ pub fn binary_broadcast_in_place(
             op.apply(y, x)
         }
     };
-    for_rows(&out, &zeros, &sb, |_, ob, oo| {
-        let row = &mut acc[oo..oo + inner];
-        match (ib, op, acc_first) {
-            (0, BinaryOp::Mul, _) => row.iter_mut().for_each(|x| *x *= other[ob]),
-            (0, BinaryOp::Add, _) => row.iter_mut().for_each(|x| *x += other[ob]),
-            (0, ..) => row.iter_mut().for_each(|x| *x = f(*x, other[ob])),
-            _ => row
-                .iter_mut()
-                .zip(&other[ob..ob + inner])
-                .for_each(|(x, &y)| *x = f(*x, y)),
+    // Row `r` (of `inner` values) reads `other` from the offset of its multi-index.
+    let rank = out.len();
+    let row_offset = |mut r: usize| {
+        let mut ob = 0;
+        for d in (0..rank.saturating_sub(1)).rev() {
+            ob += (r % out[d]) * sb[d];
+            r /= out[d];
         }
-    });
+        ob
+    };
+    let rows = |block: &mut [f32], first: usize| {
+        for (i, row) in block.chunks_exact_mut(inner).enumerate() {
+            let ob = row_offset(first + i);
+            match (ib, op, acc_first) {
+                (0, BinaryOp::Mul, _) => row.iter_mut().for_each(|x| *x *= other[ob]),
+                (0, BinaryOp::Add, _) => row.iter_mut().for_each(|x| *x += other[ob]),
+                (0, ..) => row.iter_mut().for_each(|x| *x = f(*x, other[ob])),
+                _ => row
+                    .iter_mut()
+                    .zip(&other[ob..ob + inner])
+                    .for_each(|(x, &y)| *x = f(*x, y)),
+            }
+        }
+    };
+    if acc.len() < PAR_MIN {
+        return rows(acc, 0);
+    }
+    use rayon::prelude::*;
+    let per = PAR_BLOCK.div_ceil(inner).max(1);
+    acc.par_chunks_mut(per * inner)
+        .enumerate()
+        .for_each(|(t, block)| rows(block, t * per));
 }
 
 /// `a op b` with numpy broadcasting into a tensor of shape `out`.

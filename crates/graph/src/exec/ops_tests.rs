@@ -218,3 +218,42 @@ fn transposed_gemm_uses_strides() {
     );
     assert_eq!(out, vec![1., 3., 2., 4.]);
 }
+
+/// Above `PAR_MIN` values the element-wise kernels split the work over rayon tasks: the
+/// results must be those of the one-task code, for every broadcast pattern.
+#[test]
+fn element_wise_work_on_many_tasks_equals_one_task() {
+    let out = [2usize, 40, 33, 17];
+    let n: usize = out.iter().product();
+    assert!(n > PAR_MIN);
+    let a: Vec<f32> = (0..n)
+        .map(|i| ((i * 37 % 101) as f32) / 50.0 - 1.0)
+        .collect();
+    for b_shape in [vec![40, 1, 1], vec![1, 33, 17], vec![17], vec![2, 1, 33, 1]] {
+        let len: usize = b_shape.iter().product();
+        let b: Vec<f32> = (0..len)
+            .map(|i| ((i * 13 % 29) as f32) / 7.0 - 2.0)
+            .collect();
+        for op in [BinaryOp::Mul, BinaryOp::Add, BinaryOp::Sub] {
+            let want = binary(op, &out, &a, &b_shape, &b, &out);
+            let mut got = a.clone();
+            binary_broadcast_in_place(op, &mut got, &out, &b, &b_shape, true);
+            assert_eq!(got, want, "{op:?} {b_shape:?}");
+            let want = binary(op, &b_shape, &b, &out, &a, &out);
+            let mut got = a.clone();
+            binary_broadcast_in_place(op, &mut got, &out, &b, &b_shape, false);
+            assert_eq!(got, want, "{op:?} {b_shape:?} flipped");
+        }
+    }
+    let other: Vec<f32> = a.iter().map(|v| v * 0.5 + 0.25).collect();
+    let mut got = a.clone();
+    binary_in_place(BinaryOp::Sub, &mut got, &other);
+    let want: Vec<f32> = a.iter().zip(&other).map(|(x, y)| x - y).collect();
+    assert_eq!(got, want);
+    let mut blocks = a.clone();
+    par_blocks(&mut blocks, |b| {
+        b.iter_mut().for_each(|v| *v = v.mul_add(2.0, 1.0))
+    });
+    let want: Vec<f32> = a.iter().map(|v| v.mul_add(2.0, 1.0)).collect();
+    assert_eq!(blocks, want);
+}
