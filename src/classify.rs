@@ -102,17 +102,10 @@ pub fn run_pictures(model: &Model, paths: &[PathBuf]) -> Result<Vec<Vec<f32>>, S
     out
 }
 
-/// Softmax of `values` in place (max subtracted first).
+/// Softmax of one output vector in place (the kernels' softmax over one channel axis).
 pub fn softmax(values: &mut [f32]) {
-    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f64;
-    for v in values.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v as f64;
-    }
-    values
-        .iter_mut()
-        .for_each(|v| *v = (*v as f64 / sum) as f32);
+    let n = values.len();
+    cnn_conv::softmax_channels(values, 1, n, 1);
 }
 
 /// How outputs are ranked for `recipe`: the recipe's labels, which must name every class of a

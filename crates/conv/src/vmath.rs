@@ -14,16 +14,16 @@
 //!
 //! It does not do reductions (softmax keeps its own loop) or anything that needs a neighbour.
 
+mod lanes;
+
+use lanes::Lanes;
+
 /// `log2(e)`.
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split in two for the range reduction (Cody and Waite): the high part has few
 /// significant bits, so `n * LN2_HI` is exact.
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
-mod lanes;
-
-use lanes::Lanes;
-
 /// `1.5 * 2^23`: adding it rounds a float below 2^22 in magnitude to an integer (to nearest
 /// even), which its low mantissa bits then hold.
 const ROUNDER: f32 = 12_582_912.0;

@@ -36,8 +36,7 @@ pub fn export_notes(model: &OnnxModel) -> Vec<String> {
 /// What the rules look up, built once (a file may hold many thousands of nodes).
 struct Index<'a> {
     model: &'a OnnxModel,
-    /// Float initializers: element counts and shapes.
-    sizes: HashMap<&'a str, u64>,
+    /// Float initializers' shapes.
     shapes: HashMap<&'a str, &'a [usize]>,
     /// The node producing each value, and the nodes reading it.
     producer: HashMap<&'a str, usize>,
@@ -48,17 +47,12 @@ struct Index<'a> {
 
 impl<'a> Index<'a> {
     fn new(model: &'a OnnxModel) -> Self {
-        let floats = model
-            .initializers
-            .iter()
-            .filter(|(_, c)| c.as_f32().is_some());
         let mut index = Index {
             model,
-            sizes: floats
-                .clone()
-                .map(|(n, c)| (n.as_str(), c.len() as u64))
-                .collect(),
-            shapes: floats
+            shapes: model
+                .initializers
+                .iter()
+                .filter(|(_, c)| c.as_f32().is_some())
                 .map(|(n, c)| (n.as_str(), c.shape.as_slice()))
                 .collect(),
             producer: HashMap::new(),
@@ -80,7 +74,7 @@ impl<'a> Index<'a> {
     /// True when `name` is a float initializer, a folded constant, or (to `depth` levels) a
     /// layout op over one — a reshaped bias.
     fn is_constant(&self, name: &str, depth: usize) -> bool {
-        if self.sizes.contains_key(name) || self.model.constants.contains_key(name) {
+        if self.shapes.contains_key(name) || self.model.constants.contains_key(name) {
             return true;
         }
         let Some(&p) = self.producer.get(name) else {
@@ -129,7 +123,7 @@ fn shared_initializers(index: &Index) -> Option<String> {
     for node in &index.model.nodes {
         let mut seen: HashSet<&str> = HashSet::new();
         for input in node.inputs.iter().flatten() {
-            if index.sizes.contains_key(input.as_str()) && seen.insert(input) {
+            if index.shapes.contains_key(input.as_str()) && seen.insert(input) {
                 *readers.entry(input).or_default() += 1;
             }
         }
@@ -140,7 +134,7 @@ fn shared_initializers(index: &Index) -> Option<String> {
     }
     let extra: u64 = shared
         .iter()
-        .map(|&(n, r)| (r as u64 - 1) * index.sizes[n])
+        .map(|&(n, r)| (r as u64 - 1) * index.shapes[n].iter().product::<usize>() as u64)
         .sum();
     let reads: usize = shared.iter().map(|&(_, r)| r).sum();
     Some(format!(
@@ -163,12 +157,12 @@ fn folded_batchnorm(index: &Index) -> Option<String> {
         let (Op::Conv { .. }, Some(weight)) = (&node.op, node.input(1)) else {
             continue;
         };
-        if !index.sizes.contains_key(weight) || index.normalised.contains(node.output()) {
+        if !index.shapes.contains_key(weight) || index.normalised.contains(node.output()) {
             continue;
         }
         // A fold writes a new bias (the BatchNorm's shift); an exporter-made weight alone may
         // be a layout change (Keras' HWIO kernels transposed to OIHW), not a fold.
-        let bias = node.input(2).filter(|b| index.sizes.contains_key(b));
+        let bias = node.input(2).filter(|b| index.shapes.contains_key(b));
         if let Some(b) = bias.filter(|b| computed_by_exporter(b, weight)) {
             folded.push(b);
         }
