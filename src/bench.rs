@@ -47,8 +47,10 @@ pub struct BenchReport {
     pub p90_ms: f64,
     pub images_per_s: f64,
     pub gflops: f64,
-    /// The kernel build that ran (`avx2`, `portable`).
+    /// The kernel build that ran (`avx512`, `avx2`, `portable`).
     pub kernel: String,
+    /// Its micro-kernel: tile, vector lanes, packing, epilogues.
+    pub gemm_kernel: crate::report::kernel::KernelJson,
     /// Who chose it: `"cpu"` (the best this CPU runs) or `"CNN_KERNEL"`.
     pub kernel_chosen_by: String,
     /// Its measured multiply-add peak on one core, GFLOP/s.
@@ -192,6 +194,7 @@ where
         },
         gflops: gflops(net.total_macs, median),
         kernel: isa.name().to_string(),
+        gemm_kernel: crate::report::kernel::KernelJson::selected(),
         kernel_chosen_by: match cnn_conv::isa::requested() {
             Ok(Some(_)) => cnn_conv::isa::KERNEL_VAR.to_string(),
             _ => "cpu".to_string(),
@@ -260,7 +263,7 @@ pub fn render(r: &BenchReport) -> String {
     }
     format!(
         "Model \"{}\": {} thread(s), batch {}, {} timed iterations (medians)\n\
-         Kernels: {} ({}); measured multiply-add peak {:.1} GFLOP/s per core, \
+         Kernels: {}; {}; measured multiply-add peak {:.1} GFLOP/s per core, \
          {:.1} for {} thread(s)\n\n{}\
          Forward pass: median {:.3} ms (p10 {:.3}, p90 {:.3}), {:.1} images/s, {:.1} GFLOP/s \
          ({:.0}% of peak)\n\
@@ -269,11 +272,14 @@ pub fn render(r: &BenchReport) -> String {
         r.threads,
         r.batch,
         r.iters,
-        r.kernel,
+        r.gemm_kernel.words(),
         if r.kernel_chosen_by == "cpu" {
-            "the best this CPU runs; CNN_KERNEL=avx2|portable picks another"
+            format!(
+                "the best this CPU runs ({} picks another)",
+                crate::report::kernel::override_hint()
+            )
         } else {
-            "set by CNN_KERNEL"
+            "set by CNN_KERNEL".to_string()
         },
         r.fma_peak_gflops,
         r.fma_peak_gflops * r.threads as f64,

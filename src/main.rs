@@ -353,6 +353,7 @@ fn execute(cli: Cli) -> Result<String, String> {
                 Format::Json => to_json(&explain::ExplainDoc {
                     model: f.name().to_string(),
                     kernel: cnn::conv::isa::selected().name(),
+                    gemm_kernel: cnn::report::kernel::KernelJson::selected(),
                     layers: &items,
                 })?,
             })

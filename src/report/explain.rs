@@ -11,8 +11,10 @@ use serde::Serialize;
 #[derive(Debug, Serialize)]
 pub struct ExplainDoc<'a> {
     pub model: String,
-    /// The kernel build the GEMMs run on (`avx2`, `portable`; `CNN_KERNEL` picks).
+    /// The kernel build the GEMMs run on (`avx512`, `avx2`, `portable`; `CNN_KERNEL` picks).
     pub kernel: &'static str,
+    /// That build's micro-kernel: tile, vector lanes, packing, epilogues.
+    pub gemm_kernel: super::kernel::KernelJson,
     pub layers: &'a [ConvExplanation],
 }
 
@@ -143,10 +145,11 @@ fn block(e: &ConvExplanation) -> String {
 
 /// The terminal report for the model called `name`.
 pub fn render_named(name: &str, items: &[ConvExplanation]) -> String {
-    let kernel = cnn_conv::isa::selected().name();
+    let kernel = super::kernel::KernelJson::selected().words();
+    let hint = super::kernel::override_hint();
     let mut out = format!(
         "Model \"{name}\": every convolution as a matrix product (im2col, then GEMM)\n\
-         GEMM kernels: {kernel} (CNN_KERNEL=avx2|portable picks another the CPU runs)\n\n"
+         GEMM kernels: {kernel}; {hint} picks another the CPU runs\n\n"
     );
     if items.is_empty() {
         out.push_str("No layer of this model multiplies matrices.\n");

@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod explain;
+pub mod kernel;
 pub mod run;
 pub mod summary;
 pub mod table;

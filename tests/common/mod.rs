@@ -14,6 +14,16 @@ pub fn cnn(args: &[&str]) -> Output {
         .expect("the cnn binary runs")
 }
 
+/// [`cnn`] with the environment variables `vars` set.
+pub fn cnn_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cnn"))
+        .args(args)
+        .envs(vars.iter().copied())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the cnn binary runs")
+}
+
 /// Standard output as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

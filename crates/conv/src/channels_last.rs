@@ -4,15 +4,15 @@
 //! channels of one input pixel: `cols[(c, kh, kw), p] = x[c, y(p) + kh*d_h, x(p) + kw*d_w]`. If
 //! the input is stored *channels-last* (`[h, w, c]`) and zero-padded, those `c/groups` values are
 //! consecutive in memory, at an offset that is the pixel's plus the tap's. So the GEMM can read
-//! the column matrix in place: the micro-kernel holds 16 output channels in its vectors and
-//! broadcasts the values of 6 output pixels, each read from `image[pixel + tap + s]` for the
+//! the column matrix in place: the micro-kernel holds `nr` output channels in its vectors (16
+//! or 32, [`Kernel::nr`]) and broadcasts the values of 6 output pixels, each read from `image[pixel + tap + s]` for the
 //! steps `s` of a tap (`Kernel::gather_tile`). The weights are packed once in the same
 //! tap-major reduction order ([`crate::packed::Orientation::ChannelsLast`]).
 //!
 //! The only copy left is the layout change, one pass over the input: the padded channels-last
 //! image has `(in_h + pads) * (in_w + pads) * in_c` values, where the column matrix has
 //! `in_c*k_h*k_w * out_h*out_w` (9x that for a 3x3 layer with stride 1). The layout change is
-//! done once per image and read by every worker; each worker keeps only its output tile (16
+//! done once per image and read by every worker; each worker keeps only its output tile (`nr`
 //! channels of a tile's pixels, in the kernel's layout) before it is stored transposed into the
 //! NCHW output.
 //!
@@ -20,7 +20,7 @@
 //! layers (the first layer of an RGB network) keep the unfolded panels of [`crate::packed`].
 
 use crate::gemm::MatMut;
-use crate::microkernel::{Finish, Gather, Kernel, Tile, MR, NR};
+use crate::microkernel::{Finish, Gather, Kernel, MR};
 use crate::{Conv2dGeometry, PathKind};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -30,7 +30,9 @@ use std::ops::Range;
 pub const MIN_CHANNELS: usize = 16;
 
 /// Reduction steps a block of the weights aims at (whole taps): `384 x 16` values, 24 KiB,
-/// stay in L1 while the tile's pixels stream past them (256 to 512 measured alike here).
+/// stay in L1 while the tile's pixels stream past them (256 to 512 measured alike on AVX2).
+/// The same number of steps for 32-wide panels (48 KiB, the L1 of AVX-512 Zen cores): the
+/// blocks, and so the order of the sums, are then the same in every build.
 const KC_STEPS: usize = 384;
 
 /// Pixels of the output tile stored into the output at a time (4 KiB of tile).
@@ -64,7 +66,8 @@ pub fn image_len(geom: &Conv2dGeometry) -> Option<usize> {
 /// Writes `image` (`[in_c, in_h, in_w]`) into `dst` (one [`image_len`] block) as the padded
 /// channels-last image `[in_h + pads, in_w + pads, in_c]`, zeros in the padding (whatever
 /// `dst` held before). With `parallel`, rows are copied on rayon's threads. The kernel build
-/// picks the copy's: 8x8 blocks transposed with AVX2 shuffles, or by the portable code.
+/// picks the copy's: 8x8 blocks transposed with AVX2 shuffles (the AVX2 and AVX-512 builds),
+/// or by the portable code.
 pub(crate) fn to_channels_last(
     geom: &Conv2dGeometry,
     image: &[f32],
@@ -78,11 +81,15 @@ pub(crate) fn to_channels_last(
     let (interior, bottom) = rest.split_at_mut(geom.in_h * row_len);
     top.fill(0.0);
     bottom.fill(0.0);
-    let copy_row = |(y, row): (usize, &mut [f32])| match kernel {
+    let avx2 = cfg!(target_arch = "x86_64") && kernel.isa().has_avx2();
+    let copy_row = |(y, row): (usize, &mut [f32])| {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Avx2` is only built when the CPU has AVX2 (and FMA).
-        Kernel::Avx2 => unsafe { copy_row_avx2(geom, image, y, row) },
-        _ => copy_row::<false>(geom, image, y, row),
+        if avx2 {
+            // SAFETY: the AVX2 and AVX-512 builds only run when the CPU has AVX2.
+            return unsafe { copy_row_avx2(geom, image, y, row) };
+        }
+        let _ = avx2;
+        copy_row::<false>(geom, image, y, row)
     };
     if parallel {
         interior
@@ -221,10 +228,10 @@ pub fn tap_offsets(geom: &Conv2dGeometry) -> Vec<usize> {
         .collect()
 }
 
-/// Values of a worker's output tile for a tile of `pixels` output pixels: 16 channels of each
-/// pixel, padded to whole panels of 6 pixels.
-pub fn tile_len(pixels: usize) -> usize {
-    pixels.next_multiple_of(MR) * NR
+/// Values of a worker's output tile for a tile of `pixels` output pixels on `kernel`: `nr`
+/// channels of each pixel, padded to whole panels of 6 pixels.
+pub fn tile_len(pixels: usize, kernel: Kernel) -> usize {
+    pixels.next_multiple_of(kernel.mr()) * kernel.nr()
 }
 
 /// `c = W x cols` for one block of the convolution: output channels `m0 ..` (`c`'s rows, their
@@ -263,15 +270,16 @@ pub(crate) fn multiply(
         .collect();
     // Blocks of whole taps, of equal length (a checked geometry has at least one tap and one
     // channel per group).
+    let nr = kernel.nr();
     let blocks = taps.len().div_ceil((KC_STEPS / cpg).max(1));
     let per_block = taps.len().div_ceil(blocks.max(1)).max(1);
-    let tiles = &mut scratch[..tile_len(n)];
-    for (wpanel, rows) in (0..m).step_by(NR).enumerate() {
-        let panel = &weights[wpanel * k * NR..][..k * NR];
+    let tiles = &mut scratch[..tile_len(n, kernel)];
+    for (wpanel, rows) in (0..m).step_by(nr).enumerate() {
+        let panel = &weights[wpanel * k * nr..][..k * nr];
         for (b, block) in taps.chunks(per_block).enumerate() {
             let t0 = b * per_block;
-            let vc = &panel[t0 * cpg * NR..][..block.len() * cpg * NR];
-            let tiles = tiles.chunks_exact_mut(MR * NR).zip(starts.chunks_exact(MR));
+            let vc = &panel[t0 * cpg * nr..][..block.len() * cpg * nr];
+            let tiles = tiles.chunks_exact_mut(MR * nr).zip(starts.chunks_exact(MR));
             for (t, (tile, starts)) in tiles.enumerate() {
                 let gather = Gather {
                     src: image,
@@ -286,36 +294,36 @@ pub(crate) fn multiply(
                 };
                 // A last tile of one pixel (c512 at 7x7: 49 = 8 * 6 + 1) gets the one-row loop.
                 if n - t * MR == 1 {
-                    if let Ok(row) = <&mut [f32; NR]>::try_from(&mut tile[..NR]) {
-                        kernel.gather_first_row(&gather, vc, row, b > 0);
-                    }
-                } else if let Ok(tile) = <&mut Tile>::try_from(tile) {
+                    kernel.gather_first_row(&gather, vc, tile, b > 0);
+                } else {
                     kernel.gather_tile(&gather, vc, tile, b > 0);
                 }
             }
         }
-        // The tiles hold pixel-major rows of 16 channels; the output is channel-major. Stored
-        // `STORE_PIXELS` pixels at a time, so that the tiles' rows are read from L1 by all 16
+        // The tiles hold pixel-major rows of nr channels; the output is channel-major. Stored
+        // `STORE_PIXELS` pixels at a time, so that the tiles' rows are read from L1 by all nr
         // output rows.
-        for (b, block) in tiles[..n * NR].chunks(STORE_PIXELS * NR).enumerate() {
-            let channels = rows..rows + NR.min(m - rows);
+        for (b, block) in tiles[..n * nr].chunks(STORE_PIXELS * nr).enumerate() {
+            let channels = rows..rows + nr.min(m - rows);
             let q0 = b * STORE_PIXELS;
-            match kernel {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `Avx2` is only built when the CPU has AVX2 (and FMA).
-                Kernel::Avx2 => unsafe { store_avx2(block, c, channels, q0, finish) },
-                _ => store(block, c, channels, 0, q0, finish),
+            #[cfg(target_arch = "x86_64")]
+            if kernel.isa().has_avx2() {
+                // SAFETY: the AVX2 and AVX-512 builds only run when the CPU has AVX2.
+                unsafe { store_avx2(block, nr, c, channels, q0, finish) };
+                continue;
             }
+            store(block, nr, c, channels, 0, q0, finish);
         }
     }
 }
 
-/// Stores the pixel-major `block` (rows of `NR` channels) into the output rows `rows` of `c`
+/// Stores the pixel-major `block` (rows of `nr` channels) into the output rows `rows` of `c`
 /// from column `q0`, row `rows.start + i` taking tile channel `first + i`:
-/// `c[rows.start + i][q0 + p] = block[p * NR + first + i]`, finished by `finish` (bias and
+/// `c[rows.start + i][q0 + p] = block[p * nr + first + i]`, finished by `finish` (bias and
 /// clamp of row `rows.start + i`) when given.
 fn store(
     block: &[f32],
+    nr: usize,
     c: &mut MatMut<'_>,
     rows: Range<usize>,
     first: usize,
@@ -324,7 +332,7 @@ fn store(
 ) {
     for (i, r) in rows.enumerate() {
         let out = &mut c.row(r)[q0..];
-        for (d, tile_row) in out.iter_mut().zip(block.chunks_exact(NR)) {
+        for (d, tile_row) in out.iter_mut().zip(block.chunks_exact(nr)) {
             let v = tile_row[first + i];
             *d = finish.map_or(v, |f| f.apply(r, v));
         }
@@ -341,31 +349,32 @@ fn store(
 #[target_feature(enable = "avx2")]
 unsafe fn store_avx2(
     block: &[f32],
+    nr: usize,
     c: &mut MatMut<'_>,
     rows: Range<usize>,
     q0: usize,
     finish: Option<Finish<'_>>,
 ) {
     use std::arch::x86_64::*;
-    let pixels = block.len() / NR;
+    let pixels = block.len() / nr;
     let (p8, c8) = (pixels / 8 * 8, rows.len() / 8 * 8);
     for g in (0..c8).step_by(8) {
         for p0 in (0..p8).step_by(8) {
             let mut r = [_mm256_setzero_ps(); 8];
             for (k, v) in r.iter_mut().enumerate() {
-                *v = _mm256_loadu_ps(block[(p0 + k) * NR + g..][..8].as_ptr());
+                *v = _mm256_loadu_ps(block[(p0 + k) * nr + g..][..8].as_ptr());
             }
             for (j, mut v) in transpose8(r).into_iter().enumerate() {
                 let row = rows.start + g + j;
                 if let Some(f) = &finish {
-                    v = f.apply8(row, v);
+                    v = f.apply_lanes(row, crate::lanes::Avx2(v)).0;
                 }
                 let out = &mut c.row(row)[q0 + p0..][..8];
                 _mm256_storeu_ps(out.as_mut_ptr(), v);
             }
         }
         let group = rows.start + g..rows.start + g + 8;
-        store(&block[p8 * NR..], c, group, g, q0 + p8, finish);
+        store(&block[p8 * nr..], nr, c, group, g, q0 + p8, finish);
     }
-    store(block, c, rows.start + c8..rows.end, c8, q0, finish);
+    store(block, nr, c, rows.start + c8..rows.end, c8, q0, finish);
 }

@@ -21,7 +21,7 @@ fn check_args(
     bias: Option<&[f32]>,
     output: &[f32],
 ) -> Result<usize, KernelError> {
-    if in_features == 0 || weights.len() % in_features != 0 {
+    if in_features == 0 || !weights.len().is_multiple_of(in_features) {
         return Err(KernelError::Invalid {
             what: "dense weights",
             reason: format!(

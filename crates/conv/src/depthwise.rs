@@ -72,7 +72,7 @@ pub fn depthwise_conv2d_tuned(
     let plane_out = geom.out_h * geom.out_w;
     let dm = geom.out_c_per_group();
     let min_planes = TASK_MIN_MACS.div_ceil((plane_out * taps).max(1));
-    let simd = !portable && crate::microkernel::has_avx2_fma();
+    let simd = !portable && crate::isa::selected().has_avx2();
     let layout = Phased::new(geom);
     output
         .par_chunks_mut(plane_out)

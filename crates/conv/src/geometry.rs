@@ -254,7 +254,7 @@ impl Conv2dGeometry {
         if spec.groups == 0 {
             return Err(GeometryError::Zero { what: "groups" });
         }
-        if in_c % spec.groups != 0 || spec.filters % spec.groups != 0 {
+        if !in_c.is_multiple_of(spec.groups) || !spec.filters.is_multiple_of(spec.groups) {
             return Err(GeometryError::Groups {
                 groups: spec.groups,
                 in_c,

@@ -1,5 +1,5 @@
 //! Which instruction set the kernels run on: the best one the CPU has, or the one the
-//! `CNN_KERNEL` environment variable names (`avx2` or `portable`), so tests and benchmarks can
+//! `CNN_KERNEL` environment variable names (`avx512`, `avx2` or `portable`), so tests and benchmarks can
 //! run every build a CPU supports; and the measured multiply-add peak of a build on one core
 //! (the roofline `cnn bench` reports against).
 //!
@@ -14,6 +14,9 @@ pub const KERNEL_VAR: &str = "CNN_KERNEL";
 /// A build of the kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Isa {
+    /// AVX-512F (with AVX2 and FMA, which every AVX-512 CPU has): 16-lane vectors, the 6x32
+    /// GEMM micro-kernel; the kernels without an AVX-512 build run their AVX2 one.
+    Avx512,
     /// AVX2 and FMA: 8-lane vectors, fused multiply-adds, the 6x16 GEMM micro-kernel.
     Avx2,
     /// The baseline target's code, whatever the CPU.
@@ -24,6 +27,7 @@ impl Isa {
     /// The name `CNN_KERNEL` takes and reports show.
     pub fn name(self) -> &'static str {
         match self {
+            Isa::Avx512 => "avx512",
             Isa::Avx2 => "avx2",
             Isa::Portable => "portable",
         }
@@ -32,6 +36,7 @@ impl Isa {
     /// The build called `name`, if there is one.
     pub fn parse(name: &str) -> Option<Isa> {
         match name.trim().to_ascii_lowercase().as_str() {
+            "avx512" => Some(Isa::Avx512),
             "avx2" => Some(Isa::Avx2),
             "portable" => Some(Isa::Portable),
             _ => None,
@@ -39,7 +44,32 @@ impl Isa {
     }
 
     /// Every build, best first.
-    pub const ALL: [Isa; 2] = [Isa::Avx2, Isa::Portable];
+    pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
+
+    /// Whether this build may run AVX2+FMA code: the kernels with no build of their own for
+    /// it (depthwise, the layout copies) run their AVX2 one on an AVX-512 CPU.
+    pub fn has_avx2(self) -> bool {
+        matches!(self, Isa::Avx512 | Isa::Avx2)
+    }
+
+    /// `f32` lanes of this build's vectors (what the baseline target gives for the portable
+    /// build: 4 with SSE2 or NEON).
+    pub fn lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            Isa::Avx2 => 8,
+            Isa::Portable => 4,
+        }
+    }
+
+    /// Whether the CPU runs this build.
+    pub fn supported(self) -> bool {
+        match self {
+            Isa::Avx512 => cpu_has_avx512(),
+            Isa::Avx2 => cpu_has_avx2_fma(),
+            Isa::Portable => true,
+        }
+    }
 }
 
 /// Whether the CPU has AVX2 and FMA (detected once).
@@ -58,12 +88,22 @@ pub fn cpu_has_avx2_fma() -> bool {
     }
 }
 
+/// Whether the CPU has AVX-512F, AVX2 and FMA (detected once).
+pub fn cpu_has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f") && cpu_has_avx2_fma())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The builds this CPU runs, best first.
 pub fn available() -> Vec<Isa> {
-    Isa::ALL
-        .into_iter()
-        .filter(|&i| i == Isa::Portable || cpu_has_avx2_fma())
-        .collect()
+    Isa::ALL.into_iter().filter(|i| i.supported()).collect()
 }
 
 /// What `CNN_KERNEL` asks for: `Ok(None)` when unset or empty, the build when the CPU runs
@@ -103,17 +143,24 @@ pub fn selected() -> Isa {
     *SELECTED.get_or_init(|| requested().ok().flatten().unwrap_or_else(|| available()[0]))
 }
 
-/// Independent accumulators in the AVX2 peak loop: enough to cover the FMA latency.
+/// Independent accumulators in the vector peak loops: enough to cover the FMA latency.
 #[cfg(target_arch = "x86_64")]
 const CHAINS: usize = 12;
 
 /// The multiply-add peak of `isa` on one core, in GFLOP/s (2 per multiply-add): a loop of
-/// independent fused (AVX2) or separate (portable) multiply-adds run for about `millis`.
+/// independent fused (AVX-512, AVX2) or separate (portable) multiply-adds run for about
+/// `millis`.
 pub fn fma_peak_gflops(isa: Isa, millis: u64) -> f64 {
     let mut iters = 1u64 << 16;
     loop {
         let start = Instant::now();
         let lanes = match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if cpu_has_avx512() => {
+                // SAFETY: the CPU has AVX-512F.
+                std::hint::black_box(unsafe { peak_avx512(iters) });
+                CHAINS * 16
+            }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 if cpu_has_avx2_fma() => {
                 // SAFETY: the CPU has AVX2 and FMA.
@@ -154,6 +201,20 @@ unsafe fn peak_avx2(iters: u64) -> f32 {
     sum
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn peak_avx512(iters: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_set1_ps(0.0); CHAINS];
+    let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+}
+
 /// Lanes of the portable loop: as many as the baseline target's registers hold (eight SSE
 /// registers of four), so the accumulators stay in registers.
 const PORTABLE_LANES: usize = 32;
@@ -184,16 +245,14 @@ mod tests {
             assert_eq!(Isa::parse(isa.name()), Some(isa));
         }
         assert_eq!(Isa::parse(" AVX2 "), Some(Isa::Avx2));
-        assert_eq!(Isa::parse("avx512"), None);
+        assert_eq!(Isa::parse("avx-512"), None);
         assert!(available().contains(&Isa::Portable));
-        assert_eq!(
-            available()[0],
-            if cpu_has_avx2_fma() {
-                Isa::Avx2
-            } else {
-                Isa::Portable
-            }
-        );
+        let best = match (cpu_has_avx512(), cpu_has_avx2_fma()) {
+            (true, _) => Isa::Avx512,
+            (false, true) => Isa::Avx2,
+            _ => Isa::Portable,
+        };
+        assert_eq!(available()[0], best);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! image `[c, h, w]` into a column of a matrix `[c*kh*kw, oh*ow]`, so a convolution becomes one
 //! GEMM `W[k, c*kh*kw] x cols` per image and group ([`conv2d`]), run on the crate's own packed
 //! GEMM ([`packed`]: weights packed once into [`PackedWeights`], columns unfolded straight into
-//! panels, a 6x16 AVX2+FMA micro-kernel chosen at run time); layers with many channels skip
+//! panels, a micro-kernel per instruction set chosen at run time: AVX-512F 6x32, AVX2+FMA
+//! 6x16, portable); layers with many channels skip
 //! the unfolding and read the matrix in place from a channels-last copy of the input
 //! ([`channels_last`]). Beside it live the fast paths
 //! (1x1 convolutions need no unfolding; depthwise runs a direct kernel), the naive direct
@@ -26,6 +27,7 @@ mod gemm;
 pub mod geometry;
 pub mod im2col;
 pub mod isa;
+mod lanes;
 pub mod local;
 mod microkernel;
 pub mod packed;
@@ -49,6 +51,7 @@ pub use geometry::{
 pub use im2col::{im2col, im2col_rows};
 pub use isa::Isa;
 pub use local::{locally_connected2d, locally_connected2d_direct};
+pub use microkernel::{Kernel, KernelInfo};
 pub use packed::PackedWeights;
 pub use pool::{avg_pool2d, global_avg_pool2d, global_max_pool2d, max_pool2d};
 pub use transposed::{conv_transpose2d, conv_transpose2d_direct, ConvTranspose2dGeometry};

@@ -1,20 +1,22 @@
 //! The packed GEMM of the convolution: weights packed once into micro-kernel panels
 //! ([`PackedWeights`]), each column tile unfolded by im2col *straight into* panels
-//! (`pack_columns`), and the blocked loops that run the `6 x 16` micro-kernel of
-//! `crate::microkernel` over them (`multiply`).
+//! (`pack_columns`), and the blocked loops that run the `MR x nr` micro-kernel of
+//! `crate::microkernel` over them (`multiply`). The tile's shape is the kernel build's
+//! ([`Kernel::nr`]: 16 for AVX2 and portable, 32 for AVX-512); weights are packed for one
+//! build and carry it, so a call runs the build its weights were packed for.
 //!
 //! A panel holds one operand's values for every step `l` of the reduction (`K = c*kh*kw`)
 //! side by side: `panel[l*w + t]` is row/column `t` of the panel at step `l`, with `w` the
-//! panel width (6 or 16). Panels are zero-padded at the matrix edge, so the kernel always
+//! panel width (`MR` = 6, or the kernel's `nr`). Panels are zero-padded at the matrix edge, so the kernel always
 //! computes whole tiles; only the valid part of an edge tile is stored.
 //!
-//! Which operand fills the kernel's vectors is the [`Orientation`]: normally 16 output pixels
-//! (pixel panels of 16, weight panels of 6 output channels), whose tiles are stored as
+//! Which operand fills the kernel's vectors is the [`Orientation`]: normally `nr` output pixels
+//! (pixel panels of `nr`, weight panels of 6 output channels), whose tiles are stored as
 //! contiguous row pieces; for layers with few pixels per image (deep 7x7 layers: 49 pixels
-//! would pad to 64) the weights go in the vectors (16 channels) and the pixels are broadcast (6
-//! at a time, 49 pads to 54), and tiles are stored transposed. Layers with 16 or more input
+//! would pad to 64) the weights go in the vectors (`nr` channels) and the pixels are broadcast
+//! (6 at a time, 49 pads to 54), and tiles are stored transposed. Layers with 16 or more input
 //! channels per group (not 1x1) have no column panels at all: their weights are packed in
-//! channel panels of 16 in tap-major order (`Orientation::ChannelsLast`), and the column
+//! channel panels of `nr` in tap-major order (`Orientation::ChannelsLast`), and the column
 //! matrix is read in place by [`crate::channels_last`].
 //!
 //! The reduction is cut into blocks of equal length (at most `KC_PIXELS` or `KC_CHANNELS`
@@ -25,7 +27,7 @@
 use crate::error::check_len;
 use crate::gemm::MatMut;
 use crate::im2col::fill_col_row;
-use crate::microkernel::{Finish, Kernel, Tile, MR, NR};
+use crate::microkernel::{Finish, Kernel, Tile, MR, NR_MAX};
 use crate::{Conv2dGeometry, KernelError, PathKind};
 use std::ops::Range;
 
@@ -44,7 +46,7 @@ const TRANSPOSED_STORE_STEPS: u128 = 16;
 pub(crate) const ALIGN_SLACK: usize = 64 / std::mem::size_of::<f32>() - 1;
 
 /// The first `len` values of `buf` from its first 64-byte aligned element (cache-line aligned
-/// panels keep every 16-value step of the kernel inside one line). `buf` has
+/// panels keep every 16-value piece of a kernel's step inside one line). `buf` has
 /// [`ALIGN_SLACK`] values more than `len`.
 pub(crate) fn aligned_mut(buf: &mut [f32], len: usize) -> &mut [f32] {
     let skip = buf.as_ptr().align_offset(64).min(ALIGN_SLACK);
@@ -54,10 +56,10 @@ pub(crate) fn aligned_mut(buf: &mut [f32], len: usize) -> &mut [f32] {
 /// Which operand the micro-kernel holds in its vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Orientation {
-    /// Pixels in vectors (panels of 16 output pixels), output channels broadcast (panels of
+    /// Pixels in vectors (panels of `nr` output pixels), output channels broadcast (panels of
     /// 6); tiles are stored as row pieces of the output.
     PixelsInVectors,
-    /// Output channels in vectors (panels of 16), pixels broadcast (panels of 6); tiles are
+    /// Output channels in vectors (panels of `nr`), pixels broadcast (panels of 6); tiles are
     /// stored transposed. For layers with few pixels.
     ChannelsInVectors,
     /// Output channels in vectors, pixels broadcast, like `ChannelsInVectors`, but the column
@@ -69,15 +71,16 @@ pub enum Orientation {
 
 impl Orientation {
     /// The orientation that costs an `m x n` product (channels x pixels) with a reduction of
-    /// `k` steps least: pixels in vectors unless the other saves more than a tenth of the work,
+    /// `k` steps least on `kernel`: pixels in vectors unless the other saves more than a tenth of the work,
     /// counting the padding of both operands to whole panels and, with channels in the vectors,
     /// the transposed store of every tile (element by element: about as long as
     /// `TRANSPOSED_STORE_STEPS` reduction steps, which matters for short reductions such as
     /// the 27 steps of a first RGB layer).
-    pub fn for_shape(m: usize, n: usize, k: usize) -> Self {
+    pub fn for_shape(m: usize, n: usize, k: usize, kernel: Kernel) -> Self {
         let k = k.max(1) as u128;
-        let pixels = m.next_multiple_of(MR) as u128 * n.next_multiple_of(NR) as u128 * k;
-        let channels = m.next_multiple_of(NR) as u128
+        let nr = kernel.nr();
+        let pixels = m.next_multiple_of(MR) as u128 * n.next_multiple_of(nr) as u128 * k;
+        let channels = m.next_multiple_of(nr) as u128
             * n.next_multiple_of(MR) as u128
             * (k + TRANSPOSED_STORE_STEPS);
         if channels * 10 < pixels * 9 {
@@ -90,36 +93,42 @@ impl Orientation {
     /// The orientation the production path runs a convolution in: `ChannelsLast` when its
     /// path reads the column matrix in place ([`crate::conv::describe`] decides), else
     /// [`Orientation::for_shape`] of one group's output channels and the output pixels of one
-    /// image.
-    pub fn of(geom: &Conv2dGeometry) -> Self {
+    /// image, on `kernel`.
+    pub fn of(geom: &Conv2dGeometry, kernel: Kernel) -> Self {
         match crate::conv::path_kind(geom) {
             PathKind::Im2colGemm {
                 channels_last: true,
             } => Orientation::ChannelsLast,
-            _ => Self::for_shape(geom.out_c_per_group(), geom.col_cols(), geom.col_rows()),
+            _ => Self::for_shape(
+                geom.out_c_per_group(),
+                geom.col_cols(),
+                geom.col_rows(),
+                kernel,
+            ),
         }
     }
 
-    /// Output channels per weight panel.
-    pub fn weight_panel(self) -> usize {
+    /// Output channels per weight panel on `kernel`.
+    pub fn weight_panel(self, kernel: Kernel) -> usize {
         match self {
-            Orientation::PixelsInVectors => MR,
-            Orientation::ChannelsInVectors | Orientation::ChannelsLast => NR,
+            Orientation::PixelsInVectors => kernel.mr(),
+            Orientation::ChannelsInVectors | Orientation::ChannelsLast => kernel.nr(),
         }
     }
 
-    /// Output pixels per column panel.
-    pub fn column_panel(self) -> usize {
+    /// Output pixels per column panel on `kernel`.
+    pub fn column_panel(self, kernel: Kernel) -> usize {
         match self {
-            Orientation::PixelsInVectors => NR,
-            Orientation::ChannelsInVectors | Orientation::ChannelsLast => MR,
+            Orientation::PixelsInVectors => kernel.nr(),
+            Orientation::ChannelsInVectors | Orientation::ChannelsLast => kernel.mr(),
         }
     }
 }
 
-/// A convolution's weights `[out_c, in_c/groups * k_h * k_w]` packed into micro-kernel panels,
-/// once, for every call that uses them: per group, `ceil(mg / w)` panels of `w` output
-/// channels (`w` = [`Orientation::weight_panel`]), each `K x w`, the last one zero-padded.
+/// A convolution's weights `[out_c, in_c/groups * k_h * k_w]` packed into micro-kernel panels
+/// of one kernel build, once, for every call that uses them: per group, `ceil(mg / w)` panels
+/// of `w` output channels (`w` = [`Orientation::weight_panel`]), each `K x w`, the last one
+/// zero-padded.
 /// A depthwise convolution runs a direct kernel, not a GEMM: its weights are kept as given.
 ///
 /// The panels start on a cache line (a clone keeps the values, not necessarily the alignment).
@@ -128,13 +137,15 @@ pub struct PackedWeights {
     /// Kept as given, for the depthwise kernel.
     depthwise: bool,
     orientation: Orientation,
+    /// The build the panels are shaped for, and that runs them.
+    kernel: Kernel,
     groups: usize,
     /// Output channels per group.
     mg: usize,
     /// Reduction length `in_c/groups * k_h * k_w`.
     k: usize,
     /// `[k_h, k_w]` (the channels-last order depends on the split of `k`).
-    kernel: [usize; 2],
+    window: [usize; 2],
     /// The values are `data[start..start + len]`; the slack before and after lets `start` fall
     /// on a cache line.
     data: Vec<f32>,
@@ -148,41 +159,57 @@ impl PartialEq for PackedWeights {
         (
             self.depthwise,
             self.orientation,
+            self.kernel,
             self.groups,
             self.mg,
             self.k,
-            self.kernel,
+            self.window,
         ) == (
             other.depthwise,
             other.orientation,
+            other.kernel,
             other.groups,
             other.mg,
             other.k,
-            other.kernel,
+            other.window,
         ) && self.values() == other.values()
     }
 }
 
 impl PackedWeights {
-    /// Packs `weights` (`[out_c, in_c/groups, k_h, k_w]`, PyTorch's layout) for `geom`, in
-    /// the orientation the production path runs it in ([`Orientation::of`]).
+    /// Packs `weights` (`[out_c, in_c/groups, k_h, k_w]`, PyTorch's layout) for `geom`, for
+    /// the selected kernel build ([`Kernel::selected`]), in the orientation the production
+    /// path runs it in ([`Orientation::of`]).
     pub fn new(geom: &Conv2dGeometry, weights: &[f32]) -> Result<Self, KernelError> {
-        Self::with_orientation(geom, weights, Orientation::of(geom))
+        Self::for_kernel(geom, weights, Kernel::selected())
     }
 
-    /// [`PackedWeights::new`] in a given orientation, which the convolution then runs in
-    /// (tests run every orientation on every geometry). Not part of the stable API.
+    /// [`PackedWeights::new`] for a given kernel build (which must be one the CPU runs,
+    /// [`Kernel::runnable`]). Not part of the stable API.
+    #[doc(hidden)]
+    pub fn for_kernel(
+        geom: &Conv2dGeometry,
+        weights: &[f32],
+        kernel: Kernel,
+    ) -> Result<Self, KernelError> {
+        Self::with_orientation(geom, weights, Orientation::of(geom, kernel), kernel)
+    }
+
+    /// [`PackedWeights::for_kernel`] in a given orientation, which the convolution then runs
+    /// in (tests run every orientation of every build on every geometry). Not part of the
+    /// stable API.
     #[doc(hidden)]
     pub fn with_orientation(
         geom: &Conv2dGeometry,
         weights: &[f32],
         orientation: Orientation,
+        kernel: Kernel,
     ) -> Result<Self, KernelError> {
         crate::error::check_conv_geometry(geom)?;
         check_len("weights", weights.len(), geom.weight_len())?;
         let (mg, k) = (geom.out_c_per_group(), geom.col_rows());
         let depthwise = geom.is_depthwise();
-        let w = orientation.weight_panel();
+        let w = orientation.weight_panel(kernel);
         let panels = mg.div_ceil(w);
         let len = match depthwise {
             true => weights.len(),
@@ -220,10 +247,11 @@ impl PackedWeights {
         Ok(Self {
             depthwise,
             orientation,
+            kernel,
             groups: geom.groups,
             mg,
             k,
-            kernel: [geom.k_h, geom.k_w],
+            window: [geom.k_h, geom.k_w],
             data,
             start,
             len,
@@ -241,7 +269,7 @@ impl PackedWeights {
             && self.groups == geom.groups
             && self.mg == geom.out_c_per_group()
             && self.k == geom.col_rows()
-            && self.kernel == [geom.k_h, geom.k_w]
+            && self.window == [geom.k_h, geom.k_w]
     }
 
     /// The weights as given, when they are a depthwise convolution's.
@@ -253,6 +281,11 @@ impl PackedWeights {
         self.orientation
     }
 
+    /// The kernel build the panels are shaped for (and that runs them).
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.data.len() * std::mem::size_of::<f32>()
@@ -261,7 +294,7 @@ impl PackedWeights {
     /// The panels of output channels `m0 .. m0 + m` of group `g` (`m0` a multiple of the
     /// panel width).
     pub(crate) fn panels(&self, g: usize, m0: usize, m: usize) -> &[f32] {
-        let w = self.orientation.weight_panel();
+        let w = self.orientation.weight_panel(self.kernel);
         let per_group = self.mg.div_ceil(w) * w * self.k;
         let start = g * per_group + m0 * self.k;
         &self.values()[start..start + m.div_ceil(w) * w * self.k]
@@ -269,8 +302,13 @@ impl PackedWeights {
 }
 
 /// Values of the column panels of an `n`-pixel tile (zero-padded to whole panels).
-pub(crate) fn column_panels_len(k: usize, n: usize, orientation: Orientation) -> usize {
-    let w = orientation.column_panel();
+pub(crate) fn column_panels_len(
+    k: usize,
+    n: usize,
+    orientation: Orientation,
+    kernel: Kernel,
+) -> usize {
+    let w = orientation.column_panel(kernel);
     k * n.next_multiple_of(w)
 }
 
@@ -279,7 +317,7 @@ pub(crate) fn column_panels_len(k: usize, n: usize, orientation: Orientation) ->
 /// rows of panel `p` (`rows.len() * w` values, `w` the panel width), so that disjoint row
 /// ranges of the same panels can be unfolded by different threads ([`panel_rows`] cuts them).
 /// Each row of the matrix is unfolded, for the whole output rows the tile touches, into `row`
-/// (cache-resident scratch of at least `pixels.len().next_multiple_of(16) + 2 * out_w`
+/// (cache-resident scratch of at least `pixels.len().next_multiple_of(nr) + 2 * out_w`
 /// values) and then dealt out to the panels in whole-panel pieces. Pixels past the tile's end
 /// in the last panel get whatever the scratch holds there (stale values); they only feed
 /// output columns that are never stored.
@@ -291,12 +329,17 @@ pub(crate) fn pack_columns(
     pixels: Range<usize>,
     rows: Range<usize>,
     orientation: Orientation,
+    kernel: Kernel,
     panels: &mut [&mut [f32]],
     row: &mut [f32],
 ) {
-    match orientation.column_panel() {
-        NR => pack_columns_w::<NR>(geom, image, group, pixels, rows, panels, row),
-        _ => pack_columns_w::<MR>(geom, image, group, pixels, rows, panels, row),
+    match orientation.column_panel(kernel) {
+        32 => pack_columns_w::<32>(geom, image, group, pixels, rows, panels, row),
+        16 => pack_columns_w::<16>(geom, image, group, pixels, rows, panels, row),
+        w => {
+            debug_assert_eq!(w, MR);
+            pack_columns_w::<MR>(geom, image, group, pixels, rows, panels, row)
+        }
     }
 }
 
@@ -308,11 +351,12 @@ pub(crate) fn panel_rows<'b>(
     k: usize,
     n: usize,
     orientation: Orientation,
+    kernel: Kernel,
     cuts: &[usize],
 ) -> Vec<Vec<&'b mut [f32]>> {
-    let w = orientation.column_panel();
+    let w = orientation.column_panel(kernel);
     let mut ranges: Vec<Vec<&mut [f32]>> = (0..=cuts.len()).map(|_| Vec::new()).collect();
-    let len = column_panels_len(k, n, orientation);
+    let len = column_panels_len(k, n, orientation, kernel);
     for mut panel in buf[..len].chunks_mut(k * w) {
         let mut done = 0;
         for (range, &cut) in ranges.iter_mut().zip(cuts) {
@@ -405,9 +449,13 @@ pub(crate) fn multiply(
         }
         return;
     }
-    let (ww, cw) = (orientation.weight_panel(), orientation.column_panel());
+    let (ww, cw) = (
+        orientation.weight_panel(kernel),
+        orientation.column_panel(kernel),
+    );
     let (w_panels, c_panels) = (m.div_ceil(ww), n.div_ceil(cw));
-    let mut tile: Tile = [0.0; MR * NR];
+    let nr = kernel.nr();
+    let mut tile: Tile = [0.0; MR * NR_MAX];
     let kc_max = match orientation {
         Orientation::PixelsInVectors => KC_PIXELS,
         Orientation::ChannelsInVectors | Orientation::ChannelsLast => KC_CHANNELS,
@@ -426,11 +474,13 @@ pub(crate) fn multiply(
             match orientation {
                 Orientation::PixelsInVectors => {
                     kernel.tile(kc, w_panel, col_panel, &mut tile);
-                    store(c, &tile, (wp * MR, cp * NR), false, accumulate, finish);
+                    let at = (wp * MR, cp * nr);
+                    store(c, &tile, nr, at, false, accumulate, finish);
                 }
                 Orientation::ChannelsInVectors | Orientation::ChannelsLast => {
                     kernel.tile(kc, col_panel, w_panel, &mut tile);
-                    store(c, &tile, (wp * NR, cp * MR), true, accumulate, finish);
+                    let at = (wp * nr, cp * MR);
+                    store(c, &tile, nr, at, true, accumulate, finish);
                 }
             }
         };
@@ -441,12 +491,12 @@ pub(crate) fn multiply(
             // The whole tiles of a row of tiles in one kernel call, the rest one by one.
             let mut done = 0;
             if orientation == Orientation::PixelsInVectors {
-                let whole = n / NR;
-                if let Some((ptr, rs)) = c.sub_block_ptr(wp * MR, 0, MR, whole * NR) {
+                let whole = n / nr;
+                if let Some((ptr, rs)) = c.sub_block_ptr(wp * MR, 0, MR, whole * nr) {
                     let w_panel = &weights[(wp * k + pc) * ww..][..kc * ww];
-                    // SAFETY: the MR x whole*NR sub-block at (wp*MR, 0) lies inside `c`, whose
+                    // SAFETY: the MR x whole*nr sub-block at (wp*MR, 0) lies inside `c`, whose
                     // elements the `&mut` borrow makes ours; panel t's block starts at
-                    // cols[(t*k + pc)*NR].
+                    // cols[(t*k + pc)*nr].
                     unsafe {
                         let vc = &cols[pc * cw..];
                         let (count, stride) = (whole, k * cw);
@@ -472,11 +522,13 @@ pub(crate) fn multiply(
     }
 }
 
-/// Writes (or adds) the valid part of a tile into `c` at `(i0, j0)`: tile element `(t, u)` goes
-/// to `(i0 + t, j0 + u)`, or to `(i0 + u, j0 + t)` when `transposed`; then `finish`es it.
+/// Writes (or adds) the valid part of a tile (rows of `nr`) into `c` at `(i0, j0)`: tile
+/// element `(t, u)` goes to `(i0 + t, j0 + u)`, or to `(i0 + u, j0 + t)` when `transposed`;
+/// then `finish`es it.
 fn store(
     c: &mut MatMut<'_>,
     tile: &Tile,
+    nr: usize,
     (i0, j0): (usize, usize),
     transposed: bool,
     add: bool,
@@ -487,13 +539,15 @@ fn store(
     if !transposed {
         // Whole row pieces (the last weight panel of 64 channels has 4 of 6 rows: a sixteenth
         // of the tiles of a first RGB layer, stored as vectors, not value by value).
-        let len = NR.min(n - j0);
-        for (i, src) in tile.chunks_exact(NR).take(MR.min(m - i0)).enumerate() {
+        let len = nr.min(n - j0);
+        for (i, src) in tile.chunks_exact(nr).take(MR.min(m - i0)).enumerate() {
             let dst = &mut c.row(i0 + i)[j0..j0 + len];
             if add {
                 dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
-            } else if let Ok(whole) = <&mut [f32; NR]>::try_from(&mut *dst) {
+            } else if let Ok(whole) = <&mut [f32; 16]>::try_from(&mut *dst) {
                 // A fixed-size copy: two vector moves, not a call to `memcpy`.
+                whole.copy_from_slice(&src[..16]);
+            } else if let Ok(whole) = <&mut [f32; 32]>::try_from(&mut *dst) {
                 whole.copy_from_slice(src);
             } else {
                 dst.copy_from_slice(&src[..len]);
@@ -504,10 +558,10 @@ fn store(
         }
         return;
     }
-    for i in 0..NR.min(m - i0) {
+    for i in 0..nr.min(m - i0) {
         let row = &mut c.row(i0 + i)[j0..];
         for (j, d) in row.iter_mut().take(MR.min(n - j0)).enumerate() {
-            let v = tile[j * NR + i];
+            let v = tile[j * nr + i];
             *d = done(i0 + i, if add { *d + v } else { v });
         }
     }

@@ -1,9 +1,10 @@
 //! Vectorised element-wise math for the activations: `exp`, the logistic function, `tanh`,
 //! `erf`, and SiLU, GELU, HardSigmoid, HardSwish and LeakyReLU built on them, over slices in
 //! place. Each function is a branch-free polynomial written once against a vector type
-//! ([`lanes::Lanes`]): an AVX2+FMA build (eight lanes, fused multiply-adds, `rcpps` with a
-//! Newton step for the divisions) is chosen at run time, a portable build (one lane, exact
-//! division) runs elsewhere. No libm call per element.
+//! ([`crate::lanes::Lanes`]): an AVX-512F build (sixteen lanes) or an AVX2+FMA build (eight
+//! lanes; both with fused multiply-adds and a reciprocal estimate with Newton steps for the
+//! divisions) is chosen at run time ([`crate::isa::selected`]), a portable build (one lane,
+//! exact division) runs elsewhere. No libm call per element.
 //!
 //! Accuracy (tested against f64 in this module's tests, on a dense sweep and random inputs):
 //! `exp` within 2 ulp where the result is a normal float (infinity above 88.72, 0 below
@@ -14,9 +15,7 @@
 //!
 //! It does not do reductions (softmax keeps its own loop) or anything that needs a neighbour.
 
-mod lanes;
-
-use lanes::Lanes;
+use crate::lanes::Lanes;
 
 /// `log2(e)`.
 const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -168,15 +167,17 @@ pub enum Elementwise {
 
 impl Elementwise {
     /// Applies the function to every element of `data` in place, after adding `bias` (when
-    /// given) — on the AVX2+FMA build when the CPU has it.
+    /// given) — on the build [`crate::isa::selected`] names.
     pub fn apply(self, data: &mut [f32], bias: Option<f32>) {
-        #[cfg(target_arch = "x86_64")]
-        if crate::microkernel::has_avx2_fma() {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            unsafe { self.apply_avx2(data, bias) };
-            return;
+        match crate::isa::selected() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `selected` only names a build the CPU runs.
+            crate::isa::Isa::Avx512 => unsafe { self.apply_avx512(data, bias) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            crate::isa::Isa::Avx2 => unsafe { self.apply_avx2(data, bias) },
+            _ => self.apply_portable(data, bias),
         }
-        self.apply_portable(data, bias);
     }
 
     /// The portable build (also what the tests compare the AVX2 build with).
@@ -187,7 +188,13 @@ impl Elementwise {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn apply_avx2(self, data: &mut [f32], bias: Option<f32>) {
-        self.run::<lanes::Avx2>(data, bias);
+        self.run::<crate::lanes::Avx2>(data, bias);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn apply_avx512(self, data: &mut [f32], bias: Option<f32>) {
+        self.run::<crate::lanes::Avx512>(data, bias);
     }
 
     /// The loop each build compiles (everything inlined into the build's function, so the

@@ -179,7 +179,7 @@ fn case(
 }
 
 fn any_divisor(in_c: usize) -> BoxedStrategy<usize> {
-    let divisors: Vec<usize> = (1..=in_c).filter(|g| in_c % g == 0).collect();
+    let divisors: Vec<usize> = (1..=in_c).filter(|g| in_c.is_multiple_of(*g)).collect();
     prop::sample::select(divisors).boxed()
 }
 
@@ -222,6 +222,11 @@ fn reference(
     (want, scale)
 }
 
+/// The failure `e` of kernel build `kernel`.
+fn fail_on(kernel: Kernel, e: impl std::fmt::Display) -> TestCaseError {
+    TestCaseError::fail(format!("{} kernel: {e}", kernel.info().name))
+}
+
 /// Runs the production path (with the case's tuning) and the plain path against the direct
 /// reference. Geometries that do not resolve are skipped.
 fn check_conv(c: Case) -> Result<(), TestCaseError> {
@@ -248,17 +253,17 @@ fn check_conv(c: Case) -> Result<(), TestCaseError> {
     let b = bias.as_deref();
     conv2d_tuned(&geom, &input, c.batch, &weights, b, c.act, &mut got, tuning).unwrap();
     assert_close_tol(&got, &want, &scale, tol)?;
-    // The portable micro-kernel too (the default above is the AVX2 build on x86 with AVX2).
-    let portable = ConvTuning {
-        portable: true,
-        ..tuning
-    };
-    let mut got = vec![f32::NAN; want.len()];
-    conv2d_tuned(
-        &geom, &input, c.batch, &weights, b, c.act, &mut got, portable,
-    )
-    .unwrap();
-    assert_close_tol(&got, &want, &scale, tol)?;
+    // Every other kernel build this CPU runs (the default above is the best one), and the
+    // portable build of the AVX-512 tile's shape (6 x 32).
+    for kernel in Kernel::runnable() {
+        let tuning = ConvTuning {
+            kernel: Some(kernel),
+            ..tuning
+        };
+        let mut got = vec![f32::NAN; want.len()];
+        conv2d_tuned(&geom, &input, c.batch, &weights, b, c.act, &mut got, tuning).unwrap();
+        assert_close_tol(&got, &want, &scale, tol).map_err(|e| fail_on(kernel, e))?;
+    }
     // Weights packed once, used for two calls.
     let packed = PackedWeights::new(&geom, &weights).unwrap();
     for _ in 0..2 {
@@ -269,31 +274,32 @@ fn check_conv(c: Case) -> Result<(), TestCaseError> {
     // Every orientation of the packed GEMM, whichever the production path picks for this
     // geometry: unfolded panels with pixels or channels in the vectors, and the column matrix
     // read in place from a channels-last copy (with tiles of a few pixels too, and one image per
-    // round of copies when splits are forced); both kernel builds.
+    // round of copies when splits are forced); every kernel build.
     if !geom.is_depthwise() {
         let orientations = [
             Orientation::PixelsInVectors,
             Orientation::ChannelsInVectors,
             Orientation::ChannelsLast,
         ];
-        for (orientation, portable) in orientations
+        for (orientation, kernel) in orientations
             .into_iter()
-            .flat_map(|o| [(o, false), (o, true)])
+            .flat_map(|o| Kernel::runnable().into_iter().map(move |k| (o, k)))
         {
-            let packed = PackedWeights::with_orientation(&geom, &weights, orientation).unwrap();
+            let packed =
+                PackedWeights::with_orientation(&geom, &weights, orientation, kernel).unwrap();
             let tuning = ConvTuning {
                 cache_bytes: match c.tile_pixels {
                     0 => ConvTuning::default().cache_bytes,
                     _ => tuning.tile_bytes,
                 },
                 channels_last_bytes: if c.force_split { 1 } else { usize::MAX },
-                portable,
                 ..tuning
             };
             let mut got = vec![f32::NAN; want.len()];
             conv2d_packed_tuned(&geom, &input, c.batch, &packed, b, c.act, &mut got, tuning)
                 .unwrap();
-            assert_close_tol(&got, &want, &scale, tol)?;
+            assert_close_tol(&got, &want, &scale, tol)
+                .map_err(|e| fail_on(kernel, format!("{orientation:?}: {e}")))?;
         }
     }
     let mut plain = vec![f32::NAN; want.len()];

@@ -33,7 +33,7 @@ fn lasagne_first_conv_unfolds_to_25_by_576() {
 fn many_channels_are_read_in_place() {
     // 16 channels 3x3 on 10x10, padding 1: the GEMM reads the [144 x 100] matrix from a
     // 12 x 12 x 16 channels-last copy; one worker's output tile is 102 pixels (17 panels
-    // of 6) of 16 channels.
+    // of 6) of the kernel's tile width in channels (16 for AVX2, 32 for AVX-512).
     let text = "name = \"l\"\n[input]\nchannels = 16\nheight = 10\nwidth = 10\n\
                 [[layers]]\ntype = \"conv2d\"\nfilters = 32\nkernel = 3\npadding = 1\n";
     let p = plan(&parse_model(text, "l.toml").unwrap()).unwrap();
@@ -43,6 +43,6 @@ fn many_channels_are_read_in_place() {
     assert_eq!(e[0].channels_last_copy_bytes, 12 * 12 * 16 * 4);
     assert_eq!(
         e[0].column_bytes_allocated,
-        (12 * 12 * 16 + 102 * 16 + 15) * 4
+        (12 * 12 * 16 + 102 * cnn_conv::Kernel::selected().nr() as u64 + 15) * 4
     );
 }

@@ -44,7 +44,7 @@ pub use plain::conv2d_im2col_plain;
 
 use crate::depthwise_conv2d;
 use crate::error::{check_conv_args, check_conv_args_unpacked, check_conv_geometry};
-use crate::{Activation, Conv2dGeometry, KernelError, PackedWeights};
+use crate::{Activation, Conv2dGeometry, Kernel, KernelError, PackedWeights};
 
 /// Upper bound of the production path's column panels (per worker thread), in bytes, unless a
 /// single panel (16 or 6 output pixels) needs more, in which case a tile is exactly one panel.
@@ -75,8 +75,9 @@ pub struct ConvTuning {
     pub par_min_macs: usize,
     /// Number of workers to plan for (`None`: `rayon::current_num_threads()`).
     pub threads: Option<usize>,
-    /// Run the portable micro-kernel even when the CPU has AVX2+FMA.
-    pub portable: bool,
+    /// The kernel build [`conv2d_tuned`] packs the weights for (`None`: the selected one).
+    /// [`conv2d_packed_tuned`] runs the build its weights were packed for.
+    pub kernel: Option<Kernel>,
     /// Bound of the channels-last copies of a call's images held at once (at least one).
     pub channels_last_bytes: usize,
 }
@@ -88,7 +89,7 @@ impl Default for ConvTuning {
             cache_bytes: CACHE_TILE_BYTES,
             par_min_macs: PAR_MIN_MACS,
             threads: None,
-            portable: false,
+            kernel: None,
             channels_last_bytes: CHANNELS_LAST_BYTES,
         }
     }
@@ -135,7 +136,8 @@ pub fn conv2d_tuned(
     if path_kind(geom) == PathKind::Depthwise {
         return depthwise_conv2d(geom, input, batch, weights, bias, act, output);
     }
-    let packed = PackedWeights::new(geom, weights)?;
+    let kernel = tuning.kernel.unwrap_or_else(Kernel::selected);
+    let packed = PackedWeights::for_kernel(geom, weights, kernel)?;
     conv2d_packed_tuned(geom, input, batch, &packed, bias, act, output, tuning)
 }
 
@@ -190,7 +192,7 @@ pub fn conv2d_packed_tuned(
         return depthwise_conv2d(geom, input, batch, raw, bias, act, output);
     }
     check_conv_args_unpacked(geom, input, batch, bias, output)?;
-    let plan = path::plan(geom, weights.orientation(), &tuning);
+    let plan = path::plan(geom, weights.orientation(), weights.kernel(), &tuning);
     if batch == 0 {
         return Ok(());
     }

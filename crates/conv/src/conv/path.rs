@@ -20,9 +20,8 @@
 use super::schedule::{channels_last_tile_pixels, tile_pixels, TileLimits};
 use super::ConvTuning;
 use crate::channels_last;
-use crate::microkernel::{MR, NR};
 use crate::packed::{column_panels_len, Orientation, ALIGN_SLACK};
-use crate::Conv2dGeometry;
+use crate::{Conv2dGeometry, Kernel};
 
 /// The path a convolution takes (see [`describe`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,7 +86,8 @@ pub(crate) fn kind(geom: &Conv2dGeometry) -> PathKind {
     }
 }
 
-/// How a call runs: the path with its tile size and the weights' orientation.
+/// How a call runs: the path with its tile size, the weights' orientation and the kernel
+/// build they were packed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Plan {
     Depthwise,
@@ -96,11 +96,13 @@ pub(super) enum Plan {
     Im2col {
         pixels: usize,
         orientation: Orientation,
+        kernel: Kernel,
     },
     /// im2col + GEMM with the column matrix read in place from a channels-last copy of the
     /// input ([`crate::channels_last`]), at most `pixels` output pixels per tile.
     ChannelsLast {
         pixels: usize,
+        kernel: Kernel,
     },
 }
 
@@ -114,12 +116,13 @@ impl Plan {
             Plan::Im2col {
                 pixels,
                 orientation,
+                kernel,
             } => (
                 pixels,
-                orientation.weight_panel(),
-                orientation.column_panel(),
+                orientation.weight_panel(kernel),
+                orientation.column_panel(kernel),
             ),
-            Plan::ChannelsLast { pixels } => (pixels, NR, MR),
+            Plan::ChannelsLast { pixels, kernel } => (pixels, kernel.nr(), kernel.mr()),
         };
         TileLimits {
             pixels,
@@ -132,30 +135,42 @@ impl Plan {
     pub fn with_tile(self, pixels: usize) -> Self {
         match self {
             Plan::Depthwise => Plan::Depthwise,
-            Plan::Im2col { orientation, .. } => Plan::Im2col {
+            Plan::Im2col {
+                orientation,
+                kernel,
+                ..
+            } => Plan::Im2col {
                 pixels,
                 orientation,
+                kernel,
             },
-            Plan::ChannelsLast { .. } => Plan::ChannelsLast { pixels },
+            Plan::ChannelsLast { kernel, .. } => Plan::ChannelsLast { pixels, kernel },
         }
     }
 }
 
-/// The plan of `geom` with weights packed in `orientation`: the depthwise path when [`kind`]
-/// says so, else the one the orientation was packed for. With weights packed by
+/// The plan of `geom` with weights packed in `orientation` for `kernel`: the depthwise path
+/// when [`kind`] says so, else the one the orientation was packed for. With weights packed by
 /// [`crate::PackedWeights::new`] ([`Orientation::of`]) that is the path of [`kind`]; tests
 /// pack weights in other orientations to run every kernel on every geometry.
-pub(super) fn plan(geom: &Conv2dGeometry, orientation: Orientation, tuning: &ConvTuning) -> Plan {
+pub(super) fn plan(
+    geom: &Conv2dGeometry,
+    orientation: Orientation,
+    kernel: Kernel,
+    tuning: &ConvTuning,
+) -> Plan {
     if kind(geom) == PathKind::Depthwise {
         Plan::Depthwise
     } else if orientation == Orientation::ChannelsLast {
         Plan::ChannelsLast {
-            pixels: channels_last_tile_pixels(geom, tuning),
+            pixels: channels_last_tile_pixels(geom, kernel, tuning),
+            kernel,
         }
     } else {
         Plan::Im2col {
-            pixels: tile_pixels(geom, orientation, tuning),
+            pixels: tile_pixels(geom, orientation, kernel, tuning),
             orientation,
+            kernel,
         }
     }
 }
@@ -164,15 +179,23 @@ pub(super) fn plan(geom: &Conv2dGeometry, orientation: Orientation, tuning: &Con
 /// * unfolded panels (few input channels per group, 1x1): per worker thread (at most
 ///   `rayon::current_num_threads()` of them), the column panels of one tile, `col_rows x
 ///   pixels_per_tile`, where a tile holds as many output pixels as fit in
-///   [`COL_TILE_BYTES`](super::COL_TILE_BYTES) (at least one panel of 16 or 6 pixels; in
+///   [`COL_TILE_BYTES`](super::COL_TILE_BYTES) (at least one panel of `nr` or 6 pixels; in
 ///   practice fewer, sized for the L2 cache), plus scratch for one row of the tile's column
 ///   matrix and 15 values of alignment slack;
 /// * channels-last ([`crate::channels_last`]): the zero-padded channels-last copy of the
-///   image, read in place by all workers, plus one worker's output tile (16 channels of a
+///   image, read in place by all workers, plus one worker's output tile (`nr` channels of a
 ///   tile's pixels) and slack;
 /// * 0 for the depthwise path, which needs none.
+///
+/// The sizes are those of the selected kernel build ([`Kernel::selected`]).
 pub fn column_buffer_len(geom: &Conv2dGeometry) -> usize {
-    let plan = plan(geom, Orientation::of(geom), &ConvTuning::default());
+    let kernel = Kernel::selected();
+    let plan = plan(
+        geom,
+        Orientation::of(geom, kernel),
+        kernel,
+        &ConvTuning::default(),
+    );
     let image = match plan {
         Plan::ChannelsLast { .. } => channels_last::image_len(geom).unwrap_or(usize::MAX),
         _ => 0,
@@ -189,12 +212,15 @@ pub(super) fn worker_buffer_len(geom: &Conv2dGeometry, plan: Plan) -> usize {
         Plan::Im2col {
             pixels,
             orientation,
+            kernel,
         } => {
-            column_panels_len(geom.col_rows(), pixels, orientation)
-                + row_scratch_len(geom, orientation, pixels)
+            column_panels_len(geom.col_rows(), pixels, orientation, kernel)
+                + row_scratch_len(geom, orientation, kernel, pixels)
                 + ALIGN_SLACK
         }
-        Plan::ChannelsLast { pixels } => channels_last::tile_len(pixels) + ALIGN_SLACK,
+        Plan::ChannelsLast { pixels, kernel } => {
+            channels_last::tile_len(pixels, kernel) + ALIGN_SLACK
+        }
     }
 }
 
@@ -203,9 +229,10 @@ pub(super) fn worker_buffer_len(geom: &Conv2dGeometry, plan: Plan) -> usize {
 pub(super) fn row_scratch_len(
     geom: &Conv2dGeometry,
     orientation: Orientation,
+    kernel: Kernel,
     pixels: usize,
 ) -> usize {
-    pixels.next_multiple_of(orientation.column_panel()) + 2 * geom.out_w
+    pixels.next_multiple_of(orientation.column_panel(kernel)) + 2 * geom.out_w
 }
 
 #[cfg(test)]
@@ -218,12 +245,19 @@ mod tests {
 
     /// The production plan of `g`.
     fn production(g: &Conv2dGeometry) -> Plan {
-        plan(g, Orientation::of(g), &ConvTuning::default())
+        let kernel = Kernel::selected();
+        plan(
+            g,
+            Orientation::of(g, kernel),
+            kernel,
+            &ConvTuning::default(),
+        )
     }
 
     #[test]
     fn paths_are_chosen() {
-        // 1x1: no unfolding, but still panels (8 x 25 pixels, padded to 32): 8*32 values, plus
+        // 1x1: no unfolding, but still panels (8 x 25 pixels, padded to 32 with panels of 16
+        // or 32): 8*32 values, plus
         // scratch for one row of the tile's matrix (32 pixels + two output rows of 5), plus
         // alignment slack.
         let g = Conv2dGeometry::resolve(8, 5, 5, &spec(4, 1, 1, Padding::Valid, 1)).unwrap();
@@ -231,7 +265,8 @@ mod tests {
             production(&g),
             Plan::Im2col {
                 pixels: 32,
-                orientation: Orientation::PixelsInVectors
+                orientation: Orientation::PixelsInVectors,
+                kernel: Kernel::selected(),
             }
         );
         assert_eq!(column_buffer_len(&g), 8 * 32 + 32 + 10 + ALIGN_SLACK);
@@ -245,7 +280,8 @@ mod tests {
             production(&g),
             Plan::Im2col {
                 pixels: 32,
-                orientation: Orientation::PixelsInVectors
+                orientation: Orientation::PixelsInVectors,
+                kernel: Kernel::selected(),
             }
         );
         assert_eq!(column_buffer_len(&g), 27 * 32 + 32 + 10 + ALIGN_SLACK);
@@ -287,13 +323,14 @@ mod tests {
         };
         assert_eq!(describe(&g), want);
         // 16 channels 3x3 on 10x10, padding 1: read in place from a 12 x 12 x 16 copy; one
-        // worker's output tile is 102 pixels (17 panels of 6) of 16 channels.
+        // worker's output tile is 102 pixels (17 panels of 6) of nr (16 or 32) channels.
+        let nr = Kernel::selected().nr();
         let g = Conv2dGeometry::resolve(16, 10, 10, &spec(32, 3, 1, Padding::Same, 1)).unwrap();
         let want = ConvPath {
             kind: PathKind::Im2colGemm {
                 channels_last: true,
             },
-            column_buffer_len: 12 * 12 * 16 + 102 * 16 + 15,
+            column_buffer_len: 12 * 12 * 16 + 102 * nr + 15,
             channels_last_copy_len: Some(12 * 12 * 16),
         };
         assert_eq!(describe(&g), want);
@@ -314,8 +351,16 @@ mod tests {
             ((32, 12544, 4608), Channels),
         ];
         for ((m, n, k), want) in cases {
-            assert_eq!(Orientation::for_shape(m, n, k), want, "{m} x {n}, K = {k}");
+            let got = Orientation::for_shape(m, n, k, Kernel::Avx2);
+            assert_eq!(got, want, "{m} x {n}, K = {k}");
         }
+        // With 32-wide panels 64 channels on 14x14 (196 pixels pad to 224 as pixel panels,
+        // to 198 as panels of 6) turn; with 16-wide ones (208 pixels) they do not.
+        assert_eq!(Orientation::for_shape(64, 196, 576, Kernel::Avx2), Pixels);
+        assert_eq!(
+            Orientation::for_shape(64, 196, 576, Kernel::Avx512),
+            Channels
+        );
     }
 
     #[test]
@@ -329,7 +374,10 @@ mod tests {
             )
             .unwrap();
             let packed = PackedWeights::new(&g, &vec![0.0; g.weight_len()]).unwrap();
-            assert_eq!(packed.orientation(), Orientation::of(&g));
+            assert_eq!(
+                packed.orientation(),
+                Orientation::of(&g, Kernel::selected())
+            );
             packed.orientation()
         };
         assert_eq!(orientation(64, 64, 56, 3, 1), Orientation::ChannelsLast);
@@ -464,13 +512,18 @@ mod tests {
             // The orientation weights are packed in, and the plan a call with them runs.
             let orientation = match in_place {
                 true => Orientation::ChannelsLast,
-                false => Orientation::for_shape(g.out_c_per_group(), g.col_cols(), g.col_rows()),
+                false => Orientation::for_shape(
+                    g.out_c_per_group(),
+                    g.col_cols(),
+                    g.col_rows(),
+                    Kernel::selected(),
+                ),
             };
-            prop_assert_eq!(Orientation::of(&g), orientation);
+            prop_assert_eq!(Orientation::of(&g, Kernel::selected()), orientation);
             let packed = PackedWeights::new(&g, &vec![0.0; g.weight_len()]).unwrap();
             prop_assert_eq!(packed.orientation(), orientation);
             prop_assert_eq!(packed.depthwise().is_some(), want == PathKind::Depthwise);
-            let plan = plan(&g, packed.orientation(), &ConvTuning::default());
+            let plan = plan(&g, packed.orientation(), packed.kernel(), &ConvTuning::default());
             let ran = match plan {
                 Plan::Depthwise => PathKind::Depthwise,
                 Plan::ChannelsLast { .. } => PathKind::Im2colGemm { channels_last: true },

@@ -54,7 +54,8 @@ pub(super) struct Call<'a> {
 
 impl<'a> Call<'a> {
     /// A call of `geom` (not depthwise) with `weights` packed for it, on the path `plan`, with
-    /// the micro-kernel and the number of workers `tuning` asks for.
+    /// the kernel build the weights were packed for and the number of workers `tuning` asks
+    /// for.
     pub fn new(
         geom: &'a Conv2dGeometry,
         weights: &'a PackedWeights,
@@ -72,7 +73,7 @@ impl<'a> Call<'a> {
             weights,
             bias,
             act,
-            kernel: Kernel::detect(tuning.portable),
+            kernel: weights.kernel(),
             plan,
             threads,
             tuning,
@@ -238,10 +239,10 @@ fn shared_columns<'a>(
     if sched.workers <= 1 || sched.chunks <= 1 {
         return Ok(None);
     }
-    let orientation = weights.orientation();
+    let (orientation, kernel) = (weights.orientation(), weights.kernel());
     // Each tile's panels start on a cache line (16 floats).
-    let stride =
-        column_panels_len(geom.col_rows(), sched.tile_len, orientation).next_multiple_of(16);
+    let stride = column_panels_len(geom.col_rows(), sched.tile_len, orientation, kernel)
+        .next_multiple_of(16);
     let count = batch * geom.groups * sched.tiles;
     let len = match stride.checked_mul(count) {
         Some(len) if len.saturating_mul(std::mem::size_of::<f32>()) <= SHARED_COLS_BYTES => len,
@@ -262,7 +263,7 @@ fn shared_columns<'a>(
         let tile = t % tiles;
         let p0 = tile * sched.tile_len;
         let p1 = (p0 + sched.tile_len).min(geom.col_cols());
-        let ranges = panel_rows(tile_buf, k, p1 - p0, orientation, &cuts);
+        let ranges = panel_rows(tile_buf, k, p1 - p0, orientation, kernel, &cuts);
         for (pieces, rows) in ranges.into_iter().zip(bounds.windows(2)) {
             jobs.push((t, p0..p1, rows[0]..rows[1], pieces));
         }
@@ -270,7 +271,7 @@ fn shared_columns<'a>(
     jobs.into_par_iter().try_for_each_init(
         || {
             cnn_tensor::try_zeroed(
-                row_scratch_len(geom, orientation, sched.tile_len),
+                row_scratch_len(geom, orientation, kernel, sched.tile_len),
                 "im2col scratch",
             )
         },
@@ -285,6 +286,7 @@ fn shared_columns<'a>(
                 pixels,
                 rows,
                 orientation,
+                kernel,
                 &mut pieces,
                 row,
             );
@@ -319,7 +321,7 @@ impl Ctx<'_> {
             Source::Shared(_) => (&mut [], &mut []),
             Source::Unfold { .. } => {
                 let len = buf.len() - ALIGN_SLACK;
-                let scratch = row_scratch_len(g, orientation, s.tile_len);
+                let scratch = row_scratch_len(g, orientation, call.kernel, s.tile_len);
                 aligned_mut(buf, len).split_at_mut(len - scratch)
             }
             Source::InPlace(_) => {
@@ -358,7 +360,7 @@ impl Ctx<'_> {
                     if unfolded != Some((n, grp, tile)) {
                         let image = &input[n * g.in_len()..(n + 1) * g.in_len()];
                         // One range of reduction rows: all of them.
-                        for mut pieces in panel_rows(own, k, ncols, orientation, &[]) {
+                        for mut pieces in panel_rows(own, k, ncols, orientation, call.kernel, &[]) {
                             let (pixels, rows) = (p0..p0 + ncols, 0..k);
                             pack_columns(
                                 g,
@@ -367,6 +369,7 @@ impl Ctx<'_> {
                                 pixels,
                                 rows,
                                 orientation,
+                                call.kernel,
                                 &mut pieces,
                                 row,
                             );

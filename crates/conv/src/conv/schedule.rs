@@ -20,26 +20,30 @@
 //! not run the tasks (`super::run` does).
 
 use super::ConvTuning;
-use crate::microkernel::{MR, NR};
 use crate::packed::Orientation;
-use crate::Conv2dGeometry;
+use crate::{Conv2dGeometry, Kernel};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Output pixels per tile of the channels-last path: as many as let the input rows they read
 /// (all channels of `stride_h` padded input rows per output row) plus their output tile fit the
-/// cache target, and the output tile the buffer bound; whole panels of 6 (at least one); the
-/// whole image when it fits.
-pub(super) fn channels_last_tile_pixels(geom: &Conv2dGeometry, tuning: &ConvTuning) -> usize {
+/// cache target, and the output tile (`nr` channels of `kernel` per pixel) the buffer bound;
+/// whole panels of 6 (at least one); the whole image when it fits.
+pub(super) fn channels_last_tile_pixels(
+    geom: &Conv2dGeometry,
+    kernel: Kernel,
+    tuning: &ConvTuning,
+) -> usize {
+    let (mr, nr) = (kernel.mr(), kernel.nr());
     let f32_bytes = std::mem::size_of::<f32>();
     let padded_w = geom.in_w + geom.pad_left + geom.pad_right;
     let input_per_pixel = (geom.stride_h * padded_w * geom.in_c).div_ceil(geom.out_w.max(1));
-    let per_pixel = input_per_pixel.saturating_add(NR).saturating_mul(f32_bytes);
-    let pixels = (tuning.cache_bytes / per_pixel.max(1)).min(tuning.tile_bytes / (NR * f32_bytes));
+    let per_pixel = input_per_pixel.saturating_add(nr).saturating_mul(f32_bytes);
+    let pixels = (tuning.cache_bytes / per_pixel.max(1)).min(tuning.tile_bytes / (nr * f32_bytes));
     let spatial = geom.col_cols();
     if pixels >= spatial {
-        spatial.next_multiple_of(MR).max(MR)
+        spatial.next_multiple_of(mr).max(mr)
     } else {
-        (pixels / MR * MR).max(MR)
+        (pixels / mr * mr).max(mr)
     }
 }
 
@@ -49,10 +53,11 @@ pub(super) fn channels_last_tile_pixels(geom: &Conv2dGeometry, tuning: &ConvTuni
 pub(super) fn tile_pixels(
     geom: &Conv2dGeometry,
     orientation: Orientation,
+    kernel: Kernel,
     tuning: &ConvTuning,
 ) -> usize {
     let f32_bytes = std::mem::size_of::<f32>();
-    let panel = orientation.column_panel();
+    let panel = orientation.column_panel(kernel);
     let (k, mg) = (geom.col_rows(), geom.out_c_per_group());
     let col_bytes = k.saturating_mul(f32_bytes).max(1);
     let tile_bytes = k.saturating_add(mg).saturating_mul(f32_bytes).max(1);
@@ -190,9 +195,12 @@ mod tests {
         Schedule::new(g, plan.limits(g), batch, threads, PAR_MIN_MACS)
     }
 
-    /// The production plan of `g`.
+    /// The kernel whose tile sizes these tests pin (planning only: nothing runs on it).
+    const K16: Kernel = Kernel::Avx2;
+
+    /// The production plan of `g` with 16-wide tiles.
     fn production(g: &Conv2dGeometry) -> Plan {
-        plan(g, Orientation::of(g), &ConvTuning::default())
+        plan(g, Orientation::of(g, K16), K16, &ConvTuning::default())
     }
 
     #[test]
@@ -205,7 +213,14 @@ mod tests {
             threads: Some(3),
             ..ConvTuning::default()
         };
-        assert_eq!(tile_pixels(&g, Orientation::PixelsInVectors, &tuning), 16);
+        assert_eq!(
+            tile_pixels(&g, Orientation::PixelsInVectors, K16, &tuning),
+            16
+        );
+        assert_eq!(
+            tile_pixels(&g, Orientation::PixelsInVectors, Kernel::Avx512, &tuning),
+            32
+        );
         let input = data(g.in_len() * 2, 3);
         let weights = data(g.weight_len(), 4);
         let mut fast = vec![0.0; g.out_len() * 2];
@@ -224,22 +239,32 @@ mod tests {
         // (3136 pixels, 3138 as panels of 6). The buffers: the padded channels-last image (58 x
         // 58 x 64) and one worker's output tile.
         let path = production(&g);
-        assert_eq!(path, Plan::ChannelsLast { pixels: 3138 });
+        assert_eq!(
+            path,
+            Plan::ChannelsLast {
+                pixels: 3138,
+                kernel: K16
+            }
+        );
+        assert_eq!(worker_buffer_len(&g, path), 3138 * 16 + ALIGN_SLACK);
+        let selected = Kernel::selected();
+        let on_this_cpu = plan(&g, Orientation::ChannelsLast, selected, &Default::default());
         assert_eq!(
             column_buffer_len(&g),
-            58 * 58 * 64 + 3138 * 16 + ALIGN_SLACK
+            58 * 58 * 64 + worker_buffer_len(&g, on_this_cpu)
         );
         let s = schedule(&g, path, 1, 2);
         assert_eq!((s.tiles, s.tile_len, s.chunks, s.workers), (4, 786, 1, 2));
         // The same layer as unfolded panels.
         // Sized for the cache: 1 MiB / ((576 + 64) x 4 bytes) = 409 pixels -> 400 (25 panels).
         let pixels = Orientation::PixelsInVectors;
-        let path = plan(&g, pixels, &ConvTuning::default());
+        let path = plan(&g, pixels, K16, &ConvTuning::default());
         assert_eq!(
             path,
             Plan::Im2col {
                 pixels: 400,
-                orientation: pixels
+                orientation: pixels,
+                kernel: K16
             }
         );
         assert_eq!(
@@ -254,12 +279,13 @@ mod tests {
             cache_bytes: usize::MAX,
             ..ConvTuning::default()
         };
-        let path = plan(&g, pixels, &loose);
+        let path = plan(&g, pixels, K16, &loose);
         assert_eq!(
             path,
             Plan::Im2col {
                 pixels: 3136,
-                orientation: pixels
+                orientation: pixels,
+                kernel: K16
             }
         );
         let s = schedule(&g, path, 1, 2);
@@ -279,12 +305,13 @@ mod tests {
         // 128 channels on 28x28: 1 MiB / ((1152 + 128) x 4 bytes) = 204 pixels -> 192, 5 tiles;
         // on 2 workers 6 tiles of 144 pixels (the last one 64) instead.
         let g = Conv2dGeometry::resolve(128, 28, 28, &spec(128, 3, 1, Padding::Same, 1)).unwrap();
-        let path = plan(&g, pixels, &ConvTuning::default());
+        let path = plan(&g, pixels, K16, &ConvTuning::default());
         assert_eq!(
             path,
             Plan::Im2col {
                 pixels: 192,
-                orientation: pixels
+                orientation: pixels,
+                kernel: K16
             }
         );
         let s = schedule(&g, path, 1, 1);

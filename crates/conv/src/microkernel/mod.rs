@@ -1,56 +1,141 @@
-//! The GEMM micro-kernel: one `6 x 16` tile of a matrix product, `T[i][j] = sum_l
-//! bc[l*6 + i] * vc[l*16 + j]`, from two packed panels (`bc`: 6 values per step, broadcast;
-//! `vc`: 16 values per step, two 8-lane vectors). Twelve accumulators are enough to hide the
-//! FMA latency on two FMA pipes, and each step loads 2 vectors and 6 scalars for 12 FMAs.
-//! A second entry, `Kernel::gather_tile`, runs the same loop with the 6 broadcast values read
-//! in place (from 6 places of a channels-last image, tap by tap) instead of from a panel.
+//! The GEMM micro-kernel: one `MR x NR` tile of a matrix product, `T[i][j] = sum_l
+//! bc[l*MR + i] * vc[l*NR + j]`, from two packed panels (`bc`: `MR` values per step, broadcast;
+//! `vc`: `NR` values per step, two vectors). A second entry, [`Kernel::gather_tile`], runs the
+//! same loop with the `MR` broadcast values read in place (from `MR` places of a channels-last
+//! image, tap by tap) instead of from a panel.
 //!
-//! Two builds of the same loop: [`tile_avx2`] with AVX2+FMA intrinsics, chosen at run time by
-//! [`has_avx2_fma`], and a portable one the compiler vectorises for the baseline target (SSE2
-//! on x86-64, NEON on aarch64). Packing and the loops around the kernel live in
-//! [`crate::packed`]; this module only multiplies panels (and finishes stored tiles with bias and
-//! a clamping activation, [`Finish`], when asked).
+//! One loop, written once against [`crate::lanes::Lanes`] in [`generic`], built per
+//! instruction set ([`Kernel`]): AVX-512F (6 x 32: two 16-lane vectors per row), AVX2+FMA
+//! (6 x 16: two 8-lane vectors), portable (6 x 16 in plain arithmetic the compiler vectorises
+//! for the baseline target, SSE2 or NEON), and a portable build of the AVX-512 tile's shape
+//! (6 x 32), which lets every machine test the packing, edge tiles and stores around a 32-wide
+//! tile. Twelve accumulators hide the FMA latency on two FMA pipes; each step loads 2 vectors
+//! and broadcasts 6 scalars for 12 FMAs. The tile's shape belongs to the kernel
+//! ([`Kernel::nr`]); everything around it (packing in [`crate::packed`] and
+//! [`crate::channels_last`], edge tiles, stores) reads it from there.
+//!
+//! This module only multiplies panels (and finishes stored tiles with bias and a clamping
+//! activation, [`Finish`], when asked); it does not pack or loop over blocks.
+
+mod generic;
 
 use crate::activation::{at_least, at_most};
+use crate::isa::Isa;
+use crate::lanes::Lanes;
 use crate::Activation;
 
-/// Values broadcast per step: rows of a tile.
+/// Values broadcast per step: rows of a tile. The same in every build: six broadcast rows of
+/// two vectors are twelve accumulators, what two FMA pipes of latency 4 to 6 need, and leave
+/// registers for the loads on the 16 registers of AVX2.
 pub(crate) const MR: usize = 6;
-/// Values per step held in vectors: columns of a tile.
-pub(crate) const NR: usize = 16;
-/// One tile, row-major `MR x NR`.
-pub(crate) type Tile = [f32; MR * NR];
+/// The widest tile row of any build ([`Kernel::nr`]).
+pub(crate) const NR_MAX: usize = 32;
+/// One tile, row-major `MR x nr` (`nr` = [`Kernel::nr`]; the values past `MR * nr` unused).
+pub(crate) type Tile = [f32; MR * NR_MAX];
 
-/// Whether the kernels run their AVX2+FMA builds: the CPU has them and `CNN_KERNEL` does not
-/// ask for another build ([`crate::isa::selected`]).
-pub(crate) fn has_avx2_fma() -> bool {
-    crate::isa::selected() == crate::isa::Isa::Avx2
+/// A build of the micro-kernel: which instructions, and the tile they compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// AVX-512F intrinsics, a 6 x 32 tile; only used when the CPU has AVX-512F.
+    Avx512,
+    /// AVX2+FMA intrinsics, a 6 x 16 tile; only used when the CPU has them.
+    Avx2,
+    /// Plain Rust for the baseline target, a 6 x 16 tile.
+    Portable,
+    /// Plain Rust with the AVX-512 build's 6 x 32 tile: runs everywhere, so the logic around a
+    /// 32-wide tile is tested on machines without AVX-512. Never chosen by [`Kernel::selected`].
+    PortableWide,
 }
 
-/// Which build of the kernel a call runs.
+/// What a kernel build is, for `cnn explain` and `cnn bench`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kernel {
-    /// AVX2+FMA intrinsics; only constructed when the CPU has them ([`Kernel::detect`]).
-    Avx2,
-    /// Plain Rust for the baseline target.
-    Portable,
+pub struct KernelInfo {
+    /// The instruction set's name (`CNN_KERNEL` takes it).
+    pub name: &'static str,
+    /// Rows of a tile: output channels (or pixels) broadcast per step.
+    pub mr: usize,
+    /// Columns of a tile: values per step held in vectors.
+    pub nr: usize,
+    /// `f32` lanes of one vector.
+    pub lanes: usize,
+    /// How the operands are packed.
+    pub packing: &'static str,
+    /// What the stores apply to a finished tile.
+    pub epilogues: &'static str,
 }
 
 impl Kernel {
-    /// The fastest build this CPU runs, or the portable one when `portable` is set.
-    pub fn detect(portable: bool) -> Self {
-        if !portable && has_avx2_fma() {
-            Kernel::Avx2
-        } else {
-            Kernel::Portable
+    /// The build [`crate::isa::selected`] names (`CNN_KERNEL`, or the best the CPU runs).
+    pub fn selected() -> Self {
+        Self::for_isa(crate::isa::selected())
+    }
+
+    /// The GEMM build of `isa`.
+    pub fn for_isa(isa: Isa) -> Self {
+        match isa {
+            Isa::Avx512 => Kernel::Avx512,
+            Isa::Avx2 => Kernel::Avx2,
+            Isa::Portable => Kernel::Portable,
+        }
+    }
+
+    /// Every build this CPU runs (the selected one's instruction set need not be the best),
+    /// [`Kernel::PortableWide`] included: what the tests run.
+    pub fn runnable() -> Vec<Self> {
+        let mut all: Vec<Self> = crate::isa::available()
+            .into_iter()
+            .map(Self::for_isa)
+            .collect();
+        all.push(Kernel::PortableWide);
+        all
+    }
+
+    /// The instruction set this build runs on.
+    pub fn isa(self) -> Isa {
+        match self {
+            Kernel::Avx512 => Isa::Avx512,
+            Kernel::Avx2 => Isa::Avx2,
+            Kernel::Portable | Kernel::PortableWide => Isa::Portable,
+        }
+    }
+
+    /// Rows of a tile: values broadcast per step.
+    pub fn mr(self) -> usize {
+        MR
+    }
+
+    /// Columns of a tile: values per step held in vectors (two vectors per row).
+    pub fn nr(self) -> usize {
+        match self {
+            Kernel::Avx512 | Kernel::PortableWide => 32,
+            Kernel::Avx2 | Kernel::Portable => 16,
+        }
+    }
+
+    /// The kernel's description.
+    pub fn info(self) -> KernelInfo {
+        KernelInfo {
+            name: match self {
+                Kernel::PortableWide => "portable-wide",
+                k => k.isa().name(),
+            },
+            mr: self.mr(),
+            nr: self.nr(),
+            lanes: match self {
+                Kernel::Portable | Kernel::PortableWide => 1,
+                k => k.isa().lanes(),
+            },
+            packing: "weights packed once into panels of mr or nr output channels; columns \
+                      unfolded into panels of nr or mr pixels, or read in place channels-last",
+            epilogues: "accumulate onto the output; bias; clamp (ReLU, ReLU6, Clip)",
         }
     }
 
     /// Computes the tile of `k` steps of the panels `bc` (`k * MR` values) and `vc`
-    /// (`k * NR` values) into `out` (overwritten).
+    /// (`k * nr` values) into `out` (rows `nr` apart; overwritten).
     #[inline]
     pub fn tile(self, k: usize, bc: &[f32], vc: &[f32], out: &mut Tile) {
-        let (bc, vc) = (&bc[..k * MR], &vc[..k * NR]);
+        let (bc, vc) = (&bc[..k * MR], &vc[..k * self.nr()]);
         let one = Panels {
             count: 1,
             stride: 0,
@@ -61,7 +146,7 @@ impl Kernel {
 
     /// Like [`Kernel::tile`], but for `count` tiles side by side, written straight into a
     /// matrix: tile `t` multiplies `bc` by the column panel at `vc[t * stride ..]` (`k` steps);
-    /// its row `i` goes to the `NR` values at `c.add(i * rs + t * NR)`, added to what is there
+    /// its row `i` goes to the `nr` values at `c.add(i * rs + t * nr)`, added to what is there
     /// when `accumulate` is set, then finished by `finish` (rows from 0) when given. One
     /// call per row of tiles, not per tile: with a short reduction (K = 27 for a first RGB
     /// layer) a call's own cost is a tenth of a tile's.
@@ -70,11 +155,11 @@ impl Kernel {
     /// If `vc` is shorter than the last panel's end, or `bc` than `k` steps.
     ///
     /// # Safety
-    /// For every `i < MR`, the `count * NR` values at `c.add(i * rs)` are valid for reads and
+    /// For every `i < MR`, the `count * nr` values at `c.add(i * rs)` are valid for reads and
     /// writes and not accessed by anyone else during the call.
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn tiles_into(
+    pub(crate) unsafe fn tiles_into(
         self,
         k: usize,
         bc: &[f32],
@@ -90,7 +175,7 @@ impl Kernel {
             return;
         }
         let bc = &bc[..k * MR];
-        let vc = &vc[..(count - 1) * stride + k * NR];
+        let vc = &vc[..(count - 1) * stride + k * self.nr()];
         let panels = Panels { count, stride };
         let dst = Dst::Raw {
             c,
@@ -105,51 +190,41 @@ impl Kernel {
 
     /// The tile of a product whose broadcast operand is read in place, not from a panel:
     /// `out[i][j] (+)= sum over taps t, steps s of src[g.pixels[i] + g.taps[t] + s] *
-    /// vc[(t * g.steps + s) * NR + j]`. Added to `out` when `accumulate` is set.
+    /// vc[(t * g.steps + s) * nr + j]`, rows of `out` `nr` apart. Added to `out` when
+    /// `accumulate` is set.
     ///
     /// # Panics
     /// If a read would fall outside `g.src` or `vc` is shorter than `taps * steps` steps
-    /// (checked once per tile, before the loop).
+    /// (checked once per tile, before the loop), or `out` is shorter than `MR * nr`.
     #[inline]
-    pub fn gather_tile(self, g: &Gather<'_>, vc: &[f32], out: &mut Tile, accumulate: bool) {
-        let vc = checked_gather(g, vc);
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Avx2` is only built by `detect` when the CPU has AVX2 and FMA; every read
-            // is `src[pixels[i] + taps[t] + s]` with `s < steps`, inside `src` (checked).
-            Kernel::Avx2 => unsafe {
-                if g.prefetch_next {
-                    gather_tile_avx2::<true>(g, vc.as_ptr(), out, accumulate)
-                } else {
-                    gather_tile_avx2::<false>(g, vc.as_ptr(), out, accumulate)
-                }
-            },
-            _ => gather_tile_portable::<MR>(g, vc, out, accumulate),
-        }
+    pub(crate) fn gather_tile(self, g: &Gather<'_>, vc: &[f32], out: &mut [f32], accumulate: bool) {
+        let vc = checked_gather(g, vc, self.nr());
+        let out = &mut out[..MR * self.nr()];
+        // SAFETY: every read is `src[pixels[i] + taps[t] + s]` with `s < steps`, inside `src`
+        // (checked), and `vc` holds the steps; `out` holds MR rows of nr values.
+        unsafe { generic::gather_tile(self, g, vc, out, accumulate) }
     }
 
-    /// Row 0 of [`Kernel::gather_tile`] alone (pixel `g.pixels[0]`), into `out`: for a last
-    /// tile with one pixel. The six-row loop would spend six rows' FMAs on it; this one runs
-    /// four steps' products in separate accumulators, about one step per cycle instead of six.
-    /// The sum is taken in another order, so it may differ from the tile's row 0 by rounding.
+    /// Row 0 of [`Kernel::gather_tile`] alone (pixel `g.pixels[0]`), into the first `nr`
+    /// values of `out`: for a last tile with one pixel. The six-row loop would spend six rows'
+    /// FMAs on it; this one runs four steps' products in separate accumulators, about one step
+    /// per cycle instead of six. The sum is taken in another order, so it may differ from the
+    /// tile's row 0 by rounding.
     ///
     /// # Panics
-    /// As [`Kernel::gather_tile`].
+    /// As [`Kernel::gather_tile`], or if `out` is shorter than `nr`.
     #[inline]
-    pub fn gather_first_row(
+    pub(crate) fn gather_first_row(
         self,
         g: &Gather<'_>,
         vc: &[f32],
-        out: &mut [f32; NR],
+        out: &mut [f32],
         accumulate: bool,
     ) {
-        let vc = checked_gather(g, vc);
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as in `gather_tile`; only `pixels[0]` is read.
-            Kernel::Avx2 => unsafe { gather_row_avx2(g, vc.as_ptr(), out, accumulate) },
-            _ => gather_tile_portable::<1>(g, vc, out, accumulate),
-        }
+        let vc = checked_gather(g, vc, self.nr());
+        let out = &mut out[..self.nr()];
+        // SAFETY: as in `gather_tile`, for `pixels[0]`; `out` holds nr values.
+        unsafe { generic::gather_row(self, g, vc, out, accumulate) }
     }
 
     /// # Safety
@@ -157,14 +232,8 @@ impl Kernel {
     /// as [`Kernel::tiles_into`]; a tile destination comes with one panel.
     unsafe fn run(self, k: usize, bc: &[f32], vc: &[f32], panels: Panels, dst: Dst<'_>) {
         debug_assert!(matches!(dst, Dst::Raw { .. }) || panels.count == 1);
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Avx2` is only built by `detect` when the CPU has AVX2 and FMA; the
-            // rest is this function's contract.
-            Kernel::Avx2 => unsafe { tile_avx2(k, bc.as_ptr(), vc.as_ptr(), panels, dst) },
-            // SAFETY: this function's contract.
-            _ => unsafe { tile_portable(k, bc, vc, panels, dst) },
-        }
+        // SAFETY: this function's contract.
+        unsafe { generic::tiles(self, k, bc, vc, panels, dst) }
     }
 }
 
@@ -208,28 +277,16 @@ impl<'a> Finish<'a> {
         }
     }
 
-    /// [`Finish::apply`] to the 8 values of `v`, all of row `i`.
-    ///
-    /// # Safety
-    /// The CPU has AVX2.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    pub unsafe fn apply8(
-        &self,
-        i: usize,
-        v: std::arch::x86_64::__m256,
-    ) -> std::arch::x86_64::__m256 {
-        use std::arch::x86_64::*;
+    /// [`Finish::apply`] to every lane of `v`, all of row `i`, with the same results: `lo.max(x)`
+    /// is `at_least(x, lo)` and `hi.min(y)` is `at_most(y, hi)`, NaN operands included.
+    #[inline(always)]
+    pub(crate) fn apply_lanes<V: Lanes>(&self, i: usize, v: V) -> V {
         let v = match self.bias {
-            Some(b) => _mm256_add_ps(v, _mm256_set1_ps(b[i])),
+            Some(b) => v.add(V::splat(b[i])),
             None => v,
         };
         match self.clamp {
-            // maxps gives its second operand for a NaN: `at_least`'s `lo`.
-            Some((lo, hi)) => {
-                _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(lo)), _mm256_set1_ps(hi))
-            }
+            Some((lo, hi)) => V::splat(hi).min(V::splat(lo).max(v)),
             None => v,
         }
     }
@@ -245,7 +302,7 @@ struct Panels {
 /// Where a kernel puts its tile.
 enum Dst<'a> {
     Tile(&'a mut Tile),
-    /// `MR` rows of `NR` values, `rs` apart, at `c` (see [`Kernel::tiles_into`]).
+    /// `MR` rows of `nr` values, `rs` apart, at `c` (see [`Kernel::tiles_into`]).
     Raw {
         c: *mut f32,
         rs: usize,
@@ -264,8 +321,7 @@ pub(crate) struct Gather<'a> {
     /// Also asks the CPU to fetch, one cache line per step, the values that follow the weights
     /// `vc` in memory, as many as `vc` has: the next block of weights, which would otherwise
     /// come from L3 or memory in the next block's first tile. Only a hint: nothing is read.
-    /// (Only the AVX2 build prefetches.)
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    /// (Only the x86-64 builds prefetch.)
     pub prefetch_next: bool,
 }
 
@@ -273,7 +329,7 @@ pub(crate) struct Gather<'a> {
 ///
 /// # Panics
 /// If a read would fall outside `g.src`, or `vc` is shorter than `taps * steps` steps.
-fn checked_gather<'v>(g: &Gather<'_>, vc: &'v [f32]) -> &'v [f32] {
+fn checked_gather<'v>(g: &Gather<'_>, vc: &'v [f32], nr: usize) -> &'v [f32] {
     let steps = g.taps.len() * g.steps;
     let reach = g.pixels.iter().max().copied().unwrap_or(0)
         + g.taps.iter().max().copied().unwrap_or(0)
@@ -283,238 +339,7 @@ fn checked_gather<'v>(g: &Gather<'_>, vc: &'v [f32]) -> &'v [f32] {
         "gathered reads reach {reach}, past the source's {} values",
         g.src.len()
     );
-    &vc[..steps * NR]
-}
-
-/// The portable build of [`Kernel::gather_tile`] (`ROWS` = `MR`), and of
-/// [`Kernel::gather_first_row`] (`ROWS` = 1): rows `0 .. ROWS` of the tile into `out`.
-fn gather_tile_portable<const ROWS: usize>(
-    g: &Gather<'_>,
-    vc: &[f32],
-    out: &mut [f32],
-    accumulate: bool,
-) {
-    let mut acc = [[0.0f32; NR]; ROWS];
-    let mut steps = vc.chunks_exact(NR);
-    for &tap in g.taps {
-        for (s, v) in steps.by_ref().take(g.steps).enumerate() {
-            for (row, &p) in acc.iter_mut().zip(&g.pixels) {
-                let b = g.src[p + tap + s];
-                row.iter_mut().zip(v).for_each(|(a, &vj)| *a += b * vj);
-            }
-        }
-    }
-    for (d, row) in out.chunks_exact_mut(NR).zip(&acc) {
-        if accumulate {
-            d.iter_mut().zip(row).for_each(|(d, &a)| *d += a);
-        } else {
-            d.copy_from_slice(row);
-        }
-    }
-}
-
-/// The AVX2+FMA build of [`Kernel::gather_tile`].
-///
-/// `PREFETCH` is `g.prefetch_next`, made a constant so that the loop without it has no test.
-///
-/// # Safety
-/// The CPU has AVX2 and FMA; `vc` points to `taps * steps * NR` readable values; every
-/// `src[pixels[i] + taps[t] + s]`, `s < steps`, is inside `g.src`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gather_tile_avx2<const PREFETCH: bool>(
-    g: &Gather<'_>,
-    vc: *const f32,
-    out: &mut Tile,
-    accumulate: bool,
-) {
-    use std::arch::x86_64::*;
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    let src = g.src.as_ptr();
-    // The distance from a step's weights to the same step's in the next block (one cache line
-    // of 16 values per step). Prefetching never faults, so the address may lie past `vc`'s
-    // allocation (the last block); `wrapping_add` keeps computing it defined.
-    let ahead = g.taps.len() * g.steps * NR;
-    let mut v = vc;
-    for &tap in g.taps {
-        // SAFETY (whole loop): the reads are the caller's promise; `v` advances by NR values per
-        // step, `taps * steps` steps in all.
-        let p = g.pixels.map(|p| src.add(p + tap));
-        for s in 0..g.steps {
-            let v0 = _mm256_loadu_ps(v);
-            let v1 = _mm256_loadu_ps(v.add(8));
-            for (row, &pi) in acc.iter_mut().zip(&p) {
-                let b = _mm256_broadcast_ss(&*pi.add(s));
-                row[0] = _mm256_fmadd_ps(b, v0, row[0]);
-                row[1] = _mm256_fmadd_ps(b, v1, row[1]);
-            }
-            if PREFETCH {
-                _mm_prefetch::<_MM_HINT_T1>(v.wrapping_add(ahead).cast::<i8>());
-            }
-            v = v.add(NR);
-        }
-    }
-    let o = out.as_mut_ptr();
-    for (i, row) in acc.iter().enumerate() {
-        // SAFETY: `out` holds MR rows of NR values.
-        let (mut r0, mut r1) = (row[0], row[1]);
-        if accumulate {
-            r0 = _mm256_add_ps(r0, _mm256_loadu_ps(o.add(i * NR)));
-            r1 = _mm256_add_ps(r1, _mm256_loadu_ps(o.add(i * NR + 8)));
-        }
-        _mm256_storeu_ps(o.add(i * NR), r0);
-        _mm256_storeu_ps(o.add(i * NR + 8), r1);
-    }
-}
-
-/// The AVX2+FMA build of [`Kernel::gather_first_row`]: steps `4u .. 4u + 4` of a tap go to
-/// four pairs of accumulators, so that eight FMA chains hide the FMA latency.
-///
-/// # Safety
-/// As [`gather_tile_avx2`], for `pixels[0]`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gather_row_avx2(g: &Gather<'_>, vc: *const f32, out: &mut [f32; NR], accumulate: bool) {
-    use std::arch::x86_64::*;
-    const SETS: usize = 4;
-    let mut acc = [[_mm256_setzero_ps(); 2]; SETS];
-    let src = g.src.as_ptr().add(g.pixels[0]);
-    let mut v = vc;
-    for &tap in g.taps {
-        // SAFETY (whole loop): as in `gather_tile_avx2`.
-        let p = src.add(tap);
-        let whole = g.steps / SETS * SETS;
-        for s in (0..whole).step_by(SETS) {
-            for (u, a) in acc.iter_mut().enumerate() {
-                let b = _mm256_broadcast_ss(&*p.add(s + u));
-                a[0] = _mm256_fmadd_ps(b, _mm256_loadu_ps(v.add(u * NR)), a[0]);
-                a[1] = _mm256_fmadd_ps(b, _mm256_loadu_ps(v.add(u * NR + 8)), a[1]);
-            }
-            v = v.add(SETS * NR);
-        }
-        for s in whole..g.steps {
-            let b = _mm256_broadcast_ss(&*p.add(s));
-            acc[0][0] = _mm256_fmadd_ps(b, _mm256_loadu_ps(v), acc[0][0]);
-            acc[0][1] = _mm256_fmadd_ps(b, _mm256_loadu_ps(v.add(8)), acc[0][1]);
-            v = v.add(NR);
-        }
-    }
-    let sum = |h: usize| {
-        let pair = |x: usize, y: usize| _mm256_add_ps(acc[x][h], acc[y][h]);
-        _mm256_add_ps(pair(0, 1), pair(2, 3))
-    };
-    let (mut r0, mut r1) = (sum(0), sum(1));
-    let o = out.as_mut_ptr();
-    // SAFETY: `out` holds NR values.
-    if accumulate {
-        r0 = _mm256_add_ps(r0, _mm256_loadu_ps(o));
-        r1 = _mm256_add_ps(r1, _mm256_loadu_ps(o.add(8)));
-    }
-    _mm256_storeu_ps(o, r0);
-    _mm256_storeu_ps(o.add(8), r1);
-}
-
-/// The portable kernel: the same tiles with plain arithmetic.
-///
-/// # Safety
-/// As [`Kernel::run`].
-unsafe fn tile_portable(k: usize, bc: &[f32], vc: &[f32], panels: Panels, mut dst: Dst<'_>) {
-    for t in 0..panels.count {
-        let vc = &vc[t * panels.stride..][..k * NR];
-        let mut acc = [[0.0f32; NR]; MR];
-        for (b, v) in bc.chunks_exact(MR).zip(vc.chunks_exact(NR)) {
-            for (row, &bi) in acc.iter_mut().zip(b) {
-                for (a, &vj) in row.iter_mut().zip(v) {
-                    *a += bi * vj;
-                }
-            }
-        }
-        match &mut dst {
-            &mut Dst::Raw {
-                c,
-                rs,
-                accumulate,
-                finish,
-            } => {
-                for (i, row) in acc.iter().enumerate() {
-                    // SAFETY: the caller's promise: row i's NR values of tile t are ours.
-                    let d = unsafe { std::slice::from_raw_parts_mut(c.add(i * rs + t * NR), NR) };
-                    if accumulate {
-                        d.iter_mut().zip(row).for_each(|(d, &a)| *d += a);
-                    } else {
-                        d.copy_from_slice(row);
-                    }
-                    if let Some(f) = &finish {
-                        d.iter_mut().for_each(|d| *d = f.apply(i, *d));
-                    }
-                }
-            }
-            Dst::Tile(out) => {
-                for (d, row) in out.chunks_exact_mut(NR).zip(&acc) {
-                    d.copy_from_slice(row);
-                }
-            }
-        }
-    }
-}
-
-/// The AVX2+FMA kernel.
-///
-/// # Safety
-/// The CPU has AVX2 and FMA; `bc` points to `k * MR` readable values and `vc` to `panels`
-/// (each `k * NR` values); the destination is as [`Kernel::run`].
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2(k: usize, bc: *const f32, vc: *const f32, panels: Panels, mut dst: Dst<'_>) {
-    use std::arch::x86_64::*;
-    for t in 0..panels.count {
-        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-        let (mut b, mut v) = (bc, vc.add(t * panels.stride));
-        for _ in 0..k {
-            // SAFETY (whole loop): step l reads bc[l*MR .. l*MR + MR] and the panel's
-            // [l*NR .. l*NR + NR], inside the panels for l < k.
-            let v0 = _mm256_loadu_ps(v);
-            let v1 = _mm256_loadu_ps(v.add(8));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let a = _mm256_broadcast_ss(&*b.add(i));
-                row[0] = _mm256_fmadd_ps(a, v0, row[0]);
-                row[1] = _mm256_fmadd_ps(a, v1, row[1]);
-            }
-            b = b.add(MR);
-            v = v.add(NR);
-        }
-        match &mut dst {
-            &mut Dst::Raw {
-                c,
-                rs,
-                accumulate,
-                finish,
-            } => {
-                for (i, row) in acc.iter().enumerate() {
-                    // SAFETY: the caller's promise: row i's NR values of tile t are ours.
-                    let p = c.add(i * rs + t * NR);
-                    let (mut r0, mut r1) = (row[0], row[1]);
-                    if accumulate {
-                        r0 = _mm256_add_ps(r0, _mm256_loadu_ps(p));
-                        r1 = _mm256_add_ps(r1, _mm256_loadu_ps(p.add(8)));
-                    }
-                    if let Some(f) = &finish {
-                        (r0, r1) = (f.apply8(i, r0), f.apply8(i, r1));
-                    }
-                    _mm256_storeu_ps(p, r0);
-                    _mm256_storeu_ps(p.add(8), r1);
-                }
-            }
-            Dst::Tile(out) => {
-                let o = out.as_mut_ptr();
-                for (i, row) in acc.iter().enumerate() {
-                    // SAFETY: `out` holds MR rows of NR values.
-                    _mm256_storeu_ps(o.add(i * NR), row[0]);
-                    _mm256_storeu_ps(o.add(i * NR + 8), row[1]);
-                }
-            }
-        }
-    }
+    &vc[..steps * nr]
 }
 
 #[cfg(test)]

@@ -1,72 +1,84 @@
-//! The micro-kernels against a plain tile product: both builds (AVX2 where the CPU has it, and
-//! portable) computing a tile, a row of tiles and a gathered tile, a gather past its source
-//! refused, and the store's bias and activation.
+//! The micro-kernels against a plain tile product: every build the CPU runs (AVX-512 and AVX2
+//! where it has them, portable, and the portable build of the 32-wide tile) computing a tile,
+//! a row of tiles and a gathered tile, a gather past its source refused, and the store's bias
+//! and activation.
 
 use super::*;
 
-fn reference(k: usize, bc: &[f32], vc: &[f32]) -> Tile {
-    let mut t = [0.0; MR * NR];
+/// The plain `MR x nr` product of `k` steps, rows `nr` apart.
+fn reference(k: usize, nr: usize, bc: &[f32], vc: &[f32]) -> Vec<f32> {
+    let mut t = vec![0.0; MR * nr];
     for l in 0..k {
         for i in 0..MR {
-            for j in 0..NR {
-                t[i * NR + j] += bc[l * MR + i] * vc[l * NR + j];
+            for j in 0..nr {
+                t[i * nr + j] += bc[l * MR + i] * vc[l * nr + j];
             }
         }
     }
     t
 }
 
+/// Every build the tests run: those the CPU runs, and the 32-wide portable one.
+fn builds() -> Vec<Kernel> {
+    let all = Kernel::runnable();
+    assert!(all.contains(&Kernel::Portable) && all.contains(&Kernel::PortableWide));
+    all
+}
+
 #[test]
-fn both_builds_gather_the_tile() {
+fn every_build_gathers_the_tile() {
     // A source of 200 values; 6 pixels at scattered offsets, taps 0, 7 and 40, 5 steps each.
     let src: Vec<f32> = (0..200).map(|x| (x % 11) as f32 - 5.0).collect();
     let pixels = [0, 3, 17, 60, 61, 150];
     let taps = [0, 7, 40];
     let steps = 5;
-    let vc: Vec<f32> = (0..taps.len() * steps * NR)
-        .map(|x| (x % 7) as f32 * 0.25)
-        .collect();
-    let mut want = [0.0; MR * NR];
-    for (i, &p) in pixels.iter().enumerate() {
-        for (t, &tap) in taps.iter().enumerate() {
-            for s in 0..steps {
-                for j in 0..NR {
-                    want[i * NR + j] += src[p + tap + s] * vc[(t * steps + s) * NR + j];
+    for kernel in builds() {
+        let nr = kernel.nr();
+        let vc: Vec<f32> = (0..taps.len() * steps * nr)
+            .map(|x| (x % 7) as f32 * 0.25)
+            .collect();
+        let mut want = vec![0.0; MR * nr];
+        for (i, &p) in pixels.iter().enumerate() {
+            for (t, &tap) in taps.iter().enumerate() {
+                for s in 0..steps {
+                    for j in 0..nr {
+                        want[i * nr + j] += src[p + tap + s] * vc[(t * steps + s) * nr + j];
+                    }
                 }
             }
         }
-    }
-    for (kernel, prefetch_next) in [Kernel::detect(false), Kernel::Portable]
-        .into_iter()
-        .flat_map(|k| [(k, false), (k, true)])
-    {
-        let g = Gather {
-            src: &src,
-            pixels,
-            taps: &taps,
-            steps,
-            prefetch_next,
-        };
-        let mut out = [f32::NAN; MR * NR];
-        kernel.gather_tile(&g, &vc, &mut out, false);
-        assert_eq!(out, want, "{kernel:?} {prefetch_next}");
-        kernel.gather_tile(&g, &vc, &mut out, true);
         let twice: Vec<f32> = want.iter().map(|w| 2.0 * w).collect();
-        assert_eq!(
-            out.to_vec(),
-            twice,
-            "{kernel:?} {prefetch_next} accumulating"
-        );
-        // Row 0 alone (another summation order; these values sum exactly).
-        let mut row = [f32::NAN; NR];
-        kernel.gather_first_row(&g, &vc, &mut row, false);
-        assert_eq!(row[..], want[..NR], "{kernel:?} {prefetch_next} row");
-        kernel.gather_first_row(&g, &vc, &mut row, true);
-        assert_eq!(
-            row[..],
-            twice[..NR],
-            "{kernel:?} {prefetch_next} row accumulating"
-        );
+        for prefetch_next in [false, true] {
+            let g = Gather {
+                src: &src,
+                pixels,
+                taps: &taps,
+                steps,
+                prefetch_next,
+            };
+            // One value more than the tile: it must be left alone.
+            let mut out = vec![f32::NAN; MR * nr + 1];
+            kernel.gather_tile(&g, &vc, &mut out, false);
+            assert_eq!(out[..MR * nr], want[..], "{kernel:?} {prefetch_next}");
+            assert!(out[MR * nr].is_nan());
+            kernel.gather_tile(&g, &vc, &mut out, true);
+            assert_eq!(
+                out[..MR * nr],
+                twice[..],
+                "{kernel:?} {prefetch_next} accumulating"
+            );
+            // Row 0 alone (another summation order; these values sum exactly).
+            let mut row = vec![f32::NAN; nr + 1];
+            kernel.gather_first_row(&g, &vc, &mut row, false);
+            assert_eq!(row[..nr], want[..nr], "{kernel:?} {prefetch_next} row");
+            assert!(row[nr].is_nan());
+            kernel.gather_first_row(&g, &vc, &mut row, true);
+            assert_eq!(
+                row[..nr],
+                twice[..nr],
+                "{kernel:?} {prefetch_next} row accumulating"
+            );
+        }
     }
 }
 
@@ -81,55 +93,57 @@ fn gathering_past_the_source_is_refused() {
         steps: 4,
         prefetch_next: false,
     };
-    let mut out = [0.0; MR * NR];
-    Kernel::detect(false).gather_tile(&g, &[0.0; 8 * NR], &mut out, false);
+    let mut out = [0.0; MR * NR_MAX];
+    Kernel::selected().gather_tile(&g, &[0.0; 8 * NR_MAX], &mut out, false);
 }
 
 #[test]
-fn both_builds_compute_the_tile() {
-    for k in [0, 1, 2, 7, 33] {
-        let bc: Vec<f32> = (0..k * MR).map(|x| (x % 7) as f32 - 3.0).collect();
-        let vc: Vec<f32> = (0..k * NR).map(|x| (x % 5) as f32 * 0.5).collect();
-        let want = reference(k, &bc, &vc);
-        for kernel in [Kernel::detect(false), Kernel::Portable] {
-            let mut out = [f32::NAN; MR * NR];
+fn every_build_computes_the_tile() {
+    for kernel in builds() {
+        let nr = kernel.nr();
+        for k in [0, 1, 2, 7, 33] {
+            let bc: Vec<f32> = (0..k * MR).map(|x| (x % 7) as f32 - 3.0).collect();
+            let vc: Vec<f32> = (0..k * nr).map(|x| (x % 5) as f32 * 0.5).collect();
+            let want = reference(k, nr, &bc, &vc);
+            let mut out = [f32::NAN; MR * NR_MAX];
             kernel.tile(k, &bc, &vc, &mut out);
-            assert_eq!(out, want, "{kernel:?} k={k}");
-            // Direct, with a row stride of 20 and accumulation onto ones.
-            let rs = 20;
-            let mut c = vec![1.0; (MR - 1) * rs + NR];
-            // SAFETY: `c` holds MR rows of NR values at stride rs.
+            assert_eq!(out[..MR * nr], want[..], "{kernel:?} k={k}");
+            // Direct, with a row stride of nr + 4 and accumulation onto ones.
+            let rs = nr + 4;
+            let mut c = vec![1.0; (MR - 1) * rs + nr];
+            // SAFETY: `c` holds MR rows of nr values at stride rs.
             unsafe { kernel.tiles_into(k, &bc, &vc, 1, 0, c.as_mut_ptr(), rs, true, None) };
             for i in 0..MR {
-                for j in 0..NR {
-                    assert_eq!(c[i * rs + j], want[i * NR + j] + 1.0);
+                for j in 0..nr {
+                    assert_eq!(c[i * rs + j], want[i * nr + j] + 1.0, "{kernel:?}");
                 }
             }
             // SAFETY: as above.
             unsafe { kernel.tiles_into(k, &bc, &vc, 1, 0, c.as_mut_ptr(), rs, false, None) };
-            assert_eq!(c[(MR - 1) * rs + NR - 1], want[MR * NR - 1]);
-            assert_eq!(c[NR], 1.0, "the gap between rows is left alone");
+            assert_eq!(c[(MR - 1) * rs + nr - 1], want[MR * nr - 1]);
+            assert_eq!(c[nr], 1.0, "the gap between rows is left alone");
         }
     }
 }
 
 #[test]
-fn both_builds_compute_a_row_of_tiles() {
-    // Three column panels of k steps, `stride` values apart (a gap of 5 values between
-    // them), into three tiles side by side in rows of 60 values.
-    let (k, count, rs) = (9, 3, 60);
-    let stride = k * NR + 5;
-    let bc: Vec<f32> = (0..k * MR).map(|x| (x % 7) as f32 - 3.0).collect();
-    let vc: Vec<f32> = (0..(count - 1) * stride + k * NR)
-        .map(|x| (x % 5) as f32 * 0.5 - (x / 150) as f32)
-        .collect();
-    let want: Vec<Tile> = (0..count)
-        .map(|t| reference(k, &bc, &vc[t * stride..][..k * NR]))
-        .collect();
-    for kernel in [Kernel::detect(false), Kernel::Portable] {
+fn every_build_computes_a_row_of_tiles() {
+    for kernel in builds() {
+        let nr = kernel.nr();
+        // Three column panels of k steps, `stride` values apart (a gap of 5 values between
+        // them), into three tiles side by side in rows of 3 * nr + 12 values.
+        let (k, count, rs) = (9, 3, 3 * nr + 12);
+        let stride = k * nr + 5;
+        let bc: Vec<f32> = (0..k * MR).map(|x| (x % 7) as f32 - 3.0).collect();
+        let vc: Vec<f32> = (0..(count - 1) * stride + k * nr)
+            .map(|x| (x % 5) as f32 * 0.5 - (x / 150) as f32)
+            .collect();
+        let want: Vec<Vec<f32>> = (0..count)
+            .map(|t| reference(k, nr, &bc, &vc[t * stride..][..k * nr]))
+            .collect();
         for accumulate in [false, true] {
             let mut c = vec![1.0; MR * rs];
-            // SAFETY: `c` holds MR rows of count * NR values at stride rs.
+            // SAFETY: `c` holds MR rows of count * nr values at stride rs.
             unsafe {
                 kernel.tiles_into(
                     k,
@@ -145,9 +159,9 @@ fn both_builds_compute_a_row_of_tiles() {
             };
             for (i, row) in c.chunks_exact(rs).enumerate() {
                 for (j, &got) in row.iter().enumerate() {
-                    let (t, u) = (j / NR, j % NR);
+                    let (t, u) = (j / nr, j % nr);
                     let expected = match want.get(t) {
-                        Some(tile) => tile[i * NR + u] + if accumulate { 1.0 } else { 0.0 },
+                        Some(tile) => tile[i * nr + u] + if accumulate { 1.0 } else { 0.0 },
                         None => 1.0,
                     };
                     assert_eq!(got, expected, "{kernel:?} {accumulate} ({i}, {j})");
@@ -158,15 +172,8 @@ fn both_builds_compute_a_row_of_tiles() {
 }
 
 #[test]
-fn both_builds_finish_tiles_as_bias_and_activation_do() {
+fn every_build_finishes_tiles_as_bias_and_activation_do() {
     use crate::Activation;
-    // A NaN in row 2 of the broadcast panel makes tile row 2 NaN: a clamp turns it into the
-    // lower bound, no activation keeps it.
-    let k = 5;
-    let mut bc: Vec<f32> = (0..k * MR).map(|x| (x % 7) as f32 - 3.0).collect();
-    bc[2] = f32::NAN;
-    let vc: Vec<f32> = (0..k * NR).map(|x| (x % 5) as f32 * 0.5 - 1.0).collect();
-    let want = reference(k, &bc, &vc);
     let bias = [0.5, -1.0, 2.0, 0.0, -0.25, 3.0];
     let acts = [
         Activation::Linear,
@@ -177,20 +184,28 @@ fn both_builds_finish_tiles_as_bias_and_activation_do() {
             max: f32::NAN,
         },
     ];
-    for kernel in [Kernel::detect(false), Kernel::Portable] {
+    for kernel in builds() {
+        let nr = kernel.nr();
+        // A NaN in row 2 of the broadcast panel makes tile row 2 NaN: a clamp turns it into
+        // the lower bound, no activation keeps it.
+        let k = 5;
+        let mut bc: Vec<f32> = (0..k * MR).map(|x| (x % 7) as f32 - 3.0).collect();
+        bc[2] = f32::NAN;
+        let vc: Vec<f32> = (0..k * nr).map(|x| (x % 5) as f32 * 0.5 - 1.0).collect();
+        let want = reference(k, nr, &bc, &vc);
         for act in acts {
             for with_bias in [false, true] {
                 let finish = Finish {
                     bias: with_bias.then_some(&bias[..]),
                     clamp: act.as_clamp().expect("a clamp"),
                 };
-                let mut c = vec![f32::NAN; MR * NR];
-                // SAFETY: `c` holds MR rows of NR values.
+                let mut c = vec![f32::NAN; MR * nr];
+                // SAFETY: `c` holds MR rows of nr values.
                 unsafe {
                     let p = c.as_mut_ptr();
-                    kernel.tiles_into(k, &bc, &vc, 1, 0, p, NR, false, Some(finish))
+                    kernel.tiles_into(k, &bc, &vc, 1, 0, p, nr, false, Some(finish))
                 };
-                for (i, (got, row)) in c.chunks(NR).zip(want.chunks(NR)).enumerate() {
+                for (i, (got, row)) in c.chunks(nr).zip(want.chunks(nr)).enumerate() {
                     let mut expected = row.to_vec();
                     match with_bias {
                         true => act.apply_with_bias(&mut expected, bias[i]),
@@ -205,4 +220,17 @@ fn both_builds_finish_tiles_as_bias_and_activation_do() {
             }
         }
     }
+}
+
+#[test]
+fn every_kernel_describes_its_tile() {
+    for kernel in builds() {
+        let info = kernel.info();
+        assert_eq!((info.mr, info.nr), (kernel.mr(), kernel.nr()));
+        assert_eq!(info.nr % info.lanes, 0, "{info:?}");
+        assert!(info.nr <= NR_MAX);
+    }
+    assert_eq!(Kernel::Avx512.info().nr, 32);
+    assert_eq!(Kernel::Avx2.info().nr, 16);
+    assert_eq!(Kernel::selected().isa(), crate::isa::selected());
 }

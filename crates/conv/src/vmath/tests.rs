@@ -34,6 +34,11 @@ fn builds() -> Vec<(&'static str, Build)> {
         // SAFETY: AVX2 and FMA are present.
         b.push(("avx2", |e, d, bias| unsafe { e.apply_avx2(d, bias) }));
     }
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa::cpu_has_avx512() {
+        // SAFETY: AVX-512F is present.
+        b.push(("avx512", |e, d, bias| unsafe { e.apply_avx512(d, bias) }));
+    }
     b
 }
 

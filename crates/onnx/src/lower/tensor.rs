@@ -422,7 +422,7 @@ pub(super) fn reshape_target(
     };
     if let Some(i) = infer {
         let known = super::checked_product(&out).ok_or_else(too_many)?;
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(node.error(format!(
                 "cannot reshape {x:?} ({total} values) to {target:?}"
             )));
