@@ -47,7 +47,12 @@ impl ConvTranspose2dGeometry {
         output_padding: [usize; 2],
         groups: usize,
     ) -> Option<Self> {
-        if groups == 0 || !in_c.is_multiple_of(groups) || !out_c.is_multiple_of(groups) || k_h == 0 || k_w == 0 {
+        if groups == 0
+            || !in_c.is_multiple_of(groups)
+            || !out_c.is_multiple_of(groups)
+            || k_h == 0
+            || k_w == 0
+        {
             return None;
         }
         let size = |i: usize, k: usize, s: usize, d: usize, op: usize, p: usize| -> Option<usize> {

@@ -67,6 +67,8 @@ pub struct NodeWork {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Compiled {
     pub nodes: Vec<NodeWork>,
+    /// Output buffers one run leaves to the next ([`crate::exec::BufferPool`]).
+    pub buffers: crate::exec::BufferPool,
 }
 
 impl Compiled {
@@ -74,6 +76,7 @@ impl Compiled {
     pub fn plain(graph: &Graph) -> Self {
         Compiled {
             nodes: vec![NodeWork::default(); graph.nodes.len()],
+            buffers: Default::default(),
         }
     }
 

@@ -401,3 +401,62 @@ fn gelu_as_written_runs_as_one_vectorised_gelu() {
     let compiled = compile(&g, &c);
     assert!(compiled.nodes.iter().all(|n| !n.skip && n.unary.is_none()));
 }
+
+#[test]
+fn buffers_left_by_one_run_serve_the_next_with_the_same_results() {
+    // conv -> conv: the first output is dropped after the second reads it; its buffer is
+    // kept, goes to the pool at the end of the run, and is the next run's first output.
+    let geom = small_conv();
+    let second = Conv2dGeometry::resolve(
+        4,
+        5,
+        5,
+        &Conv2dSpec {
+            filters: 3,
+            ..conv_spec(&geom)
+        },
+    )
+    .unwrap();
+    let (mut g, mut c) = (Graph::new("t"), Consts::default());
+    let x = g.add_input("x", vec![1, 2, 5, 5]);
+    let w1 = constant(&mut g, &mut c, "w1", vec![4, 2, 3, 3], 1, (-0.5, 0.5));
+    let w2 = constant(&mut g, &mut c, "w2", vec![3, 4, 3, 3], 2, (-0.5, 0.5));
+    let conv = |geom| Op::Conv {
+        geom,
+        batch: 1,
+        epilogue: Epilogue::default(),
+    };
+    let y1 = push(&mut g, "c1", conv(geom), vec![x, w1], vec![1, 4, 5, 5]);
+    let y2 = push(&mut g, "c2", conv(second), vec![y1, w2], vec![1, 3, 5, 5]);
+    g.outputs.push(y2);
+    let compiled = compile(&g, &c);
+    assert_eq!(compiled.buffers.bytes(), 0);
+    for seed in 0..3 {
+        let x = values(50, 10 + seed, -1.0, 1.0);
+        let got = run(&g, &compiled, &c, &[&x], None).unwrap().remove(0).data;
+        assert!(
+            compiled.buffers.bytes() >= 100 * 4,
+            "the first output's buffer is kept"
+        );
+        // A fresh compile (empty pool) gives the same values, bit for bit.
+        let fresh = run(&g, &compile(&g, &c), &c, &[&x], None);
+        assert_eq!(got, fresh.unwrap().remove(0).data, "run {seed}");
+    }
+    // A clone starts with an empty pool.
+    assert_eq!(compiled.clone().buffers.bytes(), 0);
+}
+
+/// The spec `geom` was resolved from.
+fn conv_spec(geom: &Conv2dGeometry) -> Conv2dSpec {
+    Conv2dSpec {
+        filters: geom.out_c,
+        kernel: [geom.k_h, geom.k_w],
+        stride: [geom.stride_h, geom.stride_w],
+        dilation: [geom.dil_h, geom.dil_w],
+        padding: Padding::Explicit {
+            h: geom.pad_top,
+            w: geom.pad_left,
+        },
+        groups: geom.groups,
+    }
+}

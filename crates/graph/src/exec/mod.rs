@@ -3,7 +3,9 @@
 //! the shape or work in place — so memory holds the live frontier of the graph, not every
 //! activation. The buffers of dropped values are kept (a few, [`Spare`]) and reused for the
 //! outputs the kernels overwrite whole (convolutions, pooling, channel sums): such an output is
-//! neither allocated nor zero-filled again. An element-wise op writes into an operand no later
+//! neither allocated nor zero-filled again. The ones left at the end of a run go back to the
+//! compiled graph's [`BufferPool`], where the next run of it starts from, so repeated runs
+//! (a benchmark, a batch of pictures) allocate and zero-fill their outputs once. An element-wise op writes into an operand no later
 //! node reads. The arms per op are in [`node`], the kernels the `cnn-conv` crate has no
 //! counterpart for in [`ops`].
 //!
@@ -19,6 +21,7 @@ mod ops_tests;
 
 use crate::compile::{Compiled, Constants};
 use crate::ir::{Graph, Shape, ValueId, ValueKind};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A computed tensor.
@@ -73,16 +76,75 @@ impl Spare {
         }
     }
 
-    /// The smallest kept buffer with room for `len` values, resized to `len` (its old contents
-    /// left in place, any part beyond its old length zeroed).
+    /// A kept buffer with room for `len` values, resized to `len` (its old contents left in
+    /// place, any part beyond its old length zeroed): the one with the fewest values to zero
+    /// (none when its length is already `len` or more), and of those the one with the least
+    /// room. Zeroing is the only cost of a kept buffer; a larger one serves a smaller output
+    /// as well.
     fn take(&mut self, len: usize) -> Option<Vec<f32>> {
         let fit = (0..self.buffers.len())
             .filter(|&i| self.buffers[i].capacity() >= len)
-            .min_by_key(|&i| self.buffers[i].capacity())?;
+            .min_by_key(|&i| {
+                let b = &self.buffers[i];
+                (len.saturating_sub(b.len()), b.capacity())
+            })?;
         let mut v = self.buffers.swap_remove(fit);
         v.truncate(len);
         v.resize(len, 0.0);
         Some(v)
+    }
+}
+
+/// The spare buffers one run of a compiled graph leaves to the next ([`Spare`]'s, at most
+/// [`Spare::KEPT`]). Runs of the same compiled graph at once each take what is there when they
+/// start (the others start empty). A clone starts empty; two pools always compare equal (they
+/// hold scratch, not results).
+#[derive(Default)]
+pub struct BufferPool(Mutex<Vec<Vec<f32>>>);
+
+impl BufferPool {
+    /// Everything kept, taken out.
+    fn take_all(&self) -> Vec<Vec<f32>> {
+        match self.0.lock() {
+            Ok(mut kept) => std::mem::take(&mut *kept),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Keeps `buffers` for the next run (the largest, with what is already kept).
+    fn give_back(&self, buffers: Vec<Vec<f32>>) {
+        if let Ok(mut kept) = self.0.lock() {
+            let mut spare = Spare {
+                buffers: std::mem::take(&mut *kept),
+            };
+            buffers.into_iter().for_each(|b| spare.keep(b));
+            *kept = spare.buffers;
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.0.lock().map_or(0, |kept| {
+            kept.iter().map(|b| b.capacity() * 4).sum::<usize>()
+        })
+    }
+}
+
+impl Clone for BufferPool {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for BufferPool {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BufferPool({} bytes)", self.bytes())
     }
 }
 
@@ -222,7 +284,9 @@ pub fn run(
         values: vec![None; graph.values.len()],
         inputs,
         last_use,
-        spare: Spare::default(),
+        spare: Spare {
+            buffers: compiled.buffers.take_all(),
+        },
     };
     for (i, (n, work)) in graph.nodes.iter().zip(&compiled.nodes).enumerate() {
         if work.skip {
@@ -254,7 +318,7 @@ pub fn run(
         }
     }
     let last = graph.nodes.len().saturating_sub(1);
-    graph
+    let outputs = graph
         .outputs
         .iter()
         .enumerate()
@@ -270,7 +334,9 @@ pub fn run(
                 data,
             })
         })
-        .collect()
+        .collect();
+    compiled.buffers.give_back(env.spare.buffers);
+    outputs
 }
 
 #[cfg(test)]
@@ -290,17 +356,18 @@ mod tests {
         assert!(spare
             .take(5)
             .is_some_and(|v| v.capacity() == 30 && v.len() == 5));
-        // Longer than its old length: the old values stay, the new part is zero.
+        // A buffer long enough is preferred to one with less room that would need zeroing.
         spare.keep(vec![7.0; 3]);
         let mut grown = Vec::with_capacity(35);
         grown.extend([1.0f32; 2]);
         spare.keep(grown);
-        let v = spare.take(4).unwrap();
-        assert_eq!(v, [1.0, 1.0, 0.0, 0.0]);
+        assert_eq!(spare.take(4).map(|v| v.capacity()), Some(40));
+        assert_eq!(spare.take(5).map(|v| v.capacity()), Some(50));
+        // Longer than its old length: the old values stay, the new part is zero.
+        let v = spare.take(5).unwrap();
+        assert_eq!((v.capacity(), &v[..]), (35, &[1.0, 1.0, 0.0, 0.0, 0.0][..]));
         assert!(spare.take(60).is_none());
-        assert_eq!(spare.take(40).map(|v| v.capacity()), Some(40));
         assert_eq!(spare.take(1).map(|v| v.capacity()), Some(3));
-        assert_eq!(spare.take(1).map(|v| v.capacity()), Some(50));
         assert!(spare.take(1).is_none());
     }
 }
