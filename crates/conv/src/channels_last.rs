@@ -238,7 +238,8 @@ pub fn tile_len(pixels: usize, kernel: Kernel) -> usize {
 /// weight panels in `weights`, from [`crate::PackedWeights::panels`]) of group `group`, at
 /// output pixels `p0 ..` (`c`'s columns), with the column matrix read in place from `image`
 /// (one padded channels-last image, [`to_channels_last`]) at the offsets `taps`
-/// ([`tap_offsets`]). `scratch` holds at least [`tile_len`] of `c`'s columns.
+/// ([`tap_offsets`]). `scratch` holds at least [`tile_len`] of `c`'s columns. With `onto`, the
+/// products are added to what `c` holds.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn multiply(
     kernel: Kernel,
@@ -251,6 +252,7 @@ pub(crate) fn multiply(
     scratch: &mut [f32],
     c: &mut MatMut<'_>,
     finish: Option<Finish<'_>>,
+    onto: bool,
 ) {
     let (m, n) = c.dims();
     if m == 0 || n == 0 {
@@ -309,18 +311,19 @@ pub(crate) fn multiply(
             #[cfg(target_arch = "x86_64")]
             if kernel.isa().has_avx2() {
                 // SAFETY: the AVX2 and AVX-512 builds only run when the CPU has AVX2.
-                unsafe { store_avx2(block, nr, c, channels, q0, finish) };
+                unsafe { store_avx2(block, nr, c, channels, q0, finish, onto) };
                 continue;
             }
-            store(block, nr, c, channels, 0, q0, finish);
+            store(block, nr, c, channels, 0, q0, finish, onto);
         }
     }
 }
 
 /// Stores the pixel-major `block` (rows of `nr` channels) into the output rows `rows` of `c`
 /// from column `q0`, row `rows.start + i` taking tile channel `first + i`:
-/// `c[rows.start + i][q0 + p] = block[p * nr + first + i]`, finished by `finish` (bias and
-/// clamp of row `rows.start + i`) when given.
+/// `c[rows.start + i][q0 + p] = block[p * nr + first + i]` (with `onto`, added to it),
+/// finished by `finish` (bias and clamp of row `rows.start + i`) when given.
+#[allow(clippy::too_many_arguments)]
 fn store(
     block: &[f32],
     nr: usize,
@@ -329,11 +332,12 @@ fn store(
     first: usize,
     q0: usize,
     finish: Option<Finish<'_>>,
+    onto: bool,
 ) {
     for (i, r) in rows.enumerate() {
         let out = &mut c.row(r)[q0..];
         for (d, tile_row) in out.iter_mut().zip(block.chunks_exact(nr)) {
-            let v = tile_row[first + i];
+            let v = tile_row[first + i] + if onto { *d } else { 0.0 };
             *d = finish.map_or(v, |f| f.apply(r, v));
         }
     }
@@ -354,6 +358,7 @@ unsafe fn store_avx2(
     rows: Range<usize>,
     q0: usize,
     finish: Option<Finish<'_>>,
+    onto: bool,
 ) {
     use std::arch::x86_64::*;
     let pixels = block.len() / nr;
@@ -366,15 +371,27 @@ unsafe fn store_avx2(
             }
             for (j, mut v) in transpose8(r).into_iter().enumerate() {
                 let row = rows.start + g + j;
+                let out = &mut c.row(row)[q0 + p0..][..8];
+                if onto {
+                    v = _mm256_add_ps(v, _mm256_loadu_ps(out.as_ptr()));
+                }
                 if let Some(f) = &finish {
                     v = f.apply_lanes(row, crate::lanes::Avx2(v)).0;
                 }
-                let out = &mut c.row(row)[q0 + p0..][..8];
                 _mm256_storeu_ps(out.as_mut_ptr(), v);
             }
         }
         let group = rows.start + g..rows.start + g + 8;
-        store(&block[p8 * nr..], nr, c, group, g, q0 + p8, finish);
+        store(&block[p8 * nr..], nr, c, group, g, q0 + p8, finish, onto);
     }
-    store(block, nr, c, rows.start + c8..rows.end, c8, q0, finish);
+    store(
+        block,
+        nr,
+        c,
+        rows.start + c8..rows.end,
+        c8,
+        q0,
+        finish,
+        onto,
+    );
 }

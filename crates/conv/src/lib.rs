@@ -38,8 +38,8 @@ pub mod vmath;
 
 pub use activation::{softmax_channels, Activation};
 pub use conv::{
-    column_buffer_len, conv2d, conv2d_im2col_plain, conv2d_packed, describe, ConvPath, PathKind,
-    COL_TILE_BYTES,
+    column_buffer_len, conv2d, conv2d_im2col_plain, conv2d_packed, conv2d_packed_onto, describe,
+    ConvPath, PathKind, COL_TILE_BYTES,
 };
 pub use dense::{dense, dense_direct};
 pub use depthwise::depthwise_conv2d;

@@ -422,8 +422,9 @@ fn pack_columns_w<const W: usize>(
 
 /// `c = W x cols` for one block: `weights` are the panels of the block's `m` output channels
 /// (from [`PackedWeights::panels`]), `cols` the column panels of its `n` pixels (from
-/// [`pack_columns`]), `k` the reduction length; `c` is `m x n` and is overwritten, then
-/// finished by `finish` when given.
+/// [`pack_columns`]), `k` the reduction length; `c` is `m x n` and is overwritten (with
+/// `onto`, added to), then finished by `finish` when given.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn multiply(
     kernel: Kernel,
     orientation: Orientation,
@@ -432,6 +433,7 @@ pub(crate) fn multiply(
     cols: &[f32],
     c: &mut MatMut<'_>,
     finish: Option<Finish<'_>>,
+    onto: bool,
 ) {
     debug_assert_ne!(
         orientation,
@@ -444,8 +446,13 @@ pub(crate) fn multiply(
     }
     if k == 0 {
         for i in 0..m {
-            let x = finish.map_or(0.0, |f| f.apply(i, 0.0));
-            c.row(i).fill(x);
+            let row = c.row(i);
+            match onto {
+                true => row
+                    .iter_mut()
+                    .for_each(|x| *x = finish.map_or(*x, |f| f.apply(i, *x))),
+                false => row.fill(finish.map_or(0.0, |f| f.apply(i, 0.0))),
+            }
         }
         return;
     }
@@ -464,7 +471,7 @@ pub(crate) fn multiply(
     let kc_even = k.div_ceil(k.div_ceil(kc_max));
     for pc in (0..k).step_by(kc_even) {
         let kc = kc_even.min(k - pc);
-        let accumulate = pc > 0;
+        let accumulate = pc > 0 || onto;
         // The last reduction block stores the finished values.
         let finish = finish.filter(|_| pc + kc == k);
         // A tile at the block's edge: computed whole, its valid part stored.

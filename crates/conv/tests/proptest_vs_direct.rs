@@ -16,7 +16,7 @@
 //! blocks) use twice the worst case instead, `2 * (K + 1) * u` (2.8e-4 at K = 2,340).
 //! Inputs, weights and biases are uniform in [-1, 1].
 
-use cnn_conv::conv::{conv2d_packed_tuned, conv2d_tuned, ConvTuning};
+use cnn_conv::conv::{conv2d_packed_onto_tuned, conv2d_packed_tuned, conv2d_tuned, ConvTuning};
 use cnn_conv::depthwise::depthwise_conv2d_tuned;
 use cnn_conv::packed::Orientation;
 use cnn_conv::*;
@@ -222,6 +222,69 @@ fn reference(
     (want, scale)
 }
 
+/// The convolution added onto a residual (`conv2d_packed_onto`): `act(residual + conv +
+/// bias)` against the direct convolution plus the residual, in every orientation of every
+/// kernel build (depthwise weights: their own path).
+#[allow(clippy::too_many_arguments)]
+fn check_onto(
+    geom: &Conv2dGeometry,
+    c: &Case,
+    input: &[f32],
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    scale: &[f32],
+    tol: f32,
+    tuning: &ConvTuning,
+) -> Result<(), TestCaseError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(c.seed ^ 0x5eed);
+    let residual = uniform(scale.len(), &mut rng);
+    let mut want = vec![0.0; scale.len()];
+    conv2d_direct(
+        geom,
+        input,
+        c.batch,
+        weights,
+        bias,
+        Activation::Linear,
+        &mut want,
+    )
+    .unwrap();
+    want.iter_mut().zip(&residual).for_each(|(w, r)| *w += r);
+    c.act.apply(&mut want);
+    let scale: Vec<f32> = scale
+        .iter()
+        .zip(&residual)
+        .map(|(s, r)| s + r.abs())
+        .collect();
+    let mut packings = Vec::new();
+    if geom.is_depthwise() {
+        packings.push(PackedWeights::new(geom, weights).unwrap());
+    } else {
+        for orientation in [
+            Orientation::PixelsInVectors,
+            Orientation::ChannelsInVectors,
+            Orientation::ChannelsLast,
+        ] {
+            for kernel in Kernel::runnable() {
+                let p = PackedWeights::with_orientation(geom, weights, orientation, kernel);
+                packings.push(p.unwrap());
+            }
+        }
+    }
+    for packed in packings {
+        let mut got = residual.clone();
+        conv2d_packed_onto_tuned(
+            geom, input, c.batch, &packed, bias, c.act, &mut got, *tuning,
+        )
+        .unwrap();
+        assert_close_tol(&got, &want, &scale, tol).map_err(|e| {
+            let o = packed.orientation();
+            fail_on(packed.kernel(), format!("onto a residual, {o:?}: {e}"))
+        })?;
+    }
+    Ok(())
+}
+
 /// The failure `e` of kernel build `kernel`.
 fn fail_on(kernel: Kernel, e: impl std::fmt::Display) -> TestCaseError {
     TestCaseError::fail(format!("{} kernel: {e}", kernel.info().name))
@@ -302,6 +365,7 @@ fn check_conv(c: Case) -> Result<(), TestCaseError> {
                 .map_err(|e| fail_on(kernel, format!("{orientation:?}: {e}")))?;
         }
     }
+    check_onto(&geom, &c, &input, &weights, b, &scale, tol, &tuning)?;
     let mut plain = vec![f32::NAN; want.len()];
     conv2d_im2col_plain(&geom, &input, c.batch, &weights, b, c.act, &mut plain).unwrap();
     assert_close_tol(&plain, &want, &scale, tol)?;

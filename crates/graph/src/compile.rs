@@ -13,6 +13,8 @@
 //!    none of its own. A SiLU with no such layer is computed in one vectorised pass by the
 //!    Mul node, and its Sigmoid does not run. GELU written as five nodes (`x/sqrt 2`, Erf,
 //!    `+1`, `*x`, `*0.5`) is one vectorised GELU the same way.
+//!    Before that, a residual `Add(conv(x), skip)` becomes the convolution's: it adds its
+//!    products onto a copy of `skip` in its stores, so an activation after the Add fuses too.
 //! 3. **Aliasing.** The folded-away nodes, like every [`Op::Alias`] (flatten, dropout,
 //!    reshape, identity), pass their input's buffer on: moved, not copied, when they are its
 //!    last reader.
@@ -23,7 +25,7 @@
 //! to the same graph planned at any batch. Shapes, parameter counts and reports are those of
 //! the graph as written; only the work changes.
 
-use crate::ir::Graph;
+use crate::ir::{Graph, ValueId};
 use crate::op::{batchnorm_scale_shift, BinaryOp, Op, Scalar, UnaryOp};
 use cnn_conv::{Activation, PackedWeights};
 
@@ -61,6 +63,10 @@ pub struct NodeWork {
     /// The node does not run: its one reader no longer reads its output (the Sigmoid of a
     /// SiLU).
     pub skip: bool,
+    /// A convolution's output starts as a copy of this value (moved when nothing else reads
+    /// it later) and the products are added to it in the GEMM's stores: the residual `Add`
+    /// node (the second field) that read both passes the sum on.
+    pub residual: Option<(ValueId, usize)>,
 }
 
 /// A graph's compiled form: one [`NodeWork`] per node.
@@ -93,9 +99,10 @@ impl Compiled {
 /// Runs every pass over `graph` with the constants' data from `consts`.
 pub fn compile(graph: &Graph, consts: &dyn Constants) -> Compiled {
     let mut c = Compiled::plain(graph);
-    let folded_into = fold_batchnorm(graph, consts, &mut c);
+    let mut folded_into = fold_batchnorm(graph, consts, &mut c);
     fuse_silu(graph, &folded_into, &mut c);
     fuse_gelu(graph, consts, &mut c);
+    fuse_residual(graph, &mut folded_into, &mut c);
     fuse_activations(graph, &folded_into, &mut c);
     pack(graph, consts, &mut c);
     c
@@ -368,7 +375,48 @@ fn fuse_gelu(graph: &Graph, consts: &dyn Constants, c: &mut Compiled) {
     }
 }
 
-/// Pass 2c.
+/// Pass 2c. A residual connection, `Add(y, skip)` where `y` is a convolution's output (read
+/// only by the Add, through a folded BatchNorm or not; the convolution not depthwise and with
+/// no activation of its own) and `skip` is computed before the convolution runs, with the
+/// same shape and no broadcasting: the convolution adds its products onto a copy of `skip`
+/// in its stores, and the Add passes the sum on. An activation after the Add is then fused
+/// into the convolution by the next pass (`act(conv + bias + skip)`). When both inputs are
+/// such convolutions, the later one takes the sum.
+fn fuse_residual(graph: &Graph, folded_into: &mut [Option<usize>], c: &mut Compiled) {
+    let readers = graph.reader_counts();
+    for (m, node) in graph.nodes.iter().enumerate() {
+        if node.op != Op::Binary(BinaryOp::Add) || c.nodes[m] != NodeWork::default() {
+            continue;
+        }
+        let ins: Vec<usize> = node.inputs.iter().flatten().copied().collect();
+        let [u, v] = ins[..] else { continue };
+        let shape = &node.output_shape;
+        if graph.values[u].shape != *shape || graph.values[v].shape != *shape {
+            continue;
+        }
+        // The index of the value's producer, `None` for a graph input or constant.
+        let made_at = |x: usize| graph.producer(x);
+        let candidate = |y: usize, skip: usize| -> Option<usize> {
+            let p = single_use_producer(graph, &readers, y)?;
+            let t = folded_into[p].unwrap_or(p);
+            let conv = matches!(&graph.nodes[t].op, Op::Conv { geom, .. } if !geom.is_depthwise());
+            let ready = made_at(skip).is_none_or(|q| q < t);
+            let free = c.nodes[t].residual.is_none() && takes_activation(graph, c, t);
+            (conv && free && ready).then_some(t)
+        };
+        let found = [(0, u, v), (1, v, u)]
+            .into_iter()
+            .filter_map(|(k, y, skip)| Some((candidate(y, skip)?, k, skip)))
+            .max_by_key(|&(t, ..)| t);
+        let Some((t, k, skip)) = found else { continue };
+        c.nodes[t].residual = Some((skip, m));
+        c.nodes[m].alias = true;
+        c.nodes[m].pass = k;
+        folded_into[m] = Some(t);
+    }
+}
+
+/// Pass 2d.
 fn fuse_activations(graph: &Graph, folded_into: &[Option<usize>], c: &mut Compiled) {
     let readers = graph.reader_counts();
     for (i, node) in graph.nodes.iter().enumerate() {

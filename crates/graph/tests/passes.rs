@@ -7,7 +7,9 @@
 //! may not touch (a value read twice, a graph output, a layer with its own activation).
 
 use cnn_conv::{Activation, Conv2dGeometry, Conv2dSpec, Padding};
-use cnn_graph::{compile, run, Compiled, Constants, Epilogue, Graph, Node, Op, UnaryOp, ValueId};
+use cnn_graph::{
+    compile, run, BinaryOp, Compiled, Constants, Epilogue, Graph, Node, Op, UnaryOp, ValueId,
+};
 use proptest::prelude::*;
 use std::collections::HashMap;
 
@@ -459,4 +461,152 @@ fn conv_spec(geom: &Conv2dGeometry) -> Conv2dSpec {
         },
         groups: geom.groups,
     }
+}
+
+/// `x -> conv1 = s -> [mid ->] conv2 -> BatchNorm -> Add(., s) -> activation`, the Add's
+/// operands in either order; with `mid`, a 1x1 convolution between `s` and `conv2` (so
+/// `conv2` does not read `s` and may take its buffer); with `reread`, `s` is also read after
+/// the Add (so the fused convolution must copy it); with `from_input`, the skip is the graph
+/// input itself (copied: the caller's).
+#[allow(clippy::too_many_arguments)]
+fn residual_block(
+    channels: usize,
+    size: usize,
+    k: usize,
+    act: u8,
+    swap: bool,
+    reread: bool,
+    from_input: bool,
+    mid: bool,
+    seed: u64,
+) -> (Graph, Consts, Vec<f32>) {
+    let (mut g, mut c) = (Graph::new("t"), Consts::default());
+    let x = g.add_input("x", vec![1, channels, size, size]);
+    let spec = |kernel: usize| Conv2dSpec {
+        filters: channels,
+        kernel: [kernel, kernel],
+        stride: [1, 1],
+        dilation: [1, 1],
+        padding: Padding::Same,
+        groups: 1,
+    };
+    let shape = vec![1, channels, size, size];
+    let conv = |k: usize| Op::Conv {
+        geom: Conv2dGeometry::resolve(channels, size, size, &spec(k)).unwrap(),
+        batch: 1,
+        epilogue: Epilogue::default(),
+    };
+    let w_shape = |k: usize| vec![channels, channels, k, k];
+    let s = if from_input {
+        x
+    } else {
+        let w1 = constant(&mut g, &mut c, "w1", w_shape(1), seed, (-0.5, 0.5));
+        push(&mut g, "c1", conv(1), vec![x, w1], shape.clone())
+    };
+    let into_c2 = if mid {
+        let wm = constant(&mut g, &mut c, "wm", w_shape(1), seed + 8, (-0.5, 0.5));
+        push(&mut g, "mid", conv(1), vec![s, wm], shape.clone())
+    } else {
+        s
+    };
+    let w2 = constant(&mut g, &mut c, "w2", w_shape(k), seed + 1, (-0.5, 0.5));
+    let b2 = constant(&mut g, &mut c, "b2", vec![channels], seed + 2, (-0.5, 0.5));
+    let y = push(&mut g, "c2", conv(k), vec![into_c2, w2, b2], shape.clone());
+    let mut bn_in = vec![y];
+    for (j, (name, range)) in [
+        ("gamma", (0.5, 1.5)),
+        ("beta", (-0.5, 0.5)),
+        ("mean", (-0.5, 0.5)),
+        ("var", (0.2, 2.0)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        bn_in.push(constant(
+            &mut g,
+            &mut c,
+            name,
+            vec![channels],
+            seed + 3 + j as u64,
+            range,
+        ));
+    }
+    let bn = Op::BatchNorm {
+        channels,
+        inner: size * size,
+        epsilon: 1e-3,
+    };
+    let y = push(&mut g, "bn", bn, bn_in, shape.clone());
+    let add_in = if swap { vec![s, y] } else { vec![y, s] };
+    let sum = push(
+        &mut g,
+        "add",
+        Op::Binary(BinaryOp::Add),
+        add_in,
+        shape.clone(),
+    );
+    let out = push(&mut g, "act", activation_op(act), vec![sum], shape.clone());
+    g.outputs.push(out);
+    if reread {
+        let again = push(&mut g, "again", Op::Alias, vec![s], shape);
+        g.outputs.push(again);
+    }
+    (g, c, values(channels * size * size, seed + 9, -1.0, 1.0))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn a_residual_add_fused_into_the_convolution_equals_the_graph_as_written(
+        channels in 1..=20usize, size in 1..=9usize, k in prop_oneof![Just(1usize), Just(3)],
+        act in 0u8..4, swap: bool, reread: bool, from_input: bool, mid: bool, seed in 0u64..1000,
+    ) {
+        let (g, c, x) =
+            residual_block(channels, size, k, act, swap, reread, from_input, mid, seed);
+        let compiled = compile(&g, &c);
+        let add = g.nodes.iter().position(|n| n.name == "add").unwrap();
+        let conv = g.nodes.iter().position(|n| n.name == "c2").unwrap();
+        // The BatchNorm folds, the Add becomes the convolution's, the activation fuses.
+        prop_assert!(compiled.nodes[add].alias);
+        prop_assert_eq!(compiled.nodes[conv].residual.map(|r| r.1), Some(add));
+        prop_assert!(compiled.nodes[conv].fused.is_some());
+        let fast = run(&g, &compiled, &c, &[&x], None).unwrap();
+        let plain = run(&g, &Compiled::plain(&g), &c, &[&x], None).unwrap();
+        prop_assert_eq!(fast.len(), plain.len());
+        for (a, b) in fast.iter().zip(&plain) {
+            close(&a.data, &b.data)?;
+        }
+        // A second run (buffers from the pool) gives the same values.
+        let again = run(&g, &compiled, &c, &[&x], None).unwrap();
+        prop_assert_eq!(again, fast);
+    }
+}
+
+#[test]
+fn a_skip_computed_after_the_convolution_is_not_fused() {
+    // Add(conv(x), relu(x)) with the Relu after the convolution in the node order: the
+    // convolution cannot start from the skip, the Add runs as written.
+    let (mut g, mut c) = (Graph::new("t"), Consts::default());
+    let x = g.add_input("x", vec![1, 2, 5, 5]);
+    let w = constant(&mut g, &mut c, "w", vec![2, 2, 3, 3], 1, (-0.5, 0.5));
+    let spec = Conv2dSpec {
+        filters: 2,
+        ..conv_spec(&small_conv())
+    };
+    let geom = Conv2dGeometry::resolve(2, 5, 5, &spec).unwrap();
+    let conv = Op::Conv {
+        geom,
+        batch: 1,
+        epilogue: Epilogue::default(),
+    };
+    let y = push(&mut g, "conv", conv, vec![x, w], vec![1, 2, 5, 5]);
+    let r = push(&mut g, "relu", activation_op(0), vec![x], vec![1, 2, 5, 5]);
+    let add = Op::Binary(BinaryOp::Add);
+    let s = push(&mut g, "add", add, vec![y, r], vec![1, 2, 5, 5]);
+    g.outputs.push(s);
+    let (compiled, fast, plain) = run_both(&g, &c, &values(50, 3, -1.0, 1.0));
+    assert!(compiled.nodes.iter().all(|w| w.residual.is_none()));
+    assert!(!compiled.nodes[2].alias);
+    assert_eq!(fast, plain);
 }

@@ -43,7 +43,7 @@ pub use path::{column_buffer_len, describe, ConvPath, PathKind};
 pub use plain::conv2d_im2col_plain;
 
 use crate::depthwise_conv2d;
-use crate::error::{check_conv_args, check_conv_args_unpacked, check_conv_geometry};
+use crate::error::{check_conv_args, check_conv_args_unpacked, check_conv_geometry, check_len};
 use crate::{Activation, Conv2dGeometry, Kernel, KernelError, PackedWeights};
 
 /// Upper bound of the production path's column panels (per worker thread), in bytes, unless a
@@ -181,6 +181,65 @@ pub fn conv2d_packed_tuned(
     output: &mut [f32],
     tuning: ConvTuning,
 ) -> Result<(), KernelError> {
+    packed_call(
+        geom, input, batch, weights, bias, act, output, false, tuning,
+    )
+}
+
+/// [`conv2d_packed`] added to what `output` holds: `output = act(output + conv(input) +
+/// bias)`, the sum taken in the GEMM's stores (no pass of its own). This is a residual
+/// connection's `Add(conv(x) + bias, skip)` followed by an activation, with `output` holding
+/// `skip`. A depthwise convolution (a direct kernel, not a GEMM) is computed aside and added.
+pub fn conv2d_packed_onto(
+    geom: &Conv2dGeometry,
+    input: &[f32],
+    batch: usize,
+    weights: &PackedWeights,
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    conv2d_packed_onto_tuned(
+        geom,
+        input,
+        batch,
+        weights,
+        bias,
+        act,
+        output,
+        ConvTuning::default(),
+    )
+}
+
+/// [`conv2d_packed_onto`] with explicit tuning. For tests and benchmarks.
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_packed_onto_tuned(
+    geom: &Conv2dGeometry,
+    input: &[f32],
+    batch: usize,
+    weights: &PackedWeights,
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &mut [f32],
+    tuning: ConvTuning,
+) -> Result<(), KernelError> {
+    packed_call(geom, input, batch, weights, bias, act, output, true, tuning)
+}
+
+/// The packed convolution, overwriting `output` or, with `onto`, adding to it.
+#[allow(clippy::too_many_arguments)]
+fn packed_call(
+    geom: &Conv2dGeometry,
+    input: &[f32],
+    batch: usize,
+    weights: &PackedWeights,
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &mut [f32],
+    onto: bool,
+    tuning: ConvTuning,
+) -> Result<(), KernelError> {
     check_conv_geometry(geom)?;
     if !weights.fits(geom) {
         return Err(KernelError::Invalid {
@@ -189,14 +248,30 @@ pub fn conv2d_packed_tuned(
         });
     }
     if let Some(raw) = weights.depthwise() {
-        return depthwise_conv2d(geom, input, batch, raw, bias, act, output);
+        if !onto {
+            return depthwise_conv2d(geom, input, batch, raw, bias, act, output);
+        }
+        check_len("output", output.len(), geom.out_len().saturating_mul(batch))?;
+        let mut aside = cnn_tensor::try_zeroed(output.len(), "a depthwise result")?;
+        depthwise_conv2d(
+            geom,
+            input,
+            batch,
+            raw,
+            bias,
+            Activation::Linear,
+            &mut aside,
+        )?;
+        output.iter_mut().zip(&aside).for_each(|(o, a)| *o += a);
+        act.apply(output);
+        return Ok(());
     }
     check_conv_args_unpacked(geom, input, batch, bias, output)?;
     let plan = path::plan(geom, weights.orientation(), weights.kernel(), &tuning);
     if batch == 0 {
         return Ok(());
     }
-    run::Call::new(geom, weights, bias, act, plan, tuning).convolve(input, batch, output)
+    run::Call::new(geom, weights, bias, act, onto, plan, tuning).convolve(input, batch, output)
 }
 
 #[cfg(test)]

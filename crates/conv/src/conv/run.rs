@@ -45,6 +45,8 @@ pub(super) struct Call<'a> {
     weights: &'a PackedWeights,
     bias: Option<&'a [f32]>,
     act: Activation,
+    /// Add the products to what the output holds (a residual the caller put there).
+    onto: bool,
     kernel: Kernel,
     plan: Plan,
     /// Workers to plan for (`tuning.threads`, or rayon's).
@@ -61,6 +63,7 @@ impl<'a> Call<'a> {
         weights: &'a PackedWeights,
         bias: Option<&'a [f32]>,
         act: Activation,
+        onto: bool,
         plan: Plan,
         tuning: ConvTuning,
     ) -> Self {
@@ -73,6 +76,7 @@ impl<'a> Call<'a> {
             weights,
             bias,
             act,
+            onto,
             kernel: weights.kernel(),
             plan,
             threads,
@@ -354,7 +358,8 @@ impl Ctx<'_> {
                 Source::Shared(sh) => {
                     let t = (n * g.groups + grp) * s.tiles + tile;
                     let panels = &sh.data[t * sh.stride..(t + 1) * sh.stride];
-                    multiply(call.kernel, orientation, k, w, panels, &mut c, finish);
+                    let onto = call.onto;
+                    multiply(call.kernel, orientation, k, w, panels, &mut c, finish, onto);
                 }
                 Source::Unfold { input } => {
                     if unfolded != Some((n, grp, tile)) {
@@ -376,12 +381,15 @@ impl Ctx<'_> {
                         }
                         unfolded = Some((n, grp, tile));
                     }
-                    multiply(call.kernel, orientation, k, w, own, &mut c, finish);
+                    let onto = call.onto;
+                    multiply(call.kernel, orientation, k, w, own, &mut c, finish, onto);
                 }
                 Source::InPlace(copies) => {
                     let (image, taps, tile) = (copies.image(n), copies.taps, &mut *own);
-                    let (kernel, out) = (call.kernel, &mut c);
-                    channels_last::multiply(kernel, g, image, grp, p0, taps, w, tile, out, finish);
+                    let (kernel, out, onto) = (call.kernel, &mut c, call.onto);
+                    channels_last::multiply(
+                        kernel, g, image, grp, p0, taps, w, tile, out, finish, onto,
+                    );
                 }
             }
             if finish.is_none() {

@@ -2,8 +2,9 @@
 //! VL): the bitwise operations go through the integer view, the selects through a mask.
 //!
 //! Every method is the same operation as [`super::Avx2`]'s on twice the lanes, with the same
-//! NaN and rounding behaviour: `vminps`/`vmaxps` return their second operand when either is
-//! NaN; the reciprocal estimate (`vrcp14ps`, 14 bits) gets the same two Newton steps.
+//! results within the trait's contract: `vminps`/`vmaxps` return their second operand when
+//! either is NaN; the reciprocal estimate (`vrcp14ps`, 14 bits) gets the same two Newton steps.
+//! (Outside `recip_pos`'s contract — negative or subnormal inputs — the builds may differ.)
 
 use super::Lanes;
 use std::arch::x86_64::*;
@@ -57,8 +58,9 @@ impl Lanes for Avx512 {
     #[inline(always)]
     fn recip_pos(self) -> Self {
         unsafe {
-            // As the AVX2 build: estimate (14 bits here) and two Newton steps; above 1e38 the
-            // estimate of the clamped value is flushed to 0 by the steps as there.
+            // As the AVX2 build: estimate (14 bits here) and two Newton steps. Above 1e38 the
+            // estimate of the clamped value is subnormal here (rcpps gives 0); the compare
+            // below flushes it to 0 as there.
             let one = _mm512_set1_ps(1.0);
             let x = _mm512_min_ps(_mm512_set1_ps(1e38), self.0);
             let r = _mm512_rcp14_ps(x);

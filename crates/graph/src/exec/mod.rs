@@ -197,6 +197,11 @@ impl<'a> Env<'a> {
                 return Ok(d);
             }
         }
+        self.copied(v, node)
+    }
+
+    /// A copy of `v`'s data.
+    fn copied(&self, v: ValueId, node: usize) -> Result<Vec<f32>, ExecError> {
         let data = self.get(node, v)?;
         let mut copy = Vec::new();
         if copy.try_reserve_exact(data.len()).is_err() {
@@ -269,10 +274,24 @@ pub fn run(
             });
         }
     }
+    // The residual Adds fused into convolutions no longer read their residual: the
+    // convolution does, earlier.
+    let fused_reads: Vec<(usize, ValueId)> = compiled
+        .nodes
+        .iter()
+        .filter_map(|w| w.residual.map(|(skip, add)| (add, skip)))
+        .collect();
     let mut last_use = vec![0usize; graph.values.len()];
     for (i, n) in graph.nodes.iter().enumerate() {
         for &v in n.inputs.iter().flatten() {
-            last_use[v] = i;
+            if !fused_reads.contains(&(i, v)) {
+                last_use[v] = i;
+            }
+        }
+    }
+    for (t, w) in compiled.nodes.iter().enumerate() {
+        if let Some((skip, _)) = w.residual {
+            last_use[skip] = last_use[skip].max(t);
         }
     }
     for &o in &graph.outputs {

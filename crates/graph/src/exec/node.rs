@@ -61,6 +61,28 @@ fn convolve(
     }
 }
 
+/// [`convolve`] adding the products to what `out` holds ([`cnn_conv::conv2d_packed_onto`]);
+/// weights not packed at compile time are packed for the call.
+#[allow(clippy::too_many_arguments)]
+fn convolve_onto(
+    geom: &Conv2dGeometry,
+    x: &[f32],
+    batch: usize,
+    weights: &[f32],
+    packed: Option<&PackedWeights>,
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    match packed {
+        Some(p) => cnn_conv::conv2d_packed_onto(geom, x, batch, p, bias, act, out),
+        None => {
+            let p = PackedWeights::new(geom, weights)?;
+            cnn_conv::conv2d_packed_onto(geom, x, batch, &p, bias, act, out)
+        }
+    }
+}
+
 /// Softmax over the channel axis of `[batch, channels, spatial…]`, when the epilogue asks.
 fn finish_softmax(e: Epilogue, out: &mut [f32], batch: usize, channels: usize) {
     if e.softmax && batch > 0 && channels > 0 {
@@ -134,14 +156,27 @@ pub(super) fn run_node(
             epilogue: own,
         } => {
             let e = epilogue(*own, work);
-            // Written whole by the kernels (whatever the buffer held before).
-            let mut out = env.overwritable(i, out_len)?;
+            let mut out = match work.residual {
+                // The residual, which the products are added to (moved when this node is its
+                // last reader and does not read it otherwise, else copied).
+                Some((skip, _)) if !env.graph.nodes[i].inputs.contains(&Some(skip)) => {
+                    env.take(skip, i)?
+                }
+                Some((skip, _)) => env.copied(skip, i)?,
+                // Written whole by the kernels (whatever the buffer held before).
+                None => env.overwritable(i, out_len)?,
+            };
             let x = env.arg(i, 0)?;
             let (w, bias) = match &work.folded {
                 Some(f) => (f.weights.as_slice(), Some(f.bias.as_slice())),
                 None => (env.arg(i, 1)?, env.optional(i, 2)?),
             };
-            convolve(geom, x, *batch, w, packed(0), bias, e.act, &mut out).map_err(kernel(i))?;
+            if work.residual.is_some() {
+                convolve_onto(geom, x, *batch, w, packed(0), bias, e.act, &mut out)
+            } else {
+                convolve(geom, x, *batch, w, packed(0), bias, e.act, &mut out)
+            }
+            .map_err(kernel(i))?;
             finish_softmax(e, &mut out, *batch, geom.out_c);
             out
         }
