@@ -101,15 +101,40 @@ fn pool(
     let plane_in = g.in_h * g.in_w;
     let plane_out = g.out_h * g.out_w;
     let min_planes = TASK_MIN_CELLS.div_ceil(plane_in.max(1));
+    let avx2 = crate::isa::selected().has_avx2();
     output
         .par_chunks_mut(plane_out)
         .zip(input.par_chunks(plane_in))
         .with_min_len(min_planes)
         .for_each_init(
             || vec![0.0f32; 2 * g.in_w],
-            |scratch, (out, src)| pool_plane(g, src, out, scratch, reduce),
+            |scratch, (out, src)| {
+                #[cfg(target_arch = "x86_64")]
+                if avx2 {
+                    // SAFETY: the selected build runs AVX2 only on CPUs that have it.
+                    return unsafe { pool_plane_avx2(g, src, out, scratch, reduce) };
+                }
+                let _ = avx2;
+                pool_plane(g, src, out, scratch, reduce)
+            },
         );
     Ok(())
+}
+
+/// [`pool_plane`] compiled with AVX2 enabled (8-lane vectors for its row loops).
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pool_plane_avx2(
+    g: &Pool2dGeometry,
+    src: &[f32],
+    out: &mut [f32],
+    scratch: &mut [f32],
+    reduce: Reduce,
+) {
+    pool_plane(g, src, out, scratch, reduce)
 }
 
 /// One plane: for each output row, the window's input rows are first reduced element-wise
@@ -118,7 +143,8 @@ fn pool(
 /// without any window arithmetic: `pool 2, stride 2` interior outputs pair up `acc` directly;
 /// other interior windows are reduced along the row first (`pool_w - 1` vectorisable passes
 /// into `slide`, `slide[i]` covering `acc[i .. i + pool_w]`), then every `stride_w`-th value
-/// is taken. `scratch` holds `2 * in_w` floats.
+/// is taken. `scratch` holds `2 * in_w` floats. Inlined into each build's function.
+#[inline(always)]
 fn pool_plane(
     g: &Pool2dGeometry,
     src: &[f32],
