@@ -130,6 +130,27 @@ fn bench_layer(c: &mut Criterion, l: &Layer) {
             black_box(r.is_ok())
         })
     });
+    // The im2col + GEMM packing where the production one is Winograd's.
+    if cnn_conv::winograd::applies(&geom) {
+        let kernel = cnn_conv::Kernel::selected();
+        let orientation = cnn_conv::packed::Orientation::of(&geom, kernel);
+        if let Ok(gemm) = PackedWeights::with_orientation(&geom, &weights, orientation, kernel) {
+            group.bench_function("packed_gemm", |b| {
+                b.iter(|| {
+                    let r = conv2d_packed(
+                        &geom,
+                        black_box(&input),
+                        1,
+                        &gemm,
+                        Some(&bias),
+                        Activation::Relu,
+                        &mut output,
+                    );
+                    black_box(r.is_ok())
+                })
+            });
+        }
+    }
     let mut kernels: Vec<(&str, Kernel)> =
         vec![("conv2d", conv2d), ("im2col_plain", conv2d_im2col_plain)];
     if l.direct {

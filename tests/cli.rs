@@ -98,13 +98,25 @@ fn explain_shows_the_im2col_matrix_and_gemm() {
     assert_eq!(l["im2col_shape"], serde_json::json!([288, 576]));
     assert_eq!(l["gemm_mkn"], serde_json::json!([32, 288, 576]));
     assert_eq!(l["column_bytes_full"], 288 * 576 * 4);
-    // 32 input channels: read in place from the 26 x 26 x 32 channels-last copy (no padding);
-    // the first layer (1 channel) unfolds into panels.
-    assert_eq!(l["channels_last_copy_bytes"], 26 * 26 * 32 * 4);
+    // 32 channels in and out, 3x3 on 26x26 -> 24x24 (36 tiles of 4x4): Winograd F(4x4, 3x3),
+    // the same GEMM shown first; the first layer (1 channel) unfolds into panels; the third
+    // (32 -> 64 on 12x12, 9 tiles) reads the matrix in place from the 12 x 12 x 32
+    // channels-last copy.
+    assert_eq!(
+        l["path"],
+        "Winograd F(4x4, 3x3): 36 GEMMs on transformed tiles"
+    );
+    assert_eq!(l["channels_last_copy_bytes"], 0);
     assert_eq!(v["layers"][0]["channels_last_copy_bytes"], 0);
+    assert_eq!(v["layers"][2]["channels_last_copy_bytes"], 12 * 12 * 32 * 4);
     let t = stdout(&cnn(&["explain", "models/vgg2.toml"]));
     assert!(
-        t.contains("never unfolded, the GEMM reads it in place from a zero-padded channels-last copy of the input (84.5 KiB)"),
+        t.contains("36 GEMMs U[32 x 32] x V[32 x 36]")
+            && t.contains("1,327,104 multiplies instead of 5,308,416"),
+        "{t}"
+    );
+    assert!(
+        t.contains("never unfolded, the GEMM reads it in place from a zero-padded channels-last copy of the input (18.0 KiB)"),
         "{t}"
     );
 }

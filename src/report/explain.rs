@@ -38,6 +38,33 @@ fn block(e: &ConvExplanation) -> String {
     }
     let per_group_c = e.input_shape.first().copied().unwrap_or(0) / e.groups.max(1);
     match e.path {
+        KernelPath::Winograd => {
+            // The im2col view first (the product it computes), then how it runs.
+            let tiles = e.output_shape[1].div_ceil(4) * e.output_shape[2].div_ceil(4);
+            let (k, c) = (e.output_shape[0], per_group_c);
+            out.push_str(&format!(
+                "  im2col   cols [{rows} x {cols}] = ({per_group_c}*{}*{}) rows x ({}*{}) columns\n",
+                e.kernel[0], e.kernel[1], e.output_shape[1], e.output_shape[2]
+            ));
+            out.push_str(&format!(
+                "  GEMM     W[{m} x {kk}] x cols[{kk} x {n}] -> out[{m} x {n}]: the product, \
+                 computed as Winograd F(4x4, 3x3)\n",
+                kk = rows
+            ));
+            out.push_str(&format!(
+                "  runs as  {tiles} tiles of 4x4 outputs; each 6x6 input patch transformed \
+                 (B^T d B), 36 GEMMs U[{k} x {c}] x V[{c} x {tiles}], each 6x6 product \
+                 transformed back (A^T M A): {} multiplies instead of {}\n",
+                group_digits(36 * (k * c * tiles) as u128),
+                group_digits(e.macs as u128)
+            ));
+            out.push_str(&format!(
+                "  buffer   {} for the whole matrix, never unfolded; {} allocated (a zero-padded \
+                 copy of the input and one task's transformed tiles and products)\n",
+                human_bytes(e.column_bytes_full as u128),
+                human_bytes(e.column_bytes_allocated as u128)
+            ));
+        }
         KernelPath::Im2colGemm | KernelPath::Pointwise => {
             let group_note = if e.groups > 1 {
                 format!(" (per group; {} groups)", e.groups)

@@ -35,6 +35,7 @@ pub mod pool;
 mod scratch;
 pub mod transposed;
 pub mod vmath;
+pub mod winograd;
 
 pub use activation::{softmax_channels, Activation};
 pub use conv::{

@@ -28,6 +28,7 @@ use crate::error::check_len;
 use crate::gemm::MatMut;
 use crate::im2col::fill_col_row;
 use crate::microkernel::{Finish, Kernel, Tile, MR, NR_MAX};
+use crate::winograd::WinogradWeights;
 use crate::{Conv2dGeometry, KernelError, PathKind};
 use std::ops::Range;
 
@@ -90,12 +91,12 @@ impl Orientation {
         }
     }
 
-    /// The orientation the production path runs a convolution in: `ChannelsLast` when its
-    /// path reads the column matrix in place ([`crate::conv::describe`] decides), else
+    /// The orientation the GEMM path runs a convolution in (the production path, unless it is
+    /// Winograd's): `ChannelsLast` when that path reads the column matrix in place, else
     /// [`Orientation::for_shape`] of one group's output channels and the output pixels of one
     /// image, on `kernel`.
     pub fn of(geom: &Conv2dGeometry, kernel: Kernel) -> Self {
-        match crate::conv::path_kind(geom) {
+        match crate::conv::gemm_kind(geom) {
             PathKind::Im2colGemm {
                 channels_last: true,
             } => Orientation::ChannelsLast,
@@ -146,6 +147,9 @@ pub struct PackedWeights {
     k: usize,
     /// `[k_h, k_w]` (the channels-last order depends on the split of `k`).
     window: [usize; 2],
+    /// The weights transformed for Winograd F(4x4, 3x3) instead of GEMM panels (then `data`
+    /// holds nothing): what runs a geometry [`crate::winograd::applies`] to.
+    winograd: Option<Box<WinogradWeights>>,
     /// The values are `data[start..start + len]`; the slack before and after lets `start` fall
     /// on a cache line.
     data: Vec<f32>,
@@ -173,6 +177,7 @@ impl PartialEq for PackedWeights {
             other.k,
             other.window,
         ) && self.values() == other.values()
+            && self.winograd == other.winograd
     }
 }
 
@@ -192,7 +197,44 @@ impl PackedWeights {
         weights: &[f32],
         kernel: Kernel,
     ) -> Result<Self, KernelError> {
+        if crate::winograd::applies(geom) {
+            return Self::winograd(geom, weights, kernel);
+        }
         Self::with_orientation(geom, weights, Orientation::of(geom, kernel), kernel)
+    }
+
+    /// The weights transformed for Winograd F(4x4, 3x3) ([`crate::winograd`]), which the
+    /// convolution then runs; `geom` must be one [`crate::winograd::applies`] to. Not part of
+    /// the stable API (tests and benches compare it with the GEMM packings).
+    #[doc(hidden)]
+    pub fn winograd(
+        geom: &Conv2dGeometry,
+        weights: &[f32],
+        kernel: Kernel,
+    ) -> Result<Self, KernelError> {
+        crate::error::check_conv_geometry(geom)?;
+        if !crate::winograd::applies(geom) {
+            return Err(KernelError::Invalid {
+                what: "winograd weights",
+                reason: "the geometry is not a 3x3, stride 1, ungrouped convolution of at \
+                         least 32 channels"
+                    .into(),
+            });
+        }
+        let transformed = WinogradWeights::new(geom, weights, kernel)?;
+        Ok(Self {
+            depthwise: false,
+            orientation: Orientation::of(geom, kernel),
+            kernel,
+            groups: geom.groups,
+            mg: geom.out_c_per_group(),
+            k: geom.col_rows(),
+            window: [geom.k_h, geom.k_w],
+            winograd: Some(Box::new(transformed)),
+            data: Vec::new(),
+            start: 0,
+            len: 0,
+        })
     }
 
     /// [`PackedWeights::for_kernel`] in a given orientation, which the convolution then runs
@@ -252,6 +294,7 @@ impl PackedWeights {
             mg,
             k,
             window: [geom.k_h, geom.k_w],
+            winograd: None,
             data,
             start,
             len,
@@ -270,6 +313,12 @@ impl PackedWeights {
             && self.mg == geom.out_c_per_group()
             && self.k == geom.col_rows()
             && self.window == [geom.k_h, geom.k_w]
+            && self.winograd.as_ref().is_none_or(|w| w.fits(geom))
+    }
+
+    /// The transformed weights, when the convolution runs as Winograd F(4x4, 3x3).
+    pub(crate) fn winograd_weights(&self) -> Option<&WinogradWeights> {
+        self.winograd.as_deref()
     }
 
     /// The weights as given, when they are a depthwise convolution's.
@@ -289,6 +338,7 @@ impl PackedWeights {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.data.len() * std::mem::size_of::<f32>()
+            + self.winograd.as_ref().map_or(0, |w| w.bytes())
     }
 
     /// The panels of output channels `m0 .. m0 + m` of group `g` (`m0` a multiple of the

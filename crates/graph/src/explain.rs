@@ -14,6 +14,9 @@ use serde::{Serialize, Serializer};
 pub enum KernelPath {
     /// im2col into a (tiled) column buffer, then one GEMM per group.
     Im2colGemm,
+    /// The same product computed by Winograd F(4x4, 3x3): input tiles transformed, 36 GEMMs
+    /// `[out_c x in_c] x [in_c x tiles]`, outputs transformed back.
+    Winograd,
     /// 1x1, stride 1, no padding: the input already is the column matrix; GEMM only.
     Pointwise,
     /// One group per channel: a direct kernel (a GEMM with M = 1 would waste the hardware).
@@ -37,6 +40,7 @@ impl KernelPath {
     pub fn describe(self) -> &'static str {
         match self {
             KernelPath::Im2colGemm => "im2col + GEMM",
+            KernelPath::Winograd => "Winograd F(4x4, 3x3): 36 GEMMs on transformed tiles",
             KernelPath::Pointwise => "GEMM on the input (1x1: no im2col)",
             KernelPath::Depthwise => "direct depthwise kernel",
             KernelPath::LocallyConnected => "per-position mat-vec",
@@ -97,7 +101,9 @@ fn from_geometry(
     // The kernel crate's own account of the buffers its path allocates.
     let described = cnn_conv::describe(g);
     let allocated = match path {
-        KernelPath::Im2colGemm | KernelPath::Pointwise => described.column_buffer_len as u64 * 4,
+        KernelPath::Im2colGemm | KernelPath::Pointwise | KernelPath::Winograd => {
+            described.column_buffer_len as u64 * 4
+        }
         _ => 0,
     };
     let copy = match path {
@@ -138,6 +144,7 @@ fn conv_path(g: &Conv2dGeometry) -> KernelPath {
         PathKind::Depthwise => KernelPath::Depthwise,
         PathKind::Pointwise => KernelPath::Pointwise,
         PathKind::Im2colGemm { .. } => KernelPath::Im2colGemm,
+        PathKind::Winograd => KernelPath::Winograd,
     }
 }
 

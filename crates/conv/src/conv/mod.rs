@@ -38,8 +38,8 @@ mod schedule;
 #[cfg(test)]
 mod test_util;
 
-pub(crate) use path::kind as path_kind;
 pub use path::{column_buffer_len, describe, ConvPath, PathKind};
+pub(crate) use path::{gemm_kind, kind as path_kind};
 pub use plain::conv2d_im2col_plain;
 
 use crate::depthwise_conv2d;
@@ -267,6 +267,12 @@ fn packed_call(
         return Ok(());
     }
     check_conv_args_unpacked(geom, input, batch, bias, output)?;
+    if let Some(w) = weights.winograd_weights() {
+        if batch == 0 {
+            return Ok(());
+        }
+        return crate::winograd::conv(geom, input, batch, w, bias, act, output, onto);
+    }
     let plan = path::plan(geom, weights.orientation(), weights.kernel(), &tuning);
     if batch == 0 {
         return Ok(());

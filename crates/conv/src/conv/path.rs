@@ -3,6 +3,8 @@
 //!
 //! [`kind`] is the decision, from the geometry alone:
 //! * depthwise (`groups == in_c > 1`): the direct kernel of [`crate::depthwise`];
+//! * Winograd F(4x4, 3x3) for 3x3, stride 1, ungrouped layers with at least 32 channels in
+//!   and out and 16 output tiles ([`crate::winograd::applies`]);
 //! * pointwise (1x1, stride 1, no padding): im2col + GEMM whose column panels are copies of
 //!   the input rows ([`crate::packed`]);
 //! * im2col + GEMM on everything else, reading the column matrix in place from a channels-last
@@ -32,6 +34,10 @@ pub enum PathKind {
     /// A 1x1 convolution with stride 1 and no padding (not depthwise): im2col + GEMM whose
     /// column panels are copied from the input rows as they are (no unfolding).
     Pointwise,
+    /// Winograd F(4x4, 3x3) ([`crate::winograd`]): a 3x3, stride 1, ungrouped convolution of
+    /// at least 32 input and output channels and 16 tiles, run as 36 GEMMs on transformed
+    /// tiles — the same products as the im2col GEMM's, with 4x fewer multiplies.
+    Winograd,
     /// im2col + GEMM. With `channels_last` (at least
     /// [`MIN_CHANNELS`](crate::channels_last::MIN_CHANNELS) input channels per group) the
     /// column matrix is never unfolded: the GEMM reads it in place from a zero-padded
@@ -75,6 +81,16 @@ pub fn describe(geom: &Conv2dGeometry) -> ConvPath {
 
 /// The decision: which path the production convolution runs `geom` on.
 pub(crate) fn kind(geom: &Conv2dGeometry) -> PathKind {
+    if !geom.is_depthwise() && crate::winograd::applies(geom) {
+        PathKind::Winograd
+    } else {
+        gemm_kind(geom)
+    }
+}
+
+/// The path `geom` takes when it is not run as Winograd: what its weights packed for a GEMM
+/// ([`crate::packed::Orientation::of`]) run on.
+pub(crate) fn gemm_kind(geom: &Conv2dGeometry) -> PathKind {
     if geom.is_depthwise() {
         PathKind::Depthwise
     } else if geom.is_pointwise() {
@@ -190,6 +206,9 @@ pub(super) fn plan(
 /// The sizes are those of the selected kernel build ([`Kernel::selected`]).
 pub fn column_buffer_len(geom: &Conv2dGeometry) -> usize {
     let kernel = Kernel::selected();
+    if kind(geom) == PathKind::Winograd {
+        return crate::winograd::buffer_len(geom, kernel);
+    }
     let plan = plan(
         geom,
         Orientation::of(geom, kernel),
@@ -488,10 +507,15 @@ mod tests {
             let d = describe(&g);
             // explain.rs: depthwise, else pointwise, else im2col; channels-last when at least
             // 16 input channels per group and not 1x1 or depthwise.
-            let in_place =
-                !g.is_depthwise() && !g.is_pointwise() && g.in_c_per_group() >= 16;
+            let winograd = crate::winograd::applies(&g);
+            let in_place = !g.is_depthwise()
+                && !g.is_pointwise()
+                && !winograd
+                && g.in_c_per_group() >= 16;
             let want = if g.is_depthwise() {
                 PathKind::Depthwise
+            } else if winograd {
+                PathKind::Winograd
             } else if g.is_pointwise() {
                 PathKind::Pointwise
             } else {
@@ -525,6 +549,7 @@ mod tests {
             prop_assert_eq!(packed.depthwise().is_some(), want == PathKind::Depthwise);
             let plan = plan(&g, packed.orientation(), packed.kernel(), &ConvTuning::default());
             let ran = match plan {
+                _ if packed.winograd_weights().is_some() => PathKind::Winograd,
                 Plan::Depthwise => PathKind::Depthwise,
                 Plan::ChannelsLast { .. } => PathKind::Im2colGemm { channels_last: true },
                 Plan::Im2col { .. } if g.is_pointwise() => PathKind::Pointwise,
@@ -560,7 +585,8 @@ mod tests {
             .join()
             .unwrap();
             match d.kind {
-                PathKind::Depthwise => prop_assert_eq!((copies, tiles), (0, 0)),
+                // Winograd's buffers are its own (not the scratch slots).
+                PathKind::Depthwise | PathKind::Winograd => prop_assert_eq!((copies, tiles), (0, 0)),
                 PathKind::Pointwise | PathKind::Im2colGemm { channels_last: false } => {
                     prop_assert_eq!(copies, 0);
                     prop_assert!(tiles > 0 && tiles <= d.column_buffer_len);
