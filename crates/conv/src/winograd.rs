@@ -249,8 +249,15 @@ pub(crate) fn conv(
                 dst[at..at + g.in_w].copy_from_slice(row);
             }
         });
+    // Tasks of (nearly) equal height: 14 tile rows in 4 tasks are 4, 4, 3, 3 rows, not 4, 4, 4, 2.
     let tasks_per_image = t.rows.div_ceil(t.rows_per_task);
-    let tiles_per_task = t.rows_per_task * t.cols;
+    let task_rows = |part: usize| {
+        (
+            part * t.rows / tasks_per_image,
+            (part + 1) * t.rows / tasks_per_image,
+        )
+    };
+    let tiles_per_task = t.rows.div_ceil(tasks_per_image) * t.cols;
     let panels = tiles_per_task.next_multiple_of(nr);
     // Per task: the transformed tiles, the products, and the transforms' rows.
     let scratch = buffer_len(g, kernel) - g.in_c * plane;
@@ -264,8 +271,7 @@ pub(crate) fn conv(
             |buf, task| -> Result<(), KernelError> {
                 let buf = buf.as_mut().map_err(|e| KernelError::Alloc(e.clone()))?;
                 let (n, part) = (task / tasks_per_image, task % tasks_per_image);
-                let ty0 = part * t.rows_per_task;
-                let ty1 = (ty0 + t.rows_per_task).min(t.rows);
+                let (ty0, ty1) = task_rows(part);
                 let tiles = (ty1 - ty0) * t.cols;
                 let (v, rest) = buf.split_at_mut(POSITIONS * g.in_c * panels);
                 let (m, rows) = rest.split_at_mut(POSITIONS * g.out_c * tiles_per_task);
