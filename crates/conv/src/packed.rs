@@ -213,6 +213,7 @@ impl PackedWeights {
         kernel: Kernel,
     ) -> Result<Self, KernelError> {
         crate::error::check_conv_geometry(geom)?;
+        kernel.check()?;
         if !crate::winograd::applies(geom) {
             return Err(KernelError::Invalid {
                 what: "winograd weights",
@@ -248,6 +249,7 @@ impl PackedWeights {
         kernel: Kernel,
     ) -> Result<Self, KernelError> {
         crate::error::check_conv_geometry(geom)?;
+        kernel.check()?;
         check_len("weights", weights.len(), geom.weight_len())?;
         let (mg, k) = (geom.out_c_per_group(), geom.col_rows());
         let depthwise = geom.is_depthwise();
@@ -306,7 +308,9 @@ impl PackedWeights {
         &self.data[self.start..self.start + self.len]
     }
 
-    /// Whether these weights were packed for a geometry of this shape.
+    /// Whether these weights were packed for a geometry of this shape. Weights transformed for
+    /// Winograd fit only geometries the Winograd path takes (not the same layer on an image
+    /// too small for it: pack them again for that one).
     pub fn fits(&self, geom: &Conv2dGeometry) -> bool {
         self.depthwise == geom.is_depthwise()
             && self.groups == geom.groups

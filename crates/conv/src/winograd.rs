@@ -14,7 +14,12 @@
 //!
 //! The matrices are Lavin and Gray's for the points 0, ±1, ±2 (the transforms below are their
 //! rows written out). The sums are reordered, so results differ from the direct convolution by
-//! rounding; the tests bound the difference by `1e-4` of the output's magnitude.
+//! rounding; the tests bound the difference by `1e-4` of the output's magnitude. An infinite
+//! input value turns the whole tiles that read it into NaN (the transforms subtract it from
+//! itself), where the direct convolution gives infinities near it.
+//!
+//! The path uses rayon's threads as they are (it ignores `ConvTuning`'s thread count and byte
+//! bounds); its buffers are its own, allocated per call.
 //!
 //! Work is cut into tasks of whole tile rows of one image (so each task writes a contiguous
 //! range of every output plane), spread over rayon's threads, each with its own transformed
@@ -126,6 +131,7 @@ impl WinogradWeights {
         weights: &[f32],
         kernel: Kernel,
     ) -> Result<Self, KernelError> {
+        kernel.check()?;
         let (c, k) = (geom.in_c, geom.out_c);
         crate::error::check_len("weights", weights.len(), mul_len("weights", k * c, 9)?)?;
         let len = mul_len("transformed weights", k, c)?;
@@ -233,22 +239,60 @@ pub(crate) fn conv(
     output: &mut [f32],
     onto: bool,
 ) -> Result<(), KernelError> {
-    let kernel = w.kernel();
-    let nr = kernel.nr();
-    let t = Tiling::new(g, nr);
-    // Every image zero-padded, once: patches are then read without bounds cases.
+    let t = Tiling::new(g, w.kernel().nr());
+    // Every image zero-padded, once: patches are then read without bounds cases. The buffer
+    // is this thread's kept one; every value of it is written (zeros in the padding).
     let plane = t.padded_h * t.padded_w;
     let padded_len = mul_len("the padded input", batch * g.in_c, plane)?;
-    let mut padded = cnn_tensor::try_zeroed(padded_len, "the padded input")?;
+    crate::scratch::with_buffer(
+        &crate::scratch::COPIES,
+        padded_len,
+        "the padded input",
+        |padded| {
+            pad_images(g, &t, input, padded);
+            run_tasks(g, &t, padded, batch, w, bias, act, output, onto)
+        },
+    )
+}
+
+/// Writes every plane of `input` into `padded` (`padded_h x padded_w` planes) with zeros
+/// around it: each value of `padded` once.
+fn pad_images(g: &Conv2dGeometry, t: &Tiling, input: &[f32], padded: &mut [f32]) {
+    let pw = t.padded_w;
     padded
-        .par_chunks_mut(plane)
+        .par_chunks_mut(t.padded_h * pw)
         .zip(input.par_chunks(g.in_h * g.in_w))
         .for_each(|(dst, src)| {
-            for (y, row) in src.chunks_exact(g.in_w).enumerate() {
-                let at = (y + g.pad_top) * t.padded_w + g.pad_left;
-                dst[at..at + g.in_w].copy_from_slice(row);
+            let (top, rest) = dst.split_at_mut(g.pad_top * pw);
+            top.fill(0.0);
+            let (middle, bottom) = rest.split_at_mut(g.in_h * pw);
+            bottom.fill(0.0);
+            for (row, s) in middle.chunks_exact_mut(pw).zip(src.chunks_exact(g.in_w)) {
+                let (left, rest) = row.split_at_mut(g.pad_left);
+                left.fill(0.0);
+                let (mid, right) = rest.split_at_mut(g.in_w);
+                mid.copy_from_slice(s);
+                right.fill(0.0);
             }
         });
+}
+
+/// The tasks of [`conv`] over the padded images.
+#[allow(clippy::too_many_arguments)]
+fn run_tasks(
+    g: &Conv2dGeometry,
+    t: &Tiling,
+    padded: &[f32],
+    batch: usize,
+    w: &WinogradWeights,
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &mut [f32],
+    onto: bool,
+) -> Result<(), KernelError> {
+    let kernel = w.kernel();
+    let nr = kernel.nr();
+    let plane = t.padded_h * t.padded_w;
     // Tasks of (nearly) equal height: 14 tile rows in 4 tasks are 4, 4, 3, 3 rows, not 4, 4, 4, 2.
     let tasks_per_image = t.rows.div_ceil(t.rows_per_task);
     let task_rows = |part: usize| {
@@ -266,53 +310,57 @@ pub(crate) fn conv(
     let clamp = act.as_clamp();
     (0..batch * tasks_per_image)
         .into_par_iter()
-        .try_for_each_init(
-            || cnn_tensor::try_zeroed(scratch, "the Winograd tiles"),
-            |buf, task| -> Result<(), KernelError> {
-                let buf = buf.as_mut().map_err(|e| KernelError::Alloc(e.clone()))?;
-                let (n, part) = (task / tasks_per_image, task % tasks_per_image);
-                let (ty0, ty1) = task_rows(part);
-                let tiles = (ty1 - ty0) * t.cols;
-                let (v, rest) = buf.split_at_mut(POSITIONS * g.in_c * panels);
-                let (m, rows) = rest.split_at_mut(POSITIONS * g.out_c * tiles_per_task);
-                let image = &padded[n * g.in_c * plane..(n + 1) * g.in_c * plane];
-                transform_input(g, &t, image, ty0..ty1, nr, panels, v, rows);
-                // The 36 products; spread over the threads too when the tasks alone cannot keep
-                // them busy (few tiles: a deep layer's small image).
-                let product = |(weights, (cols, prod)): (&PackedWeights, (&[f32], &mut [f32]))| {
-                    // Rows `tiles_per_task` apart whatever this task's tile count (the last task of
-                    // an image may have fewer): where the output transform reads them.
-                    let mut c = MatMut::new(prod, g.out_c, tiles, tiles_per_task)?;
-                    let u = weights.panels(0, 0, g.out_c);
-                    let pixels = Orientation::PixelsInVectors;
-                    multiply(kernel, pixels, g.in_c, u, cols, &mut c, None, false);
-                    Ok::<(), KernelError>(())
-                };
-                let work = w.positions.iter().zip(
-                    v.chunks_exact(g.in_c * panels)
-                        .zip(m.chunks_exact_mut(g.out_c * tiles_per_task)),
-                );
-                if few_tasks {
-                    work.collect::<Vec<_>>()
-                        .into_par_iter()
-                        .try_for_each(product)?;
-                } else {
-                    work.into_iter().try_for_each(product)?;
-                }
-                // The output rows of these tile rows: one contiguous range of every plane.
-                let (oy0, oy1) = (ty0 * TILE, (ty1 * TILE).min(g.out_h));
-                // SAFETY: tasks cover disjoint tile rows, so disjoint column ranges of the
-                // `[batch * out_c, out_h * out_w]` output; each block lives for this task only.
-                let mut block = unsafe {
-                    out.block(n * g.out_c, g.out_c, oy0 * g.out_w, (oy1 - oy0) * g.out_w)?
-                };
-                let (stride, c) = (tiles_per_task, clamp);
-                transform_output(
-                    g, &t, m, stride, tiles, ty0, bias, c, onto, &mut block, rows,
-                );
-                Ok(())
-            },
-        )?;
+        .try_for_each(|task| {
+            // This worker's kept buffer (stale values are never read: every tile lane a task
+            // uses is written before the products, which store only its tiles' columns).
+            crate::scratch::with_buffer(
+                &crate::scratch::TILES,
+                scratch,
+                "the Winograd tiles",
+                |buf| {
+                    let (n, part) = (task / tasks_per_image, task % tasks_per_image);
+                    let (ty0, ty1) = task_rows(part);
+                    let tiles = (ty1 - ty0) * t.cols;
+                    let (v, rest) = buf.split_at_mut(POSITIONS * g.in_c * panels);
+                    let (m, rows) = rest.split_at_mut(POSITIONS * g.out_c * tiles_per_task);
+                    let image = &padded[n * g.in_c * plane..(n + 1) * g.in_c * plane];
+                    transform_input(g, t, image, ty0..ty1, nr, panels, v, rows);
+                    // The 36 products; spread over the threads too when the tasks alone cannot keep
+                    // them busy (few tiles: a deep layer's small image).
+                    let product =
+                        |(weights, (cols, prod)): (&PackedWeights, (&[f32], &mut [f32]))| {
+                            // Rows `tiles_per_task` apart whatever this task's tile count (the last task of
+                            // an image may have fewer): where the output transform reads them.
+                            let mut c = MatMut::new(prod, g.out_c, tiles, tiles_per_task)?;
+                            let u = weights.panels(0, 0, g.out_c);
+                            let pixels = Orientation::PixelsInVectors;
+                            multiply(kernel, pixels, g.in_c, u, cols, &mut c, None, false);
+                            Ok::<(), KernelError>(())
+                        };
+                    let work = w.positions.iter().zip(
+                        v.chunks_exact(g.in_c * panels)
+                            .zip(m.chunks_exact_mut(g.out_c * tiles_per_task)),
+                    );
+                    if few_tasks {
+                        work.collect::<Vec<_>>()
+                            .into_par_iter()
+                            .try_for_each(product)?;
+                    } else {
+                        work.into_iter().try_for_each(product)?;
+                    }
+                    // The output rows of these tile rows: one contiguous range of every plane.
+                    let (oy0, oy1) = (ty0 * TILE, (ty1 * TILE).min(g.out_h));
+                    // SAFETY: tasks cover disjoint tile rows, so disjoint column ranges of the
+                    // `[batch * out_c, out_h * out_w]` output; each block lives for this task only.
+                    let mut block = unsafe {
+                        out.block(n * g.out_c, g.out_c, oy0 * g.out_w, (oy1 - oy0) * g.out_w)?
+                    };
+                    let (stride, c) = (tiles_per_task, clamp);
+                    transform_output(g, t, m, stride, tiles, ty0, bias, c, onto, &mut block, rows);
+                    Ok(())
+                },
+            )
+        })?;
     // Activations that are not clamps, over the whole output once.
     if clamp.is_none() {
         act.apply(output);
@@ -409,7 +457,7 @@ fn transform_input(
 /// what the block holds when `onto`, then clamps. Per channel and tile row, in loops over the
 /// row's tiles: the column transform of the six product rows into four (`s`), the row
 /// transform of each into four outputs per tile, stored four columns apart. `scratch` holds
-/// `40 * cols` values.
+/// `28 * cols` values.
 #[allow(clippy::too_many_arguments)]
 fn transform_output(
     g: &Conv2dGeometry,
@@ -542,15 +590,85 @@ mod tests {
             let magnitude = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             act.apply(&mut want);
             for kernel in Kernel::runnable() {
-                let packed = WinogradWeights::new(&g, &wts, kernel).unwrap();
+                // Through the public entries: packed as production packs them, then run.
+                let packed = PackedWeights::for_kernel(&g, &wts, kernel).unwrap();
+                prop_assert!(packed.winograd_weights().is_some());
                 let mut got = if onto { residual.clone() } else { vec![f32::NAN; want.len()] };
-                conv(&g, &x, batch, &packed, Some(&bias), act, &mut got, onto).unwrap();
+                let b = Some(&bias[..]);
+                match onto {
+                    true => crate::conv2d_packed_onto(&g, &x, batch, &packed, b, act, &mut got),
+                    false => crate::conv2d_packed(&g, &x, batch, &packed, b, act, &mut got),
+                }
+                .unwrap();
                 for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                     prop_assert!(
                         (a - b).abs() <= 1e-4 * magnitude,
                         "{:?} output {}: {} vs {} (magnitude {})", kernel, i, a, b, magnitude
                     );
                 }
+            }
+        }
+    }
+
+    /// A deep layer as ResNet has them, 256 channels 3x3 on 14x14 (one task, the products
+    /// spread over the threads): within the same bound as the small ones.
+    #[test]
+    fn a_deep_layer_stays_within_the_bound() {
+        let spec = Conv2dSpec {
+            filters: 256,
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            padding: Padding::Same,
+            groups: 1,
+        };
+        let g = Conv2dGeometry::resolve(256, 14, 14, &spec).unwrap();
+        assert!(applies(&g));
+        let (x, wts, bias) = (
+            values(g.in_len(), 7),
+            values(g.weight_len(), 8),
+            values(256, 9),
+        );
+        let mut want = vec![0.0; g.out_len()];
+        let linear = Activation::Linear;
+        conv2d_direct(&g, &x, 1, &wts, Some(&bias), linear, &mut want).unwrap();
+        let magnitude = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let packed = PackedWeights::new(&g, &wts).unwrap();
+        let mut got = vec![f32::NAN; g.out_len()];
+        crate::conv2d_packed(&g, &x, 1, &packed, Some(&bias), linear, &mut got).unwrap();
+        let worst = got
+            .iter()
+            .zip(&want)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst <= 1e-4 * magnitude, "{worst} of {magnitude}");
+    }
+
+    /// A build the CPU does not run is refused before anything runs it (every build runs the
+    /// portable ones).
+    #[test]
+    fn a_build_the_cpu_does_not_run_is_refused() {
+        let spec = Conv2dSpec {
+            filters: 32,
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            padding: Padding::Same,
+            groups: 1,
+        };
+        let g = Conv2dGeometry::resolve(32, 16, 16, &spec).unwrap();
+        let wts = values(g.weight_len(), 1);
+        for kernel in [
+            Kernel::Avx512,
+            Kernel::Avx2,
+            Kernel::Portable,
+            Kernel::PortableWide,
+        ] {
+            let packed = PackedWeights::for_kernel(&g, &wts, kernel);
+            assert_eq!(packed.is_ok(), kernel.runs_here(), "{kernel:?}");
+            let gemm = PackedWeights::with_orientation(&g, &wts, Orientation::ChannelsLast, kernel);
+            assert_eq!(gemm.is_ok(), kernel.runs_here(), "{kernel:?}");
+            if let Err(e) = packed {
+                assert!(e.to_string().contains("does not run"), "{e}");
             }
         }
     }

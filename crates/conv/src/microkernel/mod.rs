@@ -90,6 +90,23 @@ impl Kernel {
         all
     }
 
+    /// Whether this CPU runs this build (the portable ones run everywhere).
+    pub fn runs_here(self) -> bool {
+        self.isa().supported()
+    }
+
+    /// `Ok` when this CPU runs this build, else the error naming it: every public entry that
+    /// takes a build checks it before anything runs its instructions.
+    pub(crate) fn check(self) -> Result<Self, crate::KernelError> {
+        match self.runs_here() {
+            true => Ok(self),
+            false => Err(crate::KernelError::Invalid {
+                what: "kernel build",
+                reason: format!("this CPU does not run the {} build", self.info().name),
+            }),
+        }
+    }
+
     /// The instruction set this build runs on.
     pub fn isa(self) -> Isa {
         match self {
@@ -134,7 +151,7 @@ impl Kernel {
     /// Computes the tile of `k` steps of the panels `bc` (`k * MR` values) and `vc`
     /// (`k * nr` values) into `out` (rows `nr` apart; overwritten).
     #[inline]
-    pub fn tile(self, k: usize, bc: &[f32], vc: &[f32], out: &mut Tile) {
+    pub(crate) fn tile(self, k: usize, bc: &[f32], vc: &[f32], out: &mut Tile) {
         let (bc, vc) = (&bc[..k * MR], &vc[..k * self.nr()]);
         let one = Panels {
             count: 1,
