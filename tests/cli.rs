@@ -533,7 +533,7 @@ fn a_kernel_build_the_cpu_cannot_run_is_refused() {
         let lacks = format!("this CPU has no {value}");
         fails_with(&o, &[&format!("CNN_KERNEL={value}"), &lacks, "portable"]);
     }
-    for value in ["sse", "neon"] {
+    for value in ["sse", "avx-512"] {
         let o = cnn_with_kernel(value, &["bench", "models/vgg1.toml", "--iters", "1"]);
         fails_with(
             &o,

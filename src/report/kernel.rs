@@ -47,7 +47,7 @@ impl KernelJson {
     }
 }
 
-/// `CNN_KERNEL=avx512|avx2|portable`: every build's name.
+/// `CNN_KERNEL=avx512|avx2|neon|portable`: every build's name.
 pub fn override_hint() -> String {
     let names: Vec<&str> = Isa::ALL.iter().map(|i| i.name()).collect();
     format!("{KERNEL_VAR}={}", names.join("|"))

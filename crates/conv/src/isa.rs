@@ -1,5 +1,5 @@
 //! Which instruction set the kernels run on: the best one the CPU has, or the one the
-//! `CNN_KERNEL` environment variable names (`avx512`, `avx2` or `portable`), so tests and benchmarks can
+//! `CNN_KERNEL` environment variable names (`avx512`, `avx2`, `neon` or `portable`), so tests and benchmarks can
 //! run every build a CPU supports; and the measured multiply-add peak of a build on one core
 //! (the roofline `cnn bench` reports against).
 //!
@@ -19,6 +19,9 @@ pub enum Isa {
     Avx512,
     /// AVX2 and FMA: 8-lane vectors, fused multiply-adds, the 6x16 GEMM micro-kernel.
     Avx2,
+    /// NEON on aarch64 (baseline there): 4-lane vectors, fused multiply-adds, the 6x16 GEMM
+    /// micro-kernel as four vectors per row.
+    Neon,
     /// The baseline target's code, whatever the CPU.
     Portable,
 }
@@ -29,6 +32,7 @@ impl Isa {
         match self {
             Isa::Avx512 => "avx512",
             Isa::Avx2 => "avx2",
+            Isa::Neon => "neon",
             Isa::Portable => "portable",
         }
     }
@@ -38,13 +42,14 @@ impl Isa {
         match name.trim().to_ascii_lowercase().as_str() {
             "avx512" => Some(Isa::Avx512),
             "avx2" => Some(Isa::Avx2),
+            "neon" => Some(Isa::Neon),
             "portable" => Some(Isa::Portable),
             _ => None,
         }
     }
 
     /// Every build, best first.
-    pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
+    pub const ALL: [Isa; 4] = [Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Portable];
 
     /// Whether this build may run AVX2+FMA code: the kernels with no build of their own for
     /// it (depthwise, the layout copies) run their AVX2 one on an AVX-512 CPU.
@@ -58,7 +63,7 @@ impl Isa {
         match self {
             Isa::Avx512 => 16,
             Isa::Avx2 => 8,
-            Isa::Portable => 4,
+            Isa::Neon | Isa::Portable => 4,
         }
     }
 
@@ -67,6 +72,7 @@ impl Isa {
         match self {
             Isa::Avx512 => cpu_has_avx512(),
             Isa::Avx2 => cpu_has_avx2_fma(),
+            Isa::Neon => cfg!(target_arch = "aarch64"),
             Isa::Portable => true,
         }
     }
@@ -167,6 +173,11 @@ pub fn fma_peak_gflops(isa: Isa, millis: u64) -> f64 {
                 std::hint::black_box(unsafe { peak_avx2(iters) });
                 CHAINS * 8
             }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                std::hint::black_box(peak_neon(iters));
+                CHAINS * 4
+            }
             _ => {
                 std::hint::black_box(peak_portable(iters));
                 PORTABLE_LANES
@@ -215,6 +226,26 @@ unsafe fn peak_avx512(iters: u64) -> f32 {
     acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
 }
 
+/// Independent accumulators in the NEON peak loop (of its 32 registers).
+#[cfg(target_arch = "aarch64")]
+const CHAINS: usize = 12;
+
+#[cfg(target_arch = "aarch64")]
+fn peak_neon(iters: u64) -> f32 {
+    use std::arch::aarch64::*;
+    // SAFETY: NEON is part of the aarch64 baseline.
+    unsafe {
+        let mut acc = [vdupq_n_f32(0.0); CHAINS];
+        let (a, b) = (vdupq_n_f32(0.999_999), vdupq_n_f32(1e-7));
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = vfmaq_f32(b, *v, a);
+            }
+        }
+        acc.iter().map(|&v| vaddvq_f32(v)).sum()
+    }
+}
+
 /// Lanes of the portable loop: as many as the baseline target's registers hold (eight SSE
 /// registers of four), so the accumulators stay in registers.
 const PORTABLE_LANES: usize = 32;
@@ -250,6 +281,7 @@ mod tests {
         let best = match (cpu_has_avx512(), cpu_has_avx2_fma()) {
             (true, _) => Isa::Avx512,
             (false, true) => Isa::Avx2,
+            _ if cfg!(target_arch = "aarch64") => Isa::Neon,
             _ => Isa::Portable,
         };
         assert_eq!(available()[0], best);

@@ -1,8 +1,9 @@
 //! The vector type the kernels are written against, once: [`Lanes`], with a scalar
 //! implementation (`f32`, the portable build, which the compiler may vectorise further), an
 //! AVX2+FMA one ([`Avx2`], `__m256`, eight lanes) and an AVX-512F one ([`Avx512`], `__m512`,
-//! sixteen lanes). The element-wise math of [`crate::vmath`] and the GEMM micro-kernel of
-//! `crate::microkernel` are generic over it; a NEON build would be one more implementation.
+//! sixteen lanes) and, on aarch64, a NEON one (`float32x4_t`, four lanes). The element-wise
+//! math of [`crate::vmath`] and the GEMM micro-kernel of `crate::microkernel` are generic over
+//! it.
 //!
 //! An implementation's methods are `#[inline(always)]` wrappers of one or a few intrinsics.
 //! They are only called from functions compiled with the instruction set enabled
@@ -142,3 +143,7 @@ mod avx512;
 pub(crate) use avx2::Avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx512::Avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(target_arch = "aarch64")]
+pub(crate) use neon::Neon;

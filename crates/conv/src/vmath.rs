@@ -176,6 +176,8 @@ impl Elementwise {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
             crate::isa::Isa::Avx2 => unsafe { self.apply_avx2(data, bias) },
+            #[cfg(target_arch = "aarch64")]
+            crate::isa::Isa::Neon => self.run::<crate::lanes::Neon>(data, bias),
             _ => self.apply_portable(data, bias),
         }
     }

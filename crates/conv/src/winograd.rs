@@ -660,6 +660,7 @@ mod tests {
         for kernel in [
             Kernel::Avx512,
             Kernel::Avx2,
+            Kernel::Neon,
             Kernel::Portable,
             Kernel::PortableWide,
         ] {

@@ -1,6 +1,7 @@
 //! The micro-kernel's loops, written once against [`Lanes`] and instantiated per build: a row
 //! of the tile is `NV` vectors of `V::WIDTH` lanes (`nr = NV * V::WIDTH`). The x86-64 builds
-//! are these loops inlined into `#[target_feature]` functions (so the vector type's intrinsics
+//! are these loops inlined into `#[target_feature]` functions (NEON, baseline on aarch64, needs
+//! none) (so the vector type's intrinsics
 //! compile to that instruction set); the portable builds are the same loops on `f32` with
 //! `NV` = 16 or 32 one-lane "vectors", which the compiler vectorises for the baseline target.
 //!
@@ -28,6 +29,8 @@ pub(super) unsafe fn tiles(
         Kernel::Avx512 => tiles_avx512(k, bc, vc, panels, dst),
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => tiles_avx2(k, bc, vc, panels, dst),
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon => tiles_lanes::<crate::lanes::Neon, 4>(k, bc, vc, panels, dst),
         Kernel::PortableWide => tiles_lanes::<f32, 32>(k, bc, vc, panels, dst),
         _ => tiles_lanes::<f32, 16>(k, bc, vc, panels, dst),
     }
@@ -56,6 +59,8 @@ pub(super) unsafe fn gather_tile(
         (Kernel::Avx2, true) => gather_avx2::<true>(g, vc, out, accumulate),
         #[cfg(target_arch = "x86_64")]
         (Kernel::Avx2, false) => gather_avx2::<false>(g, vc, out, accumulate),
+        #[cfg(target_arch = "aarch64")]
+        (Kernel::Neon, _) => gather_lanes::<crate::lanes::Neon, 4, false>(g, vc, out, accumulate),
         (Kernel::PortableWide, _) => gather_lanes::<f32, 32, false>(g, vc, out, accumulate),
         _ => gather_lanes::<f32, 16, false>(g, vc, out, accumulate),
     }
@@ -78,6 +83,8 @@ pub(super) unsafe fn gather_row(
         Kernel::Avx512 => gather_row_avx512(g, vc, out, accumulate),
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => gather_row_avx2(g, vc, out, accumulate),
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon => gather_row_lanes::<crate::lanes::Neon, 4>(g, vc, out, accumulate),
         Kernel::PortableWide => gather_row_lanes::<f32, 32>(g, vc, out, accumulate),
         _ => gather_row_lanes::<f32, 16>(g, vc, out, accumulate),
     }

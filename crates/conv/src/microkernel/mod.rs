@@ -6,7 +6,7 @@
 //!
 //! One loop, written once against [`crate::lanes::Lanes`] in [`generic`], built per
 //! instruction set ([`Kernel`]): AVX-512F (6 x 32: two 16-lane vectors per row), AVX2+FMA
-//! (6 x 16: two 8-lane vectors), portable (6 x 16 in plain arithmetic the compiler vectorises
+//! (6 x 16: two 8-lane vectors), NEON on aarch64 (6 x 16: four 4-lane vectors), portable (6 x 16 in plain arithmetic the compiler vectorises
 //! for the baseline target, SSE2 or NEON), and a portable build of the AVX-512 tile's shape
 //! (6 x 32), which lets every machine test the packing, edge tiles and stores around a 32-wide
 //! tile. Twelve accumulators hide the FMA latency on two FMA pipes; each step loads 2 vectors
@@ -40,6 +40,8 @@ pub enum Kernel {
     Avx512,
     /// AVX2+FMA intrinsics, a 6 x 16 tile; only used when the CPU has them.
     Avx2,
+    /// NEON intrinsics (aarch64), a 6 x 16 tile of four 4-lane vectors per row.
+    Neon,
     /// Plain Rust for the baseline target, a 6 x 16 tile.
     Portable,
     /// Plain Rust with the AVX-512 build's 6 x 32 tile: runs everywhere, so the logic around a
@@ -75,6 +77,7 @@ impl Kernel {
         match isa {
             Isa::Avx512 => Kernel::Avx512,
             Isa::Avx2 => Kernel::Avx2,
+            Isa::Neon => Kernel::Neon,
             Isa::Portable => Kernel::Portable,
         }
     }
@@ -112,6 +115,7 @@ impl Kernel {
         match self {
             Kernel::Avx512 => Isa::Avx512,
             Kernel::Avx2 => Isa::Avx2,
+            Kernel::Neon => Isa::Neon,
             Kernel::Portable | Kernel::PortableWide => Isa::Portable,
         }
     }
@@ -125,7 +129,7 @@ impl Kernel {
     pub fn nr(self) -> usize {
         match self {
             Kernel::Avx512 | Kernel::PortableWide => 32,
-            Kernel::Avx2 | Kernel::Portable => 16,
+            Kernel::Avx2 | Kernel::Neon | Kernel::Portable => 16,
         }
     }
 

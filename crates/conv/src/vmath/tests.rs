@@ -34,6 +34,8 @@ fn builds() -> Vec<(&'static str, Build)> {
         // SAFETY: AVX2 and FMA are present.
         b.push(("avx2", |e, d, bias| unsafe { e.apply_avx2(d, bias) }));
     }
+    #[cfg(target_arch = "aarch64")]
+    b.push(("neon", |e, d, bias| e.run::<crate::lanes::Neon>(d, bias)));
     #[cfg(target_arch = "x86_64")]
     if crate::isa::cpu_has_avx512() {
         // SAFETY: AVX-512F is present.
