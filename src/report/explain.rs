@@ -109,9 +109,15 @@ fn block(e: &ConvExplanation) -> String {
                     )
                 )
             } else {
+                // Stride 2: the input is first copied with its rows split by column parity.
+                let phased = if e.stride[1] == 2 {
+                    ", from a copy of the input with its rows split by column parity"
+                } else {
+                    ""
+                };
                 format!(
                     "{} for the whole matrix, {} allocated (tiled over output pixels, \
-                     unfolded straight into GEMM panels)",
+                     unfolded straight into GEMM panels{phased})",
                     human_bytes(e.column_bytes_full as u128),
                     human_bytes(e.column_bytes_allocated as u128)
                 )

@@ -114,12 +114,14 @@ pub(crate) fn fill_cols(
         let kh = (r / geom.k_w) % geom.k_h;
         let c = first_channel + r / (geom.k_w * geom.k_h);
         let src = &image[c * plane..(c + 1) * plane];
-        fill_col_row(geom, src, kh, kw, oh0, dst);
+        fill_col_row(geom, src, kh, kw, oh0, dst, false);
     }
 }
 
 /// One row of the column matrix: kernel tap `(kh, kw)` of one input channel `plane[in_h, in_w]`
-/// for the output rows starting at `oh0` (`dst.len() / out_w` of them).
+/// for the output rows starting at `oh0` (`dst.len() / out_w` of them). With `phased` (stride
+/// 2 only), every row of `plane` is stored split by column parity ([`phase_rows`]): the even
+/// columns, then the odd ones, so that a tap's every-other value is one contiguous run.
 pub(crate) fn fill_col_row(
     geom: &Conv2dGeometry,
     plane: &[f32],
@@ -127,6 +129,7 @@ pub(crate) fn fill_col_row(
     kw: usize,
     oh0: usize,
     dst: &mut [f32],
+    phased: bool,
 ) {
     let (w_lo, w_hi) = valid_range(
         geom.out_w,
@@ -157,6 +160,10 @@ pub(crate) fn fill_col_row(
         let run = &mut drow[w_lo..w_hi];
         if geom.stride_w == 1 {
             run.copy_from_slice(&src_row[start..start + run.len()]);
+        } else if geom.stride_w == 2 && phased {
+            // Columns of one parity, consecutive in the phased row.
+            let at = (start % 2) * geom.in_w.div_ceil(2) + start / 2;
+            run.copy_from_slice(&src_row[at..at + run.len()]);
         } else if geom.stride_w == 2 {
             // Every other value: pairs, so that the compiler de-interleaves with shuffles
             // rather than one load per value.
@@ -171,6 +178,24 @@ pub(crate) fn fill_col_row(
             {
                 *d = *s;
             }
+        }
+    }
+}
+
+/// Every row of `input` (rows of `width` values) written to `out` split by column parity: the
+/// even columns, then the odd ones (what [`fill_col_row`] reads with `phased`). One pass.
+pub(crate) fn phase_rows(input: &[f32], width: usize, out: &mut [f32]) {
+    let half = width.div_ceil(2);
+    for (src, dst) in input.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+        let (even, odd) = dst.split_at_mut(half);
+        // Pairs, which the compiler de-interleaves with shuffles; an odd width's last value
+        // is even.
+        let pairs = src.chunks_exact(2);
+        if let Some(&last) = pairs.remainder().first() {
+            even[half - 1] = last;
+        }
+        for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(pairs) {
+            (*e, *o) = (pair[0], pair[1]);
         }
     }
 }

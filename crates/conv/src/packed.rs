@@ -374,7 +374,8 @@ pub(crate) fn column_panels_len(
 /// (cache-resident scratch of at least `pixels.len().next_multiple_of(nr) + 2 * out_w`
 /// values) and then dealt out to the panels in whole-panel pieces. Pixels past the tile's end
 /// in the last panel get whatever the scratch holds there (stale values); they only feed
-/// output columns that are never stored.
+/// output columns that are never stored. With `phased`, `image`'s rows are split by column
+/// parity ([`crate::im2col::phase_rows`], stride 2).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pack_columns(
     geom: &Conv2dGeometry,
@@ -386,16 +387,28 @@ pub(crate) fn pack_columns(
     kernel: Kernel,
     panels: &mut [&mut [f32]],
     row: &mut [f32],
+    phased: bool,
 ) {
-    match orientation.column_panel(kernel) {
-        32 => pack_columns_w::<32>(geom, image, group, pixels, rows, panels, row),
-        16 => pack_columns_w::<16>(geom, image, group, pixels, rows, panels, row),
-        w => {
+    let w = orientation.column_panel(kernel);
+    let args = (geom, image, group, pixels, rows);
+    match w {
+        32 => pack_columns_w::<32>(args, panels, row, phased),
+        16 => pack_columns_w::<16>(args, panels, row, phased),
+        _ => {
             debug_assert_eq!(w, MR);
-            pack_columns_w::<MR>(geom, image, group, pixels, rows, panels, row)
+            pack_columns_w::<MR>(args, panels, row, phased)
         }
     }
 }
+
+/// What [`pack_columns_w`] unfolds: geometry, image, group, output pixels, reduction rows.
+type Unfolding<'a> = (
+    &'a Conv2dGeometry,
+    &'a [f32],
+    usize,
+    Range<usize>,
+    Range<usize>,
+);
 
 /// The column panels of an `n`-pixel tile in `buf` (at least [`column_panels_len`] values),
 /// each cut at the reduction rows in `cuts` (increasing, inside `0..k`): one list of panel
@@ -427,13 +440,10 @@ pub(crate) fn panel_rows<'b>(
 
 /// [`pack_columns`] for panels of `W` pixels.
 fn pack_columns_w<const W: usize>(
-    geom: &Conv2dGeometry,
-    image: &[f32],
-    group: usize,
-    pixels: Range<usize>,
-    rows: Range<usize>,
+    (geom, image, group, pixels, rows): Unfolding<'_>,
     panels: &mut [&mut [f32]],
     row: &mut [f32],
+    phased: bool,
 ) {
     let (p0, p1) = (pixels.start, pixels.end);
     let n = p1 - p0;
@@ -453,7 +463,7 @@ fn pack_columns_w<const W: usize>(
             &src[p0..p0 + padded.min(plane - p0)]
         } else {
             let (kh, kw) = ((r / geom.k_w) % geom.k_h, r % geom.k_w);
-            fill_col_row(geom, src, kh, kw, oh0, &mut row[..span]);
+            fill_col_row(geom, src, kh, kw, oh0, &mut row[..span], phased);
             &row[off..off + padded]
         };
         let at = (r - r0) * W;

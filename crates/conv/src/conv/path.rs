@@ -217,9 +217,16 @@ pub fn column_buffer_len(geom: &Conv2dGeometry) -> usize {
     );
     let image = match plan {
         Plan::ChannelsLast { .. } => channels_last::image_len(geom).unwrap_or(usize::MAX),
+        Plan::Im2col { .. } if phased_copy(geom) => geom.in_len(),
         _ => 0,
     };
     image.saturating_add(worker_buffer_len(geom, plan))
+}
+
+/// Whether the unfolded path first copies the image with its rows split by column parity
+/// (stride 2, not 1x1: each tap's every-other value is then one contiguous run).
+pub(super) fn phased_copy(geom: &Conv2dGeometry) -> bool {
+    geom.stride_w == 2 && !geom.is_pointwise() && geom.in_w > 1
 }
 
 /// A worker's buffer: for unfolded panels, the column panels of a tile plus
@@ -588,7 +595,9 @@ mod tests {
                 // Winograd's buffers are its own (not the scratch slots).
                 PathKind::Depthwise | PathKind::Winograd => prop_assert_eq!((copies, tiles), (0, 0)),
                 PathKind::Pointwise | PathKind::Im2colGemm { channels_last: false } => {
-                    prop_assert_eq!(copies, 0);
+                    // The image with its rows split by column parity, for stride 2.
+                    let phased = if phased_copy(&g) { g.in_len() } else { 0 };
+                    prop_assert_eq!(copies, phased);
                     prop_assert!(tiles > 0 && tiles <= d.column_buffer_len);
                 }
                 PathKind::Im2colGemm { channels_last: true } => {

@@ -99,15 +99,40 @@ impl<'a> Call<'a> {
 
     /// The unfolded paths: one schedule for the whole call, the column panels unfolded once
     /// and shared when [`shared_columns`] finds that worth it, else by each worker.
+    ///
+    /// With stride 2 (not 1x1), the images' rows are first split by column parity into this
+    /// thread's copy buffer (one pass over the input), so that each tap's every-other value is
+    /// one contiguous run when unfolded.
     fn unfolded(&self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), KernelError> {
+        let g = self.geom;
+        if super::path::phased_copy(g) {
+            let what = "the phased copy of the input";
+            return scratch::with_buffer(&scratch::COPIES, input.len(), what, |phased| {
+                crate::im2col::phase_rows(input, g.in_w, phased);
+                self.unfolded_from(phased, true, batch, output)
+            });
+        }
+        self.unfolded_from(input, false, batch, output)
+    }
+
+    /// [`Call::unfolded`] from `input` as given or, with `phased`, split by column parity.
+    fn unfolded_from(
+        &self,
+        input: &[f32],
+        phased: bool,
+        batch: usize,
+        output: &mut [f32],
+    ) -> Result<(), KernelError> {
         let g = self.geom;
         let limits = self.plan.limits(g);
         let sched = Schedule::new(g, limits, batch, self.threads, self.tuning.par_min_macs);
         let mut shared_buf = Vec::new();
-        let source = match shared_columns(g, input, batch, &sched, self.weights, &mut shared_buf)? {
-            Some(shared) => Source::Shared(shared),
-            None => Source::Unfold { input },
-        };
+        let weights = self.weights;
+        let source =
+            match shared_columns(g, input, phased, batch, &sched, weights, &mut shared_buf)? {
+                Some(shared) => Source::Shared(shared),
+                None => Source::Unfold { input, phased },
+            };
         self.execute(sched, source, batch, output)
     }
 
@@ -195,9 +220,10 @@ impl<'a> Call<'a> {
 /// holds.
 #[derive(Clone, Copy)]
 enum Source<'a> {
-    /// Unfolded by each worker, from the images `input`, into its own panels (the buffer: the
-    /// panels of a tile, then a scratch row of the column matrix).
-    Unfold { input: &'a [f32] },
+    /// Unfolded by each worker, from the images `input` (rows split by column parity when
+    /// `phased`), into its own panels (the buffer: the panels of a tile, then a scratch row of
+    /// the column matrix).
+    Unfold { input: &'a [f32], phased: bool },
     /// Unfolded once for all workers (no buffer of their own).
     Shared(SharedColumns<'a>),
     /// Read in place from padded channels-last images (the buffer: the worker's output tile).
@@ -235,6 +261,7 @@ struct SharedColumns<'a> {
 fn shared_columns<'a>(
     geom: &Conv2dGeometry,
     input: &[f32],
+    phased: bool,
     batch: usize,
     sched: &Schedule,
     weights: &PackedWeights,
@@ -293,6 +320,7 @@ fn shared_columns<'a>(
                 kernel,
                 &mut pieces,
                 row,
+                phased,
             );
             Ok(())
         },
@@ -361,7 +389,7 @@ impl Ctx<'_> {
                     let onto = call.onto;
                     multiply(call.kernel, orientation, k, w, panels, &mut c, finish, onto);
                 }
-                Source::Unfold { input } => {
+                Source::Unfold { input, phased } => {
                     if unfolded != Some((n, grp, tile)) {
                         let image = &input[n * g.in_len()..(n + 1) * g.in_len()];
                         // One range of reduction rows: all of them.
@@ -377,6 +405,7 @@ impl Ctx<'_> {
                                 call.kernel,
                                 &mut pieces,
                                 row,
+                                phased,
                             );
                         }
                         unfolded = Some((n, grp, tile));
