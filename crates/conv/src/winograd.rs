@@ -542,6 +542,18 @@ mod tests {
     use crate::conv2d_direct;
     use proptest::prelude::*;
 
+    /// A 3x3, stride 1 convolution of `filters` filters with padding `pad` on each side.
+    fn spec3x3(filters: usize, pad: usize) -> Conv2dSpec {
+        Conv2dSpec {
+            filters,
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            padding: Padding::Explicit { h: pad, w: pad },
+            groups: 1,
+        }
+    }
+
     fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..n)
@@ -566,15 +578,7 @@ mod tests {
             in_c in 32..=64usize, out_c in 32..=40usize, h in 5..=44usize, w in 5..=44usize,
             batch in 1..=2usize, pad in 0..=2usize, act in 0..3usize, onto: bool, seed in 0u64..999,
         ) {
-            let spec = Conv2dSpec {
-                filters: out_c,
-                kernel: [3, 3],
-                stride: [1, 1],
-                dilation: [1, 1],
-                padding: Padding::Explicit { h: pad, w: pad },
-                groups: 1,
-            };
-            let g = Conv2dGeometry::resolve(in_c, h, w, &spec).unwrap();
+            let g = Conv2dGeometry::resolve(in_c, h, w, &spec3x3(out_c, pad)).unwrap();
             prop_assume!(applies(&g));
             let act = [Activation::Linear, Activation::Relu, Activation::Sigmoid][act];
             let x = values(batch * g.in_len(), seed);
@@ -614,15 +618,7 @@ mod tests {
     /// spread over the threads): within the same bound as the small ones.
     #[test]
     fn a_deep_layer_stays_within_the_bound() {
-        let spec = Conv2dSpec {
-            filters: 256,
-            kernel: [3, 3],
-            stride: [1, 1],
-            dilation: [1, 1],
-            padding: Padding::Same,
-            groups: 1,
-        };
-        let g = Conv2dGeometry::resolve(256, 14, 14, &spec).unwrap();
+        let g = Conv2dGeometry::resolve(256, 14, 14, &spec3x3(256, 1)).unwrap();
         assert!(applies(&g));
         let (x, wts, bias) = (
             values(g.in_len(), 7),
@@ -647,15 +643,7 @@ mod tests {
     /// portable ones).
     #[test]
     fn a_build_the_cpu_does_not_run_is_refused() {
-        let spec = Conv2dSpec {
-            filters: 32,
-            kernel: [3, 3],
-            stride: [1, 1],
-            dilation: [1, 1],
-            padding: Padding::Same,
-            groups: 1,
-        };
-        let g = Conv2dGeometry::resolve(32, 16, 16, &spec).unwrap();
+        let g = Conv2dGeometry::resolve(32, 16, 16, &spec3x3(32, 1)).unwrap();
         let wts = values(g.weight_len(), 1);
         for kernel in [
             Kernel::Avx512,

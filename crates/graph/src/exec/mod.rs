@@ -276,15 +276,17 @@ pub fn run(
     }
     // The residual Adds fused into convolutions no longer read their residual: the
     // convolution does, earlier.
-    let fused_reads: Vec<(usize, ValueId)> = compiled
-        .nodes
-        .iter()
-        .filter_map(|w| w.residual.map(|(skip, add)| (add, skip)))
-        .collect();
+    // `unread[add]`: the skip the fused Add at `add` does not read.
+    let mut unread: Vec<Option<ValueId>> = vec![None; graph.nodes.len()];
+    for w in &compiled.nodes {
+        if let Some((skip, add)) = w.residual {
+            unread[add] = Some(skip);
+        }
+    }
     let mut last_use = vec![0usize; graph.values.len()];
     for (i, n) in graph.nodes.iter().enumerate() {
         for &v in n.inputs.iter().flatten() {
-            if !fused_reads.contains(&(i, v)) {
+            if unread[i] != Some(v) {
                 last_use[v] = i;
             }
         }

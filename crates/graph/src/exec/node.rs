@@ -43,7 +43,8 @@ fn unary(u: UnaryOp, v: &mut [f32]) {
     });
 }
 
-/// One convolution: with its packed weights when there are some, else packing them now.
+/// One convolution: with its packed weights when there are some, else packing them now; with
+/// `onto`, the products are added to what `out` holds ([`cnn_conv::conv2d_packed_onto`]).
 #[allow(clippy::too_many_arguments)]
 fn convolve(
     geom: &Conv2dGeometry,
@@ -54,32 +55,19 @@ fn convolve(
     bias: Option<&[f32]>,
     act: Activation,
     out: &mut [f32],
+    onto: bool,
 ) -> Result<(), KernelError> {
-    match packed {
-        Some(p) => cnn_conv::conv2d_packed(geom, x, batch, p, bias, act, out),
-        None => cnn_conv::conv2d(geom, x, batch, weights, bias, act, out),
-    }
-}
-
-/// [`convolve`] adding the products to what `out` holds ([`cnn_conv::conv2d_packed_onto`]);
-/// weights not packed at compile time are packed for the call.
-#[allow(clippy::too_many_arguments)]
-fn convolve_onto(
-    geom: &Conv2dGeometry,
-    x: &[f32],
-    batch: usize,
-    weights: &[f32],
-    packed: Option<&PackedWeights>,
-    bias: Option<&[f32]>,
-    act: Activation,
-    out: &mut [f32],
-) -> Result<(), KernelError> {
-    match packed {
-        Some(p) => cnn_conv::conv2d_packed_onto(geom, x, batch, p, bias, act, out),
+    let owned;
+    let p = match packed {
+        Some(p) => p,
         None => {
-            let p = PackedWeights::new(geom, weights)?;
-            cnn_conv::conv2d_packed_onto(geom, x, batch, &p, bias, act, out)
+            owned = PackedWeights::new(geom, weights)?;
+            &owned
         }
+    };
+    match onto {
+        true => cnn_conv::conv2d_packed_onto(geom, x, batch, p, bias, act, out),
+        false => cnn_conv::conv2d_packed(geom, x, batch, p, bias, act, out),
     }
 }
 
@@ -171,12 +159,9 @@ pub(super) fn run_node(
                 Some(f) => (f.weights.as_slice(), Some(f.bias.as_slice())),
                 None => (env.arg(i, 1)?, env.optional(i, 2)?),
             };
-            if work.residual.is_some() {
-                convolve_onto(geom, x, *batch, w, packed(0), bias, e.act, &mut out)
-            } else {
-                convolve(geom, x, *batch, w, packed(0), bias, e.act, &mut out)
-            }
-            .map_err(kernel(i))?;
+            let onto = work.residual.is_some();
+            convolve(geom, x, *batch, w, packed(0), bias, e.act, &mut out, onto)
+                .map_err(kernel(i))?;
             finish_softmax(e, &mut out, *batch, geom.out_c);
             out
         }
@@ -200,8 +185,18 @@ pub(super) fn run_node(
             let (x, dw, pw) = (env.arg(i, 0)?, env.arg(i, 1)?, env.arg(i, 2)?);
             let bias = env.optional(i, 3)?;
             let linear = Activation::Linear;
-            convolve(depthwise, x, *batch, dw, packed(0), None, linear, &mut mid)
-                .map_err(kernel(i))?;
+            convolve(
+                depthwise,
+                x,
+                *batch,
+                dw,
+                packed(0),
+                None,
+                linear,
+                &mut mid,
+                false,
+            )
+            .map_err(kernel(i))?;
             convolve(
                 pointwise,
                 &mid,
@@ -211,6 +206,7 @@ pub(super) fn run_node(
                 bias,
                 e.act,
                 &mut out,
+                false,
             )
             .map_err(kernel(i))?;
             env.spare.keep(mid);
